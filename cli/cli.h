@@ -1,0 +1,18 @@
+/* The moat command: one function per subcommand, each returning the process
+ * exit status. Only cli/ prints errors and exits. */
+#ifndef MOAT_CLI_H
+#define MOAT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+#define CLI_EXIT_USAGE 125 /* moat's own errors, like the runc family */
+
+int cmd_run(int argc, char **argv);
+
+/* Print "moat: <error>" as one line. */
+void cli_print_err(const struct moat_err *err);
+
+#endif

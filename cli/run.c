@@ -1,0 +1,420 @@
+/* moat run: flags -> a struct rt_config on the host image -> rt_run(). */
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "image/image.h"
+#include "lib/cleanup.h"
+#include "lib/fd.h"
+#include "lib/log.h"
+#include "lib/parse.h"
+#include "runtime/runtime.h"
+
+#define SANDBOX_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define SECCOMP_MAX_BYTES (1 << 20)
+
+struct user_mount {
+    char *source; /* resolved host path, malloc'd */
+    const char *target;
+    bool readonly;
+};
+
+struct run_opts {
+    const char *workspace, *name, *network, *seccomp;
+    bool interactive, tty;
+    int64_t pids, memory;
+    const char **env; /* -e KEY=VAL, in order; later wins */
+    size_t n_env;
+    struct user_mount *mounts; /* -m SRC:DST[:ro] */
+    size_t n_mounts;
+    char **cmd;
+};
+
+static const char run_usage[] =
+    "Usage: moat run [flags] [--] CMD [ARGS...]\n\n"
+    "Run CMD in a new sandbox on the host image, as moatuser (uid 5000) in /workspace.\n\n"
+    "Flags:\n"
+    "  -w, --workspace DIR   directory shown read-write at /workspace (default: .)\n"
+    "  -e, --env KEY=VAL     set an environment variable (repeatable)\n"
+    "  -m, --mount SRC:DST[:ro]  bind a host path into the sandbox (repeatable)\n"
+    "  -n, --name NAME       run name, also the sandbox's hostname\n"
+    "  -i, --interactive     plain stdin/stdout, no terminal\n"
+    "  -t, --tty             a terminal for the command (default when stdin and\n"
+    "                        stdout are terminals)\n"
+    "      --network MODE    none: loopback only (the only mode for now)\n"
+    "      --seccomp FILE    seccomp profile in OCI runtime-spec JSON (default: built in)\n"
+    "      --pids N          at most N processes\n"
+    "      --memory SIZE     memory limit, e.g. 512m or 2g\n"
+    "  -h, --help            this help\n\n"
+    "Exit status: the command's (128+N if killed by signal N); 125 when moat fails,\n"
+    "126 when CMD cannot be executed, 127 when it is not found.\n";
+
+static void free_opts(struct run_opts *o)
+{
+    for (size_t i = 0; i < o->n_mounts; i++)
+        free(o->mounts[i].source);
+    free(o->mounts);
+    free(o->env);
+}
+
+static int add_env(struct run_opts *o, const char *kv, struct moat_err *err)
+{
+    const char *eq = strchr(kv, '=');
+
+    if (!eq || !valid_env_name(kv, (size_t)(eq - kv)))
+        return moat_err_set(err, 0,
+                            "-e %s: expected KEY=VALUE with KEY made of letters, digits and _ "
+                            "(not starting with a digit)",
+                            kv);
+    o->env[o->n_env++] = kv;
+    return 0;
+}
+
+static bool bad_target(const char *dst)
+{
+    static const char *const reserved[] = {"/proc", "/sys", "/dev"};
+
+    if (dst[0] != '/' || strcmp(dst, "/") == 0 || strstr(dst, "/../") ||
+        (strlen(dst) >= 3 && strcmp(dst + strlen(dst) - 3, "/..") == 0))
+        return true;
+    for (size_t i = 0; i < ARRAY_SIZE(reserved); i++) {
+        size_t n = strlen(reserved[i]);
+        if (strncmp(dst, reserved[i], n) == 0 && (dst[n] == '\0' || dst[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* SRC:DST[:ro|:rw]; SRC must exist on the host. */
+static int add_mount(struct run_opts *o, char *spec, struct moat_err *err)
+{
+    struct user_mount *m = &o->mounts[o->n_mounts];
+    char *colon = strchr(spec, ':');
+    size_t n = strlen(spec);
+    char *arg = strdupa(spec);
+
+    if (n > 3 && (strcmp(spec + n - 3, ":ro") == 0 || strcmp(spec + n - 3, ":rw") == 0)) {
+        m->readonly = spec[n - 2] == 'r' && spec[n - 1] == 'o';
+        spec[n - 3] = '\0';
+    }
+    if (!colon || colon == spec || !colon[1])
+        return moat_err_set(err, 0, "-m %s: expected SRC:DST[:ro]", arg);
+    *colon = '\0';
+    m->target = colon + 1;
+    if (bad_target(m->target))
+        return moat_err_set(err, 0,
+                            "-m %s: DST must be an absolute path without '..', not / and not "
+                            "under /proc, /sys or /dev",
+                            arg);
+    m->source = realpath(spec, NULL);
+    if (!m->source)
+        return moat_err_sys(err, "-m %s: source %s", arg, spec);
+    o->n_mounts++;
+    return 0;
+}
+
+static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_err *err)
+{
+    enum { OPT_NETWORK = 256, OPT_SECCOMP, OPT_PIDS, OPT_MEMORY };
+    static const struct option opts[] = {
+        {"workspace", required_argument, NULL, 'w'},
+        {"env", required_argument, NULL, 'e'},
+        {"mount", required_argument, NULL, 'm'},
+        {"name", required_argument, NULL, 'n'},
+        {"interactive", no_argument, NULL, 'i'},
+        {"tty", no_argument, NULL, 't'},
+        {"network", required_argument, NULL, OPT_NETWORK},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
+        {"pids", required_argument, NULL, OPT_PIDS},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c, r = 0;
+
+    optind = 1;
+    opterr = 0;
+    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:ith", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w':
+            o->workspace = optarg;
+            break;
+        case 'e':
+            r = add_env(o, optarg, err);
+            break;
+        case 'm':
+            r = add_mount(o, optarg, err);
+            break;
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'i':
+            o->interactive = true;
+            break;
+        case 't':
+            o->tty = true;
+            break;
+        case OPT_NETWORK:
+            o->network = optarg;
+            break;
+        case OPT_SECCOMP:
+            o->seccomp = optarg;
+            break;
+        case OPT_PIDS:
+            r = parse_count("--pids", optarg, &o->pids, err);
+            break;
+        case OPT_MEMORY:
+            r = parse_size("--memory", optarg, &o->memory, err);
+            break;
+        case 'h':
+            fputs(run_usage, stdout);
+            return 1;
+        case ':':
+            return moat_err_set(err, 0, "run: %s needs a value (see moat run --help)",
+                                argv[optind - 1]);
+        default:
+            return moat_err_set(err, 0, "run: unknown flag %s (see moat run --help)",
+                                argv[optind - 1]);
+        }
+    }
+    if (r < 0)
+        return -1;
+    if (o->network && strcmp(o->network, "none") != 0)
+        return moat_err_set(err, 0, "--network %s: only 'none' is supported for now", o->network);
+    if (o->name && !valid_run_name(o->name))
+        return moat_err_set(err, 0,
+                            "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
+                            "with a letter or digit",
+                            o->name);
+    if (optind >= argc)
+        return moat_err_set(err, 0,
+                            "run: no command given (usage: moat run [flags] -- CMD [ARGS...])");
+    if (o->tty && o->interactive)
+        o->interactive = false; /* -it: a terminal, as with docker */
+    if (o->tty && !isatty(STDIN_FILENO))
+        return moat_err_set(err, 0, "-t: stdin is not a terminal");
+    o->cmd = argv + optind;
+    return 0;
+}
+
+/* The host ids moatuser stands for: the caller's own, or as root the workspace
+ * owner's (never root's). */
+static int host_ids(const char *workspace, const struct stat *st, uid_t *uid, gid_t *gid,
+                    struct moat_err *err)
+{
+    if (geteuid() != 0) {
+        *uid = geteuid();
+        *gid = getegid();
+        return 0;
+    }
+    if (st->st_uid == 0)
+        return moat_err_set(err, 0,
+                            "workspace %s is owned by root, and moat never maps the sandbox "
+                            "user to host root: use a directory owned by a regular user "
+                            "(chown it) or run moat as that user",
+                            workspace);
+    *uid = st->st_uid;
+    *gid = st->st_gid;
+    if (*gid == 0) {
+        struct passwd *pw = getpwuid(*uid);
+        if (!pw || pw->pw_gid == 0)
+            return moat_err_set(err, 0,
+                                "workspace %s: its group is root and its owner %u has "
+                                "no other primary group",
+                                workspace, (unsigned)*uid);
+        *gid = pw->pw_gid;
+    }
+    return 0;
+}
+
+static int resolve_workspace(const char *arg, char *path, struct stat *st, struct moat_err *err)
+{
+    if (!realpath(arg ? arg : ".", path))
+        return moat_err_sys(err, "workspace %s", arg ? arg : ".");
+    if (stat(path, st) < 0)
+        return moat_err_sys(err, "workspace %s", path);
+    if (!S_ISDIR(st->st_mode))
+        return moat_err_set(err, ENOTDIR, "workspace %s", path);
+    return 0;
+}
+
+static void default_name(char *buf, size_t len)
+{
+    unsigned char r[3] = {0};
+
+    if (getrandom(r, sizeof(r), 0) != sizeof(r))
+        r[0] = (unsigned char)getpid();
+    snprintf(buf, len, "moat-%02x%02x%02x", r[0], r[1], r[2]);
+}
+
+/* asprintf that yields NULL on failure (build_env checks every entry). */
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* PATH, HOME, USER, TERM, LANG, TZ and the -e values: nothing else of the host's. */
+static char **build_env(const struct run_opts *o, bool tty)
+{
+    const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
+    size_t n = 0, cap = 8 + o->n_env;
+    char **env = calloc(cap, sizeof(char *));
+
+    if (!env)
+        return NULL;
+    env[n++] = strdup("PATH=" SANDBOX_PATH);
+    env[n++] = strdup("HOME=" RT_SANDBOX_HOME);
+    env[n++] = strdup("USER=" RT_SANDBOX_USER);
+    if (term || tty)
+        env[n++] = str_printf("TERM=%s", term ? term : "xterm");
+    env[n++] = str_printf("LANG=%s", lang ? lang : "C.UTF-8");
+    if (tz)
+        env[n++] = str_printf("TZ=%s", tz);
+    for (size_t i = 0; i < o->n_env; i++) {
+        size_t klen = strcspn(o->env[i], "=") + 1;
+        size_t j = 0;
+        while (j < n && (!env[j] || strncmp(env[j], o->env[i], klen) != 0))
+            j++;
+        if (j == n)
+            n++;
+        else
+            free(env[j]);
+        env[j] = strdup(o->env[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (env[i])
+            continue;
+        for (size_t j = 0; j < n; j++)
+            free(env[j]);
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void free_env(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+static int load_seccomp(const char *file, struct rt_seccomp *out, struct moat_err *err)
+{
+    char cache[PATH_MAX];
+    _cleanup_free_ char *json = NULL;
+    size_t len;
+
+    if (moat_home_sub("cache/seccomp", cache, sizeof(cache), err) < 0)
+        return -1;
+    if (!file)
+        return rt_seccomp_load_profile("built-in seccomp profile", rt_default_seccomp_json,
+                                       rt_default_seccomp_json_len, cache, out, err);
+    if (read_file_at(AT_FDCWD, file, SECCOMP_MAX_BYTES, &json, &len, err) < 0)
+        return moat_err_prefix(err, "--seccomp");
+    return rt_seccomp_load_profile(file, json, len, cache, out, err);
+}
+
+/* The sandbox's mounts: the host image, private tmpfs, the workspace, -m. */
+static size_t build_mounts(const struct image_host *h, const char *workspace,
+                           const struct run_opts *o, struct rt_mount *m)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < h->n_mounts; i++)
+        m[n++] = h->mounts[i];
+    m[n++] = (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = "/tmp", .data = "mode=1777"};
+    m[n++] = (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = "/run", .data = "mode=0755"};
+    m[n++] =
+        (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = RT_SANDBOX_HOME, .data = "mode=0700"};
+    m[n++] = (struct rt_mount){.kind = RT_MOUNT_BIND, .source = workspace, .target = "/workspace"};
+    for (size_t i = 0; i < o->n_mounts; i++)
+        m[n++] = (struct rt_mount){.kind = RT_MOUNT_BIND,
+                                   .source = o->mounts[i].source,
+                                   .target = o->mounts[i].target,
+                                   .readonly = o->mounts[i].readonly};
+    return n;
+}
+
+static int run_sandbox(const struct run_opts *o, int *status, struct moat_err *err)
+{
+    char workspace[PATH_MAX], name[64];
+    struct stat st;
+    struct image_host host;
+    struct image_etc etc;
+    struct rt_seccomp filter = {0};
+    struct rt_config cfg = {
+        .cwd = "/workspace", .argv = o->cmd, .pids_max = o->pids, .memory_max = o->memory};
+    struct rt_mount *mounts = NULL;
+    char **env = NULL;
+    int ret = -1;
+
+    cfg.tty = o->tty || (!o->interactive && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO));
+    if (resolve_workspace(o->workspace, workspace, &st, err) < 0 ||
+        host_ids(workspace, &st, &cfg.host_uid, &cfg.host_gid, err) < 0 ||
+        image_host_layout(&host, err) < 0)
+        return -1;
+    snprintf(name, sizeof(name), "%s", o->name ? o->name : "");
+    if (!o->name)
+        default_name(name, sizeof(name));
+    cfg.hostname = name;
+    image_etc_generate(&etc, name);
+    cfg.etc_files = etc.files;
+    cfg.n_etc_files = IMAGE_ETC_FILES;
+    mounts = calloc(host.n_mounts + 4 + o->n_mounts, sizeof(*mounts));
+    env = build_env(o, cfg.tty);
+    if (!mounts || !env) {
+        moat_err_set(err, ENOMEM, "run");
+        goto out;
+    }
+    cfg.mounts = mounts;
+    cfg.n_mounts = build_mounts(&host, workspace, o, mounts);
+    cfg.envp = env;
+    if (load_seccomp(o->seccomp, &filter, err) < 0)
+        goto out;
+    cfg.seccomp = &filter;
+    ret = rt_run(&cfg, status, err);
+out:
+    rt_seccomp_free(&filter);
+    free_env(env);
+    free(mounts);
+    return ret;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct run_opts o = {0};
+    struct moat_err err = {0};
+    int status = CLI_EXIT_USAGE, r;
+
+    o.env = calloc((size_t)argc, sizeof(*o.env));
+    o.mounts = calloc((size_t)argc, sizeof(*o.mounts));
+    if (!o.env || !o.mounts) {
+        free_opts(&o);
+        return CLI_EXIT_USAGE;
+    }
+    r = parse_flags(argc, argv, &o, &err);
+    if (r == 0 && run_sandbox(&o, &status, &err) < 0)
+        r = -1;
+    if (r < 0)
+        cli_print_err(&err);
+    free_opts(&o);
+    return r > 0 ? 0 : status;
+}

@@ -1,0 +1,48 @@
+/* Resource limits for a sandbox (--pids, --memory) through whichever cgroup
+ * hierarchy this host lets us write: a delegated or writable cgroup v2, else the
+ * v1 pids and memory controllers (root on hybrid hosts), else a warning. Chosen per
+ * limit, so a hybrid host with pids on v2 and memory on v1 gets both enforced.
+ * Hierarchies come from /proc/self/mountinfo, our place in them from /proc/self/cgroup.
+ * Directories are named moat-<supervisor pid>-<run name>; v2 ones sit next to our own
+ * cgroup, or inside it when that is the root cgroup (v2 forbids processes in a
+ * non-root cgroup that has controllers enabled for its children); v1 ones inside it.
+ * runtime/cgroup.c explains the choice. */
+#ifndef MOAT_RUNTIME_CGROUP_H
+#define MOAT_RUNTIME_CGROUP_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/err.h"
+
+struct rt_cgroup {
+    char v2[PATH_MAX];        /* created cgroup v2 directory, "" when unused */
+    char v1_pids[PATH_MAX];   /* created v1 pids directory, "" when unused */
+    char v1_memory[PATH_MAX]; /* created v1 memory directory, "" when unused */
+};
+
+/* Create the cgroup(s) for the run NAME and write the limits (<= 0 = no limit; memory
+ * in bytes). CG is cleared first; both limits 0 creates nothing. Only [A-Za-z0-9_.-]
+ * of NAME reaches the directory name, the rest becomes '_'. When no hierarchy can
+ * enforce a requested limit, log one warning saying which limit is not enforced and
+ * why, and return 0 with that part left empty. Returns -1 only on a real failure
+ * (a limit the kernel rejects: "write DIR/pids.max: Invalid argument"); whatever was
+ * created is removed again then. */
+int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
+                     struct moat_err *err);
+
+/* Move PID into every cgroup created above (cgroup.procs); a no-op when none was. */
+int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err);
+
+/* Remove the created directories (the run's processes have all exited; EBUSY from
+ * ones still exiting is retried for ~100 ms) and clear CG. Safe on an empty or
+ * already destroyed CG. */
+void rt_cgroup_destroy(struct rt_cgroup *cg);
+
+/* Remove leftovers of runs whose supervisor was SIGKILLed: empty moat-<pid>-*
+ * cgroups, where moat would create its own, whose <pid> no longer exists
+ * (kill(pid, 0) fails with ESRCH). Best effort, silent. */
+void rt_cgroup_sweep(void);
+
+#endif

@@ -1,0 +1,285 @@
+/* The sandbox's root filesystem: a fresh tmpfs root, the configured mounts laid
+ * on it in order, then /proc, /sys and /dev, masked paths, and pivot_root. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/fd.h"
+#include "lib/log.h"
+#include "runtime/internal.h"
+
+/* Where the new root is assembled; it is only ever seen inside our own mount
+ * namespace, and every bind source is opened before it is covered. */
+#define STAGING "/tmp"
+
+#define ATTR_HOST_RO (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+
+/* The runtime-spec's usual defaults: kernel state a sandbox has no business reading. */
+static const char *const masked_paths[] = {
+    "/proc/acpi",        "/proc/asound",        "/proc/interrupts", "/proc/kcore",
+    "/proc/keys",        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+    "/proc/sched_debug", "/proc/scsi",          "/sys/firmware",    "/sys/devices/virtual/powercap",
+};
+
+/* Kernel knobs the sandbox may read but never write. */
+static const char *const readonly_paths[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+static uint64_t bind_attrs(const struct rt_mount *m)
+{
+    return MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m->readonly ? MOUNT_ATTR_RDONLY : 0);
+}
+
+/* Detached copies of every bind source, taken before STAGING is covered. */
+static int clone_sources(const struct rt_config *cfg, int *fds, struct moat_err *err)
+{
+    for (size_t i = 0; i < cfg->n_mounts; i++) {
+        const struct rt_mount *m = &cfg->mounts[i];
+        if (m->kind != RT_MOUNT_BIND)
+            continue;
+        fds[i] = mnt_clone(AT_FDCWD, m->source, bind_attrs(m), err);
+        if (fds[i] < 0 && !(m->optional && err->errnum == ENOENT))
+            return -1;
+    }
+    return 0;
+}
+
+static int generate_etc(const struct rt_config *cfg, struct moat_err *err)
+{
+    static const char *const opts[] = {"mode=0755", "size=1m", NULL};
+    int gen = mnt_fs("tmpfs", opts, 0, err);
+
+    if (gen < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_etc_files; i++) {
+        const struct rt_file *f = &cfg->etc_files[i];
+        if (write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err) < 0) {
+            close(gen);
+            return moat_err_prefix(err, "generate /etc");
+        }
+    }
+    return gen;
+}
+
+/* /etc without overlayfs: the host's read-only, each generated file bound over
+ * its twin; a file the host lacks (or has as a symlink) cannot be laid over. */
+static int etc_by_binds(int root, const struct rt_mount *m, int gen, const struct rt_config *cfg,
+                        struct moat_err *err)
+{
+    _cleanup_close_ int etc = mnt_clone(AT_FDCWD, m->source, ATTR_HOST_RO, err);
+    char target[PATH_MAX];
+
+    if (etc < 0 || mnt_attach(etc, root, m->target, true, err) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_etc_files; i++) {
+        struct stat st;
+        snprintf(target, sizeof(target), "%s/%s", m->target, cfg->etc_files[i].name);
+        _cleanup_close_ int t = mnt_open_in_root(root, target, O_PATH | O_NOFOLLOW, err);
+        if (t < 0 || fstat(t, &st) < 0 || !S_ISREG(st.st_mode)) {
+            log_warn("cannot lay %s over the host's (missing or a symlink, and no overlayfs)",
+                     target);
+            continue;
+        }
+        _cleanup_close_ int f = mnt_clone(gen, cfg->etc_files[i].name, ATTR_HOST_RO, err);
+        if (f < 0 || mnt_attach(f, root, target, false, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The host's /etc read-only with moat's generated files on top: a read-only
+ * overlay of two lower layers, so even a host symlink (resolv.conf) is covered. */
+static int mount_etc(int root, const struct rt_mount *m, const struct rt_config *cfg,
+                     struct moat_err *err)
+{
+    _cleanup_close_ int gen = generate_etc(cfg, err);
+    char lower[PATH_MAX + 64];
+    const char *opts[] = {lower, NULL};
+
+    if (gen < 0)
+        return -1;
+    snprintf(lower, sizeof(lower), "lowerdir=/proc/self/fd/%d:%s", gen, m->source);
+    _cleanup_close_ int ovl = mnt_fs("overlay", opts, ATTR_HOST_RO, err);
+    if (ovl < 0) {
+        log_debug("overlay for /etc unavailable (%s); binding files instead", err->msg);
+        return etc_by_binds(root, m, gen, cfg, err);
+    }
+    return mnt_attach(ovl, root, m->target, true, err);
+}
+
+static int make_symlink(int root, const struct rt_mount *m, struct moat_err *err)
+{
+    char parent[PATH_MAX];
+    const char *base = strrchr(m->target, '/');
+
+    snprintf(parent, sizeof(parent), "%.*s", (int)(base - m->target), m->target);
+    if (mnt_mkdir_p(root, parent, err) < 0)
+        return -1;
+    _cleanup_close_ int dir = mnt_open_in_root(root, parent, O_PATH | O_DIRECTORY, err);
+    if (dir < 0)
+        return -1;
+    if (symlinkat(m->source, dir, base + 1) < 0)
+        return moat_err_sys(err, "symlink %s", m->target);
+    return 0;
+}
+
+static int apply_mount(int root, const struct rt_mount *m, int src, const struct rt_config *cfg,
+                       struct moat_err *err)
+{
+    switch (m->kind) {
+    case RT_MOUNT_BIND: {
+        struct stat st;
+        if (src < 0)
+            return 0; /* optional and missing */
+        if (fstat(src, &st) < 0)
+            return moat_err_sys(err, "stat %s", m->source);
+        return mnt_attach(src, root, m->target, S_ISDIR(st.st_mode), err);
+    }
+    case RT_MOUNT_TMPFS: {
+        const char *opts[] = {m->data ? m->data : "mode=0755", NULL};
+        _cleanup_close_ int fd = mnt_fs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+        if (fd < 0)
+            return moat_err_prefix(err, "%s", m->target);
+        return mnt_attach(fd, root, m->target, true, err);
+    }
+    case RT_MOUNT_SYMLINK:
+        return make_symlink(root, m, err);
+    case RT_MOUNT_OVERLAY_ETC:
+        return mount_etc(root, m, cfg, err);
+    }
+    return moat_err_set(err, EINVAL, "mount %s: unknown kind", m->target);
+}
+
+static int mask_path(int root, const char *path, struct moat_err *err)
+{
+    struct stat st;
+    _cleanup_close_ int t = mnt_open_in_root(root, path, O_PATH | O_NOFOLLOW, err);
+    _cleanup_close_ int cover = -1;
+
+    if (t < 0)
+        return err->errnum == ENOENT ? 0 : -1;
+    if (fstat(t, &st) < 0)
+        return moat_err_sys(err, "stat %s", path);
+    if (S_ISDIR(st.st_mode)) {
+        static const char *const opts[] = {"size=0", "nr_inodes=1", NULL};
+        cover = mnt_fs("tmpfs", opts,
+                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                       err);
+    } else {
+        cover = mnt_clone(AT_FDCWD, "/dev/null",
+                          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, err);
+    }
+    if (cover < 0)
+        return moat_err_prefix(err, "mask %s", path);
+    if (move_mount(cover, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return moat_err_sys(err, "mask %s", path);
+    return 0;
+}
+
+static int readonly_path(int root, const char *path, struct moat_err *err)
+{
+    _cleanup_close_ int t = mnt_open_in_root(root, path, O_PATH | O_NOFOLLOW, err);
+    _cleanup_close_ int ro = -1;
+
+    if (t < 0)
+        return err->errnum == ENOENT ? 0 : -1;
+    ro = mnt_clone(t, "", ATTR_HOST_RO | MOUNT_ATTR_NOEXEC, err);
+    if (ro < 0)
+        return moat_err_prefix(err, "read-only %s", path);
+    if (move_mount(ro, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return moat_err_sys(err, "read-only %s", path);
+    return 0;
+}
+
+/* /proc of the sandbox's own pid namespace (we are its pid 1). */
+static int mount_proc(int root, struct moat_err *err)
+{
+    _cleanup_close_ int proc =
+        mnt_fs("proc", NULL, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, err);
+
+    if (proc < 0 || mnt_attach(proc, root, "/proc", true, err) < 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(readonly_paths); i++)
+        if (readonly_path(root, readonly_paths[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+/* A fresh read-only sysfs (allowed: we own the network namespace), else a
+ * read-only copy of the host's. */
+static int mount_sys(int root, struct moat_err *err)
+{
+    const uint64_t attrs = ATTR_HOST_RO | MOUNT_ATTR_NOEXEC;
+    _cleanup_close_ int sys = mnt_fs("sysfs", NULL, attrs, err);
+
+    if (sys < 0) {
+        log_debug("fresh sysfs unavailable (%s); binding the host's read-only", err->msg);
+        sys = mnt_clone(AT_FDCWD, "/sys", attrs, err);
+    }
+    if (sys < 0)
+        return -1;
+    return mnt_attach(sys, root, "/sys", true, err);
+}
+
+static int pivot_into(int root, struct moat_err *err)
+{
+    /* The tmpfs root itself is read-only: the writable places are its submounts. */
+    struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+
+    if (mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+        return moat_err_sys(err, "make / read-only");
+    if (fchdir(root) < 0)
+        return moat_err_sys(err, "chdir to the new root");
+    /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves
+     * no path back to the host's filesystem. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return moat_err_sys(err, "pivot_root");
+    if (umount2(".", MNT_DETACH) < 0)
+        return moat_err_sys(err, "detach the old root");
+    if (chdir("/") < 0)
+        return moat_err_sys(err, "chdir /");
+    return 0;
+}
+
+int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
+{
+    static const char *const root_opts[] = {"mode=0755", "size=1m", NULL};
+    int src[cfg->n_mounts + 1];
+    _cleanup_close_ int root = -1;
+    int ret = -1;
+
+    for (size_t i = 0; i < cfg->n_mounts; i++)
+        src[i] = -1;
+    /* Private propagation: nothing we mount leaks back into the host's namespace. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return moat_err_sys(err, "make / private");
+    if (clone_sources(cfg, src, err) < 0)
+        goto out;
+    root = mnt_fs("tmpfs", root_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+    if (root < 0)
+        goto out;
+    if (move_mount(root, "", AT_FDCWD, STAGING, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        moat_err_sys(err, "mount the new root on %s", STAGING);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_mounts; i++)
+        if (apply_mount(root, &cfg->mounts[i], src[i], cfg, err) < 0)
+            goto out;
+    if (mount_proc(root, err) < 0 || mount_sys(root, err) < 0 || dev_setup(root, err) < 0)
+        goto out;
+    for (size_t i = 0; i < ARRAY_SIZE(masked_paths); i++)
+        if (mask_path(root, masked_paths[i], err) < 0)
+            goto out;
+    ret = pivot_into(root, err);
+out:
+    for (size_t i = 0; i < cfg->n_mounts; i++)
+        if (src[i] >= 0)
+            close(src[i]);
+    return ret;
+}

@@ -1,0 +1,349 @@
+/* runtime/cgroup.c against the real host: needs root, skips otherwise. Checks whichever
+ * hierarchy moat picked (v1 on hybrid hosts such as the CI VM, v2 on pure-v2 hosts). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/err.h"
+#include "lib/fd.h"
+#include "runtime/cgroup.h"
+
+#define MIB (1024 * 1024)
+
+/* ---- helpers ---- */
+
+static void require_root(void)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skipped: cgroup tests need root\n");
+        skip();
+    }
+}
+
+/* Create a cgroup or fail the test with moat's own error text. */
+static void create_ok(struct rt_cgroup *cg, const char *name, int64_t pids, int64_t mem)
+{
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64];
+
+    if (rt_cgroup_create(cg, name, pids, mem, &err) < 0)
+        fail_msg("rt_cgroup_create: %s", moat_err_str(&err, buf, sizeof(buf)));
+}
+
+/* The directory holding the pids limit, and the name of its limit file. */
+static const char *pids_dir(const struct rt_cgroup *cg)
+{
+    return cg->v1_pids[0] ? cg->v1_pids : cg->v2;
+}
+
+static const char *mem_dir(const struct rt_cgroup *cg, const char **file)
+{
+    *file = cg->v1_memory[0] ? "memory.limit_in_bytes" : "memory.max";
+    return cg->v1_memory[0] ? cg->v1_memory : cg->v2;
+}
+
+/* Create a pids cgroup, skipping the test when this host offers none. */
+static void create_pids_or_skip(struct rt_cgroup *cg, const char *name, int64_t pids)
+{
+    create_ok(cg, name, pids, 0);
+    if (!pids_dir(cg)[0]) {
+        fprintf(stderr, "skipped: no writable pids cgroup on this host\n");
+        skip();
+    }
+}
+
+static int64_t read_value(const char *dir, const char *file)
+{
+    _cleanup_close_ int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_free_ char *text = NULL;
+    struct moat_err err = {0};
+
+    assert_true(fd >= 0);
+    assert_int_equal(read_file_at(fd, file, 4096, &text, NULL, &err), 0);
+    return strtoll(text, NULL, 10);
+}
+
+static bool dir_exists(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static const char *base_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return slash ? slash + 1 : path;
+}
+
+/* DIR's parent into OUT. */
+static void parent_of(const char *dir, char *out, size_t len)
+{
+    snprintf(out, len, "%s", dir);
+    *strrchr(out, '/') = '\0';
+}
+
+/* Fork a child that waits until the returned pipe's write end is closed (or written),
+ * then runs BODY (if any) and exits with its result. */
+static pid_t fork_waiting(int *go, int (*body)(void))
+{
+    int p[2];
+    pid_t pid;
+    char c;
+
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[1]);
+        if (read(p[0], &c, 1) < 0)
+            _exit(120);
+        _exit(body ? body() : 0);
+    }
+    close(p[0]);
+    *go = p[1];
+    return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+    int status;
+
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void attach_ok(const struct rt_cgroup *cg, pid_t pid)
+{
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64];
+
+    if (rt_cgroup_attach(cg, pid, &err) < 0)
+        fail_msg("rt_cgroup_attach: %s", moat_err_str(&err, buf, sizeof(buf)));
+}
+
+/* Does /proc/PID/cgroup name a cgroup ending in the directory DIR's last component? */
+static bool proc_in_cgroup(pid_t pid, const char *dir)
+{
+    _cleanup_free_ char *text = NULL;
+    struct moat_err err = {0};
+    char path[64], want[PATH_MAX];
+
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    assert_int_equal(read_file_at(AT_FDCWD, path, 1 << 20, &text, NULL, &err), 0);
+    snprintf(want, sizeof(want), "/%s\n", base_of(dir));
+    return strstr(text, want) != NULL;
+}
+
+/* A pid that was just alive and no longer is. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(wait_exit(pid), 0);
+    return pid;
+}
+
+/* Fork until the kernel refuses; children wait for the parent's exit. Exit status:
+ * the number of successful forks, or 100 when the refusal was not EAGAIN. */
+static int fork_until_refused(void)
+{
+    pid_t kids[16];
+    int n = 0, saved = 0;
+
+    for (; n < (int)ARRAY_SIZE(kids); n++) {
+        kids[n] = fork();
+        if (kids[n] == 0) {
+            pause();
+            _exit(0);
+        }
+        if (kids[n] < 0) {
+            saved = errno;
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        kill(kids[i], SIGKILL);
+        waitpid(kids[i], NULL, 0);
+    }
+    return saved == EAGAIN ? n : 100;
+}
+
+/* ---- tests ---- */
+
+static void test_create_writes_limits(void **state)
+{
+    struct rt_cgroup cg;
+    const char *file;
+    (void)state;
+
+    require_root();
+    create_ok(&cg, "limits", 32, 64 * MIB);
+    if (!pids_dir(&cg)[0] || !mem_dir(&cg, &file)[0]) {
+        rt_cgroup_destroy(&cg);
+        fprintf(stderr, "skipped: no writable pids and memory cgroups on this host\n");
+        skip();
+    }
+    assert_true(dir_exists(pids_dir(&cg)));
+    assert_int_equal(read_value(pids_dir(&cg), "pids.max"), 32);
+    assert_int_equal(read_value(mem_dir(&cg, &file), file), 64 * MIB);
+    rt_cgroup_destroy(&cg);
+}
+
+static void test_attach_moves_child(void **state)
+{
+    struct rt_cgroup cg;
+    int go;
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&cg, "attach", 16);
+    pid_t pid = fork_waiting(&go, NULL);
+    attach_ok(&cg, pid);
+    assert_true(proc_in_cgroup(pid, pids_dir(&cg)));
+    close(go);
+    assert_int_equal(wait_exit(pid), 0);
+    rt_cgroup_destroy(&cg);
+}
+
+static void test_pids_max_stops_forks(void **state)
+{
+    struct rt_cgroup cg;
+    int go;
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&cg, "forkbomb", 3);
+    pid_t pid = fork_waiting(&go, fork_until_refused);
+    attach_ok(&cg, pid);
+    close(go);
+    /* The child itself is one of the 3: it may fork twice, the third fork fails. */
+    assert_int_equal(wait_exit(pid), 2);
+    rt_cgroup_destroy(&cg);
+}
+
+static void test_destroy_removes_dirs(void **state)
+{
+    struct rt_cgroup cg;
+    char v2[PATH_MAX], pids[PATH_MAX], mem[PATH_MAX];
+    (void)state;
+
+    require_root();
+    create_ok(&cg, "destroy", 8, 32 * MIB);
+    memcpy(v2, cg.v2, sizeof(v2));
+    memcpy(pids, cg.v1_pids, sizeof(pids));
+    memcpy(mem, cg.v1_memory, sizeof(mem));
+    rt_cgroup_destroy(&cg);
+    assert_string_equal(cg.v2, "");
+    assert_string_equal(cg.v1_pids, "");
+    assert_string_equal(cg.v1_memory, "");
+    assert_false(v2[0] && dir_exists(v2));
+    assert_false(pids[0] && dir_exists(pids));
+    assert_false(mem[0] && dir_exists(mem));
+    rt_cgroup_destroy(&cg); /* twice is harmless */
+}
+
+static void test_sweep_removes_stale(void **state)
+{
+    struct rt_cgroup cg;
+    char parent[PATH_MAX], stale[PATH_MAX];
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&cg, "live", 8);
+    parent_of(pids_dir(&cg), parent, sizeof(parent));
+    snprintf(stale, sizeof(stale), "%s/moat-%d-stale", parent, (int)dead_pid());
+    assert_int_equal(mkdir(stale, 0755), 0);
+    rt_cgroup_sweep();
+    assert_false(dir_exists(stale));
+    assert_true(dir_exists(pids_dir(&cg))); /* our own pid is alive: kept */
+    rt_cgroup_destroy(&cg);
+}
+
+static void test_zero_limits_create_nothing(void **state)
+{
+    struct rt_cgroup cg, probe;
+    char parent[PATH_MAX], path[PATH_MAX];
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&probe, "probe", 8);
+    parent_of(pids_dir(&probe), parent, sizeof(parent));
+    rt_cgroup_destroy(&probe);
+    create_ok(&cg, "zero", 0, 0);
+    assert_string_equal(cg.v2, "");
+    assert_string_equal(cg.v1_pids, "");
+    assert_string_equal(cg.v1_memory, "");
+    snprintf(path, sizeof(path), "%s/moat-%d-zero", parent, (int)getpid());
+    assert_false(dir_exists(path));
+}
+
+static void test_bad_name_sanitized(void **state)
+{
+    struct rt_cgroup cg;
+    char want[64];
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&cg, "a b/../c$\xff", 8);
+    snprintf(want, sizeof(want), "moat-%d-a_b_.._c__", (int)getpid());
+    assert_string_equal(base_of(pids_dir(&cg)), want);
+    rt_cgroup_destroy(&cg);
+}
+
+static void test_rejected_limit_names_file(void **state)
+{
+    struct rt_cgroup cg, probe;
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64], parent[PATH_MAX], path[PATH_MAX];
+    (void)state;
+
+    require_root();
+    create_pids_or_skip(&probe, "probe", 8);
+    parent_of(pids_dir(&probe), parent, sizeof(parent));
+    rt_cgroup_destroy(&probe);
+    /* Above PID_MAX_LIMIT: the kernel answers EINVAL. */
+    assert_int_equal(rt_cgroup_create(&cg, "toobig", INT64_C(1) << 40, 0, &err), -1);
+    assert_int_equal(err.errnum, EINVAL);
+    moat_err_str(&err, buf, sizeof(buf));
+    assert_true(strncmp(buf, "write /", 7) == 0);
+    assert_non_null(strstr(buf, "/pids.max: Invalid argument"));
+    snprintf(path, sizeof(path), "%s/moat-%d-toobig", parent, (int)getpid());
+    assert_false(dir_exists(path)); /* cleaned up on failure */
+    assert_string_equal(pids_dir(&cg), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_writes_limits),
+        cmocka_unit_test(test_attach_moves_child),
+        cmocka_unit_test(test_pids_max_stops_forks),
+        cmocka_unit_test(test_destroy_removes_dirs),
+        cmocka_unit_test(test_sweep_removes_stale),
+        cmocka_unit_test(test_zero_limits_create_nothing),
+        cmocka_unit_test(test_bad_name_sanitized),
+        cmocka_unit_test(test_rejected_limit_names_file),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

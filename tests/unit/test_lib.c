@@ -1,0 +1,180 @@
+/* lib/: the error type, fd helpers, MOAT_HOME, flag parsers, log levels. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/err.h"
+#include "lib/fd.h"
+#include "lib/log.h"
+#include "lib/parse.h"
+
+static char tmpdir[] = "/tmp/moat-unit-XXXXXX";
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_err_set_and_str(void **state)
+{
+    struct moat_err err = {0};
+    char buf[256];
+    (void)state;
+
+    assert_int_equal(moat_err_set(&err, ENOENT, "open %s", "/x"), -1);
+    assert_string_equal(moat_err_str(&err, buf, sizeof(buf)), "open /x: No such file or directory");
+    moat_err_prefix(&err, "workspace");
+    assert_string_equal(moat_err_str(&err, buf, sizeof(buf)),
+                        "workspace: open /x: No such file or directory");
+    moat_err_set(&err, 0, "plain");
+    assert_string_equal(moat_err_str(&err, buf, sizeof(buf)), "plain");
+}
+
+static void test_write_file_refuses_symlink(void **state)
+{
+    _cleanup_close_ int dir = open(tmpdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct moat_err err = {0};
+    char target[256];
+    (void)state;
+
+    snprintf(target, sizeof(target), "%s/target", tmpdir);
+    assert_int_equal(symlinkat(target, dir, "link"), 0);
+    assert_int_equal(write_file_at(dir, "link", "x", 1, 0600, &err), -1);
+    assert_int_equal(err.errnum, ELOOP);
+    assert_non_null(strstr(err.msg, "link"));
+    assert_int_equal(access(target, F_OK), -1);
+}
+
+static void test_read_file_limits(void **state)
+{
+    _cleanup_close_ int dir = open(tmpdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct moat_err err = {0};
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    (void)state;
+
+    assert_int_equal(write_file_atomic_at(dir, "f", "hello", 5, 0600, &err), 0);
+    assert_int_equal(read_file_at(dir, "f", 100, &data, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_string_equal(data, "hello");
+    assert_int_equal(read_file_at(dir, "f", 3, &data, &len, &err), -1);
+    assert_int_equal(err.errnum, EFBIG);
+    assert_int_equal(read_file_at(dir, "missing", 3, &data, &len, &err), -1);
+    assert_string_equal(err.msg, "open missing");
+}
+
+static void test_moat_home(void **state)
+{
+    char path[512], want[512];
+    struct moat_err err = {0};
+    struct stat st;
+    (void)state;
+
+    snprintf(want, sizeof(want), "%s/home/a", tmpdir);
+    setenv("MOAT_HOME", want, 1);
+    assert_int_equal(moat_home_sub("cache/seccomp", path, sizeof(path), &err), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    setenv("MOAT_HOME", "relative/dir", 1);
+    assert_int_equal(moat_home(path, sizeof(path), &err), -1);
+    assert_non_null(strstr(err.msg, "not an absolute path"));
+    unsetenv("MOAT_HOME");
+}
+
+static void test_parse_size(void **state)
+{
+    struct moat_err err = {0};
+    int64_t v = 0;
+    (void)state;
+
+    assert_int_equal(parse_size("--memory", "512m", &v, &err), 0);
+    assert_int_equal(v, 512LL << 20);
+    assert_int_equal(parse_size("--memory", "2G", &v, &err), 0);
+    assert_int_equal(v, 2LL << 30);
+    assert_int_equal(parse_size("--memory", "64MiB", &v, &err), 0);
+    assert_int_equal(v, 64LL << 20);
+    assert_int_equal(parse_size("--memory", "4096", &v, &err), 0);
+    assert_int_equal(v, 4096);
+    static const char *const bad[] = {"", "m", "-1", "0", "12x", "1.5g", "99999999999t", "1gg"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(parse_size("--memory", bad[i], &v, &err), -1);
+        assert_non_null(strstr(err.msg, "--memory"));
+    }
+}
+
+static void test_parse_count(void **state)
+{
+    struct moat_err err = {0};
+    int64_t v = 0;
+    (void)state;
+
+    assert_int_equal(parse_count("--pids", "64", &v, &err), 0);
+    assert_int_equal(v, 64);
+    assert_int_equal(parse_count("--pids", "0", &v, &err), -1);
+    assert_int_equal(parse_count("--pids", "-3", &v, &err), -1);
+    assert_int_equal(parse_count("--pids", "3x", &v, &err), -1);
+    assert_string_equal(err.msg, "--pids 3x: expected a positive whole number");
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_true(valid_env_name("PATH", 4));
+    assert_true(valid_env_name("_a1", 3));
+    assert_false(valid_env_name("1X", 2));
+    assert_false(valid_env_name("A-B", 3));
+    assert_false(valid_env_name("", 0));
+    assert_true(valid_run_name("agent-1.dev_x"));
+    assert_false(valid_run_name("-lead"));
+    assert_false(valid_run_name("a b"));
+    assert_false(valid_run_name("x/../y"));
+    assert_false(valid_run_name(""));
+}
+
+static void test_log_levels(void **state)
+{
+    (void)state;
+    assert_int_equal(moat_log_parse_level("debug"), MOAT_LOG_DEBUG);
+    assert_int_equal(moat_log_parse_level("warning"), MOAT_LOG_WARN);
+    assert_int_equal(moat_log_parse_level("loud"), -1);
+    setenv("MOAT_LOG", "trace", 1);
+    moat_log_init();
+    assert_int_equal(moat_log_get_level(), MOAT_LOG_TRACE);
+    moat_log_set_level(99);
+    assert_int_equal(moat_log_get_level(), MOAT_LOG_TRACE);
+    moat_log_set_level(MOAT_LOG_WARN);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_set_and_str),
+        cmocka_unit_test(test_write_file_refuses_symlink),
+        cmocka_unit_test(test_read_file_limits),
+        cmocka_unit_test(test_moat_home),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_count),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_log_levels),
+    };
+    return cmocka_run_group_tests_name("lib", tests, make_tmpdir, remove_tmpdir);
+}

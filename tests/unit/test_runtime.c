@@ -1,0 +1,175 @@
+/* runtime/: in-root path resolution, the sync protocol, id map plans, and the
+ * capability drop. Namespaces themselves are exercised by the integration tests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "runtime/internal.h"
+
+static char tmpdir[] = "/tmp/moat-unit-rt-XXXXXX";
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int open_sub(const char *sub)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, sub);
+    mkdir(path, 0755);
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* A symlink to "/" inside the root must resolve to the root, not the host's /. */
+static void test_mkdir_stays_in_root(void **state)
+{
+    _cleanup_close_ int root = open_sub("root1");
+    struct moat_err err = {0};
+    struct stat st;
+    char path[256];
+    (void)state;
+
+    assert_int_equal(symlinkat("/", root, "up"), 0);
+    assert_int_equal(symlinkat("../../..", root, "dotdot"), 0);
+    assert_int_equal(mnt_mkdir_p(root, "/up/moat-escape-probe/x", &err), 0);
+    assert_int_equal(mnt_mkdir_p(root, "/dotdot/moat-escape-probe2", &err), 0);
+    assert_int_equal(stat("/moat-escape-probe", &st), -1);
+    assert_int_equal(stat("/moat-escape-probe2", &st), -1);
+    snprintf(path, sizeof(path), "%s/root1/moat-escape-probe/x", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/root1/moat-escape-probe2", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+}
+
+static void test_touch_creates_file_in_root(void **state)
+{
+    _cleanup_close_ int root = open_sub("root2");
+    struct moat_err err = {0};
+    struct stat st;
+    char path[256];
+    (void)state;
+
+    assert_int_equal(mnt_touch(root, "/a/b/file", &err), 0);
+    assert_int_equal(mnt_touch(root, "/a/b/file", &err), 0); /* idempotent */
+    snprintf(path, sizeof(path), "%s/root2/a/b/file", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(mnt_touch(root, "relative", &err), -1);
+    assert_non_null(strstr(err.msg, "relative"));
+}
+
+static void test_sync_roundtrip_with_fd(void **state)
+{
+    int sv[2];
+    struct moat_err err = {.errnum = EACCES};
+    struct sync_msg m;
+    int fd = -1;
+    (void)state;
+
+    snprintf(err.msg, sizeof(err.msg), "mount /workspace");
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(sync_send(sv[1], SYNC_ERROR, &err, STDIN_FILENO), 0);
+    assert_int_equal(sync_recv(sv[0], &m, &fd), 1);
+    assert_int_equal(m.type, SYNC_ERROR);
+    assert_int_equal(m.errnum, EACCES);
+    assert_string_equal(m.msg, "mount /workspace");
+    assert_true(fd > 2);
+    assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+    close(fd);
+    close(sv[1]);
+    assert_int_equal(sync_recv(sv[0], &m, &fd), 0); /* peer gone: EOF */
+    close(sv[0]);
+}
+
+static void test_idmap_refuses_host_root(void **state)
+{
+    struct idmap_plan plan;
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(idmap_plan(0, 1000, &plan, &err), -1);
+    assert_non_null(strstr(err.msg, "host root"));
+    assert_int_equal(idmap_plan(1000, 0, &plan, &err), -1);
+}
+
+static void test_idmap_sandbox_user_maps_to_owner(void **state)
+{
+    struct idmap_plan plan;
+    struct moat_err err = {0};
+    (void)state;
+
+    if (geteuid() != 0) {
+        assert_int_equal(idmap_plan(geteuid(), getegid(), &plan, &err), 0);
+    } else {
+        assert_int_equal(idmap_plan(4321, 4322, &plan, &err), 0);
+        assert_false(plan.deny_setgroups);
+    }
+    assert_int_equal(plan.uid[0].inside, RT_SANDBOX_UID);
+    assert_int_equal(plan.uid[0].count, 1);
+    assert_int_equal(plan.gid[0].inside, RT_SANDBOX_GID);
+    for (int i = 1; i < plan.n_uid; i++) {
+        /* The subordinate ranges never cover 5000 and never reach host root. */
+        assert_true(plan.uid[i].inside + plan.uid[i].count <= RT_SANDBOX_UID ||
+                    plan.uid[i].inside > RT_SANDBOX_UID);
+        assert_true(plan.uid[i].outside != 0);
+    }
+}
+
+static void test_caps_drop_all(void **state)
+{
+    pid_t pid;
+    int status;
+    (void)state;
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct moat_err err = {0};
+        if (caps_drop_all(&err) < 0)
+            _exit(1);
+        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+            _exit(2);
+        for (int c = 0; prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++)
+            if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 0)
+                _exit(3);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mkdir_stays_in_root),
+        cmocka_unit_test(test_touch_creates_file_in_root),
+        cmocka_unit_test(test_sync_roundtrip_with_fd),
+        cmocka_unit_test(test_idmap_refuses_host_root),
+        cmocka_unit_test(test_idmap_sandbox_user_maps_to_owner),
+        cmocka_unit_test(test_caps_drop_all),
+    };
+    return cmocka_run_group_tests_name("runtime", tests, make_tmpdir, remove_tmpdir);
+}
