@@ -1,6 +1,6 @@
 # moat — build, test, install, bench. `make help` lists the targets.
 
-PKGS     := libseccomp libcap yajl libcrypto
+PKGS     := libseccomp libcap yajl
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/seccomp.h>
-#include <openssl/evp.h>
 #include <seccomp.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,6 +22,7 @@
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/log.h"
+#include "lib/sha256.h"
 
 /* Bump when the cache file format or the meaning of a profile changes. */
 #define SECCOMP_CACHE_FORMAT "moat-seccomp-bpf-v1"
@@ -42,14 +42,8 @@ static void scmp_releasep(scmp_filter_ctx *ctx)
         seccomp_release(*ctx);
 }
 
-static void evp_md_ctx_freep(EVP_MD_CTX **ctx)
-{
-    EVP_MD_CTX_free(*ctx);
-}
-
 #define _cleanup_yajl_ __attribute__((cleanup(yajl_freep)))
 #define _cleanup_scmp_ __attribute__((cleanup(scmp_releasep)))
-#define _cleanup_evp_md_ctx_ __attribute__((cleanup(evp_md_ctx_freep)))
 
 /* One profile being compiled: what errors talk about, and the filter being built. */
 struct profile {
@@ -204,6 +198,21 @@ static int parse_action(const struct profile *p, yajl_val action, const char *fi
     return perr(p, 0, field, "unknown action %s", name);
 }
 
+/* Architectures a process on this machine can run as: the native one and its
+ * compat modes (x86 and x32 on x86_64, arm on aarch64). */
+static bool arch_runs_here(uint32_t arch)
+{
+    uint32_t native = seccomp_arch_native();
+
+    if (arch == native)
+        return true;
+    if (native == SCMP_ARCH_X86_64)
+        return arch == SCMP_ARCH_X86 || arch == SCMP_ARCH_X32;
+    if (native == SCMP_ARCH_AARCH64)
+        return arch == SCMP_ARCH_ARM;
+    return false;
+}
+
 static int add_architectures(const struct profile *p, yajl_val root)
 {
     yajl_val arches = NULL;
@@ -228,6 +237,8 @@ static int add_architectures(const struct profile *p, yajl_val root)
         }
         if (!arch)
             return perr(p, 0, field, "unknown architecture %s", name);
+        if (!arch_runs_here(arch))
+            continue; /* the kernel never reports it here: rules for it only cost time */
         rc = seccomp_arch_add(p->ctx, arch);
         if (rc < 0 && rc != -EEXIST)
             return perr(p, -rc, field, "add architecture %s", name);
@@ -519,22 +530,21 @@ static int compile(const char *name, const char *json, size_t len, struct rt_sec
 static int cache_file_name(const char *json, size_t len, char *buf, size_t size,
                            struct moat_err *err)
 {
-    _cleanup_evp_md_ctx_ EVP_MD_CTX *md = EVP_MD_CTX_new();
     const struct scmp_version *v = seccomp_version();
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    char salt[160];
+    unsigned char digest[SHA256_DIGEST_LEN];
+    struct sha256 md;
+    char salt[160], hex[65];
     int n;
 
     n = snprintf(salt, sizeof(salt), "%s\nlibseccomp %u.%u.%u\narch %u\nlength %zu\n",
                  SECCOMP_CACHE_FORMAT, v->major, v->minor, v->micro, seccomp_arch_native(), len);
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(md, salt, (size_t)n) != 1 || EVP_DigestUpdate(md, json, len) != 1 ||
-        EVP_DigestFinal_ex(md, digest, &dlen) != 1 || size < dlen * 2 + sizeof(".bpf"))
-        return moat_err_set(err, ENOMEM, "seccomp: hash the profile");
-    for (unsigned int i = 0; i < dlen; i++)
-        snprintf(buf + i * 2, 3, "%02x", digest[i]);
-    memcpy(buf + dlen * 2, ".bpf", sizeof(".bpf"));
+    sha256_init(&md);
+    sha256_update(&md, salt, (size_t)n);
+    sha256_update(&md, json, len);
+    sha256_final(&md, digest);
+    sha256_hex(digest, hex);
+    if ((size_t)snprintf(buf, size, "%s.bpf", hex) >= size)
+        return moat_err_set(err, ENAMETOOLONG, "seccomp: cache file name");
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "lib/fd.h"
 #include "lib/log.h"
 #include "lib/parse.h"
+#include "lib/sha256.h"
 
 static char tmpdir[] = "/tmp/moat-unit-XXXXXX";
 
@@ -164,6 +165,39 @@ static void test_log_levels(void **state)
     moat_log_set_level(MOAT_LOG_WARN);
 }
 
+static void check_sha256(const char *data, size_t len, size_t chunk, const char *want)
+{
+    struct sha256 s;
+    unsigned char d[SHA256_DIGEST_LEN];
+    char hex[65];
+
+    sha256_init(&s);
+    for (size_t off = 0; off < len; off += chunk)
+        sha256_update(&s, data + off, len - off < chunk ? len - off : chunk);
+    sha256_final(&s, d);
+    sha256_hex(d, hex);
+    assert_string_equal(hex, want);
+}
+
+/* FIPS 180-4 / NIST test vectors, fed whole and in odd-sized pieces. */
+static void test_sha256_vectors(void **state)
+{
+    static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    char *million = malloc(1000000);
+    (void)state;
+
+    check_sha256("", 0, 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    check_sha256("abc", 3, 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    for (size_t chunk = 1; chunk < 70; chunk += 13)
+        check_sha256(two_blocks, strlen(two_blocks), chunk,
+                     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    assert_non_null(million);
+    memset(million, 'a', 1000000);
+    check_sha256(million, 1000000, 4096,
+                 "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(million);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_parse_count),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_sha256_vectors),
     };
     return cmocka_run_group_tests_name("lib", tests, make_tmpdir, remove_tmpdir);
 }
