@@ -17,7 +17,7 @@ void rt_forwarded_signals(sigset_t *set)
         sigaddset(set, sigs[i]);
 }
 
-static int status_code(int status)
+int rt_exit_status(int status)
 {
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
@@ -34,7 +34,7 @@ static int reap(pid_t agent, int *code)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
         if (pid == agent) {
-            *code = status_code(status);
+            *code = rt_exit_status(status);
             found = 1;
         }
     return found;

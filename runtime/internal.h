@@ -92,6 +92,9 @@ __attribute__((noreturn)) void exec_agent(const struct rt_config *cfg, int sync_
 /* Reap, forward signals to AGENT, exit with its status. Never returns. */
 __attribute__((noreturn)) void init_run(pid_t agent);
 
+/* A wait status as an exit code: the code, or 128+N for signal N. */
+int rt_exit_status(int status);
+
 /* The signals the supervisor and init pass on to the command. */
 void rt_forwarded_signals(sigset_t *set);
 

@@ -194,15 +194,6 @@ struct supervisor {
     sigset_t oldmask;
 };
 
-static int exit_code(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return RT_EXIT_FAILURE;
-}
-
 static int wait_child(struct supervisor *s)
 {
     int status;
@@ -211,7 +202,7 @@ static int wait_child(struct supervisor *s)
         if (errno != EINTR)
             return RT_EXIT_FAILURE;
     s->pid = -1;
-    return exit_code(status);
+    return rt_exit_status(status);
 }
 
 static void kill_child(struct supervisor *s)

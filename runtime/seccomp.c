@@ -233,7 +233,8 @@ static int add_architectures(const struct profile *p, yajl_val root)
         if (strncmp(name, "SCMP_ARCH_", 10) == 0 && strlen(name + 10) < sizeof(lower)) {
             for (size_t j = 0; name[10 + j]; j++)
                 lower[j] = (char)tolower((unsigned char)name[10 + j]);
-            arch = strcmp(lower, "native") ? seccomp_arch_resolve_name(lower) : 0;
+            arch =
+                strcmp(lower, "native") ? seccomp_arch_resolve_name(lower) : seccomp_arch_native();
         }
         if (!arch)
             return perr(p, 0, field, "unknown architecture %s", name);

@@ -18,21 +18,7 @@
 #include "lib/parse.h"
 #include "lib/sha256.h"
 
-static char tmpdir[] = "/tmp/moat-unit-XXXXXX";
-
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int remove_tmpdir(void **state)
-{
-    char cmd[128];
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#include "tests/unit/unit.h"
 
 static void test_err_set_and_str(void **state)
 {

@@ -27,25 +27,11 @@
 #include "lib/log.h"
 #include "runtime/seccomp.h"
 
+#include "tests/unit/unit.h"
+
 #ifndef AF_VSOCK
 #define AF_VSOCK 40
 #endif
-
-static char tmpdir[] = "/tmp/moat-unit-seccomp-XXXXXX";
-
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int remove_tmpdir(void **state)
-{
-    char cmd[128];
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 static int load(const char *json, struct rt_seccomp *f, struct moat_err *err)
 {
