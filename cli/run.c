@@ -390,6 +390,9 @@ static int run_sandbox(const struct run_opts *o, int *status, struct moat_err *e
     if (load_seccomp(o->seccomp, &filter, err) < 0)
         goto out;
     cfg.seccomp = &filter;
+    log_info("run %s: workspace %s, sandbox user %d = host %u:%u, %s", name, workspace,
+             RT_SANDBOX_UID, (unsigned)cfg.host_uid, (unsigned)cfg.host_gid,
+             cfg.tty ? "terminal" : "no terminal");
     ret = rt_run(&cfg, status, err);
 out:
     rt_seccomp_free(&filter);

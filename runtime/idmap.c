@@ -110,6 +110,10 @@ int idmap_plan(uid_t host_uid, gid_t host_gid, struct idmap_plan *plan, struct m
     /* An unprivileged writer of gid_map must first give up setgroups(2), or the
      * sandbox could drop a group that a host ACL uses to deny it. */
     plan->deny_setgroups = !privileged && !plan->use_helpers;
+    log_debug("id map: %d -> %u, %s", RT_SANDBOX_UID, (unsigned)host_uid,
+              plan->n_uid > 1 ? (plan->use_helpers ? "subordinate ids via newuidmap/newgidmap"
+                                                   : "subordinate ids written directly")
+                              : "nothing else mapped");
     return 0;
 }
 

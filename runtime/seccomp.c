@@ -634,11 +634,14 @@ int rt_seccomp_load_profile(const char *name, const char *json, size_t len, cons
         if (cache_file_name(json, len, file, sizeof(file), err) < 0)
             return -1;
         dirfd = cache_open_dir(cache_dir);
-        if (dirfd >= 0 && cache_read(dirfd, file, out) == 0)
+        if (dirfd >= 0 && cache_read(dirfd, file, out) == 0) {
+            log_debug("seccomp: %s from cache %s/%s", name, cache_dir, file);
             return 0;
+        }
     }
     if (compile(name, json, len, out, err) < 0)
         return -1;
+    log_debug("seccomp: %s compiled, %u instructions", name, (unsigned)out->len);
     if (dirfd >= 0)
         cache_write(dirfd, cache_dir, file, out);
     return 0;
