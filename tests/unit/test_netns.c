@@ -30,20 +30,11 @@
 #include "lib/cleanup.h"
 #include "netns/netns.h"
 
+#include "tests/unit/unit.h"
+
 #define NOBODY 65534
 #define SANDBOX_UID 5000 /* RT_SANDBOX_UID: the setup child runs as this, with caps */
 #define REFUSE_MS 100    /* a refusal must come back at least this fast */
-
-/* In a child: report the first check that fails. */
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #expr, \
-                    errno, strerror(errno));                                                       \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* CALL fills ERR when it fails: report that. */
 #define CHECK_OK(call, err)                                                                        \

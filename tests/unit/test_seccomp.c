@@ -71,17 +71,6 @@ static int run_filtered(const struct rt_seccomp *filter, int (*fn)(void))
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Inside a filtered child: report the first check that fails. */
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #expr, \
-                    errno, strerror(errno));                                                       \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 /* A syscall that must fail with E. A clone that wrongly succeeds ends its child at once. */
 #define FAILS_WITH(call, e) CHECK(((call) == -1 || ((errno = 0), 0)) && errno == (e))
 #define CLONE_FAILS_WITH(flags, e)                                                                 \

@@ -3,8 +3,10 @@
 #ifndef MOAT_TESTS_UNIT_H
 #define MOAT_TESTS_UNIT_H
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static char tmpdir[] = "/tmp/moat-unit-XXXXXX";
 
@@ -22,5 +24,17 @@ static inline int remove_tmpdir(void **state)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
 }
+
+/* In a forked child: report the first check that fails and return 1 from the
+ * child's function (its exit status), since cmocka's asserts belong to the parent. */
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        errno = 0;                                                                                 \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #expr, \
+                    errno, strerror(errno));                                                       \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
 
 #endif
