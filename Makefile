@@ -127,9 +127,12 @@ fuzz-smoke: $(FUZZ_TARGETS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  name=$$(basename $$t); corpus=build/fuzz/corpus/$$name; mkdir -p $$corpus; \
 	  echo "== $$t ($(FUZZ_TIME)s)"; \
+	  log=build/fuzz/$$name.log; \
 	  $$t -max_total_time=$(FUZZ_TIME) -max_len=4200 -print_final_stats=1 \
 	    $$( [ -f tests/fuzz/$$name.dict ] && echo -dict=tests/fuzz/$$name.dict ) \
-	    $(FUZZ_ARGS) $$corpus tests/fuzz/seeds/$$name; \
+	    $(FUZZ_ARGS) $$corpus tests/fuzz/seeds/$$name > $$log 2>&1 \
+	    || { tail -n 60 $$log; echo "fuzz-smoke: $$name failed (full log: $$log)"; exit 1; }; \
+	  grep -E "^Done|stat::number_of_executed_units" $$log; \
 	done
 
 .PHONY: fuzz fuzz-smoke
