@@ -120,7 +120,6 @@ static int enter_userns(const struct who *w)
 /* FN in a child inside fresh namespaces as W; returns FN's exit status (0 = all good). */
 static int run_as(const struct who *w, int (*fn)(void))
 {
-    int status;
     pid_t pid;
 
     fflush(NULL);
@@ -130,9 +129,7 @@ static int run_as(const struct who *w, int (*fn)(void))
         fflush(NULL);
         _exit(r);
     }
-    assert_true(pid > 0);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return wait_child_status(pid);
 }
 
 static const struct who as_root = {0, 0};

@@ -126,7 +126,6 @@ static void test_idmap_sandbox_user_maps_to_owner(void **state)
 static void test_caps_drop_all(void **state)
 {
     pid_t pid;
-    int status;
     (void)state;
 
     pid = fork();
@@ -142,9 +141,7 @@ static void test_caps_drop_all(void **state)
                 _exit(3);
         _exit(0);
     }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(wait_child_status(pid), 0);
 }
 
 int main(void)

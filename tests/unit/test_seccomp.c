@@ -53,7 +53,6 @@ static int load_default(const char *cache, struct rt_seccomp *f)
 /* In a child: no_new_privs, FILTER, then FN; returns FN's exit status (0 = all good). */
 static int run_filtered(const struct rt_seccomp *filter, int (*fn)(void))
 {
-    int status;
     pid_t pid;
 
     fflush(NULL);
@@ -66,9 +65,7 @@ static int run_filtered(const struct rt_seccomp *filter, int (*fn)(void))
         }
         _exit(fn());
     }
-    assert_true(pid > 0);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return wait_child_status(pid);
 }
 
 /* A syscall that must fail with E. A clone that wrongly succeeds ends its child at once. */

@@ -3,10 +3,17 @@
 #ifndef MOAT_TESTS_UNIT_H
 #define MOAT_TESTS_UNIT_H
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 static char tmpdir[] = "/tmp/moat-unit-XXXXXX";
 
@@ -36,5 +43,16 @@ static inline int remove_tmpdir(void **state)
             return 1;                                                                              \
         }                                                                                          \
     } while (0)
+
+/* Wait for the forked child PID; its exit status, or
+ * 128+N when signal N killed it. */
+static inline int wait_child_status(pid_t pid)
+{
+    int status;
+
+    assert_true(pid > 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 #endif
