@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/cleanup.h"
+#include "lib/dl.h"
 #include "lib/err.h"
 #include "lib/fd.h"
 #include "lib/log.h"
@@ -184,6 +185,37 @@ static void test_sha256_vectors(void **state)
     free(million);
 }
 
+static struct {
+    size_t (*strlen)(const char *);
+    int (*abs)(int);
+} libc_fns;
+
+static void test_dl_load(void **state)
+{
+    struct moat_err err = {0};
+    void *h = NULL;
+    (void)state;
+
+    const struct dl_sym missing[] = {DL_SYM(libc_fns, strlen),
+                                     {"moat_no_such_symbol", (void **)&libc_fns.abs}};
+    assert_int_equal(dl_load(&h, "libc.so.6", missing, 2, &err), -1);
+    assert_string_equal(err.msg, "load libc.so.6: symbol moat_no_such_symbol missing");
+    assert_null(h);
+    assert_null(libc_fns.strlen); /* nothing half-resolved */
+
+    assert_int_equal(dl_load(&h, "libmoat-none.so.0", missing, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "load libmoat-none.so.0: "));
+
+    const struct dl_sym syms[] = {DL_SYM(libc_fns, strlen), DL_SYM(libc_fns, abs)};
+    assert_int_equal(dl_load(&h, "libc.so.6", syms, ARRAY_SIZE(syms), &err), 0);
+    assert_non_null(h);
+    assert_int_equal(libc_fns.strlen("moat"), 4);
+    assert_int_equal(libc_fns.abs(-3), 3);
+    void *first = h;
+    assert_int_equal(dl_load(&h, "libc.so.6", syms, ARRAY_SIZE(syms), &err), 0);
+    assert_ptr_equal(h, first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_dl_load),
     };
     return cmocka_run_group_tests_name("lib", tests, make_tmpdir, remove_tmpdir);
 }
