@@ -1,6 +1,8 @@
 # moat — build, test, install, bench. `make help` lists the targets.
 
 PKGS     := libseccomp libcap yajl libmnl libnftnl
+# Headers only: these are loaded on demand (lib/dl.h), never linked into moat.
+DL_PKGS  := libarchive
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc
@@ -14,7 +16,7 @@ BUILD    ?= build
 SANFLAGS :=
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(DL_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   ?= -O2 -g
