@@ -1,5 +1,6 @@
-/* The sandbox's root filesystem: a fresh tmpfs root, the configured mounts laid
- * on it in order, then /proc, /sys and /dev, masked paths, and pivot_root. */
+/* The sandbox's root filesystem: a fresh tmpfs root (or a directory, maybe under
+ * an overlay), the configured mounts laid on it in order, then /proc, /sys and /dev, masked paths,
+ * and pivot_root. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -227,12 +228,13 @@ static int mount_sys(int root, struct moat_err *err)
     return mnt_attach(sys, root, "/sys", true, err);
 }
 
-static int pivot_into(int root, struct moat_err *err)
+static int pivot_into(int root, bool readonly, struct moat_err *err)
 {
-    /* The tmpfs root itself is read-only: the writable places are its submounts. */
+    /* Read-only only now: mount points were made in it above. Not recursive, so
+     * the writable submounts stay writable. */
     struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
 
-    if (mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+    if (readonly && mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
         return moat_err_sys(err, "make / read-only");
     if (fchdir(root) < 0)
         return moat_err_sys(err, "chdir to the new root");
@@ -247,9 +249,49 @@ static int pivot_into(int root, struct moat_err *err)
     return 0;
 }
 
+/* An overlay of PATH (lower, never written) under UPPER/WORK. The directories
+ * are named by /proc/self/fd so no ':' or ',' in a path can change the options. */
+static int root_overlay(const struct rt_root *r, struct moat_err *err)
+{
+    _cleanup_close_ int lower = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int upper = open(r->upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int work = open(r->work, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char lo[64], up[64], wk[64];
+    /* userxattr: inside a user namespace overlayfs keeps its whiteouts and
+     * opaque markers in user.* xattrs, the only ones we may write there. */
+    const char *opts[] = {lo, up, wk, "userxattr", NULL};
+
+    if (lower < 0)
+        return moat_err_sys(err, "open root %s", r->path);
+    if (upper < 0)
+        return moat_err_sys(err, "open root upper %s", r->upper);
+    if (work < 0)
+        return moat_err_sys(err, "open root work %s", r->work);
+    snprintf(lo, sizeof(lo), "lowerdir=/proc/self/fd/%d", lower);
+    snprintf(up, sizeof(up), "upperdir=/proc/self/fd/%d", upper);
+    snprintf(wk, sizeof(wk), "workdir=/proc/self/fd/%d", work);
+    int fd = mnt_fs("overlay", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+    if (fd < 0)
+        return moat_err_prefix(err, "root %s with upper %s", r->path, r->upper);
+    return fd;
+}
+
+/* The detached mount that becomes "/". */
+static int root_mount(const struct rt_root *r, struct moat_err *err)
+{
+    static const char *const tmpfs_opts[] = {"mode=0755", "size=1m", NULL};
+
+    if (!r->path)
+        return mnt_fs("tmpfs", tmpfs_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+    if (r->upper)
+        return root_overlay(r, err);
+    /* nosuid/nodev: an image's setuid files and device nodes grant nothing. */
+    int fd = mnt_clone(AT_FDCWD, r->path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+    return fd < 0 ? moat_err_prefix(err, "root") : fd;
+}
+
 int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
 {
-    static const char *const root_opts[] = {"mode=0755", "size=1m", NULL};
     int src[cfg->n_mounts + 1];
     _cleanup_close_ int root = -1;
     int ret = -1;
@@ -261,7 +303,7 @@ int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
         return moat_err_sys(err, "make / private");
     if (clone_sources(cfg, src, err) < 0)
         goto out;
-    root = mnt_fs("tmpfs", root_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
+    root = root_mount(&cfg->root, err);
     if (root < 0)
         goto out;
     if (move_mount(root, "", AT_FDCWD, STAGING, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
@@ -276,7 +318,8 @@ int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
     for (size_t i = 0; i < ARRAY_SIZE(masked_paths); i++)
         if (mask_path(root, masked_paths[i], err) < 0)
             goto out;
-    ret = pivot_into(root, err);
+    /* The tmpfs root holds only mount points: read-only, like a bound root asked to be. */
+    ret = pivot_into(root, !cfg->root.path || (cfg->root.readonly && !cfg->root.upper), err);
 out:
     for (size_t i = 0; i < cfg->n_mounts; i++)
         if (src[i] >= 0)

@@ -52,18 +52,30 @@ struct rt_seccomp {
     unsigned short len;
 };
 
+/* The root filesystem. Without a path: an empty tmpfs (the host image lays its
+ * directories on it). With a path: that directory, either bound directly
+ * (read-only when `readonly`) or, with `upper` and `work`, as the lower layer of
+ * an overlayfs whose writes land in `upper` and never in `path`. */
+struct rt_root {
+    const char *path;
+    const char *upper; /* overlay upper directory (the run's own layer) */
+    const char *work;  /* overlay work directory, on the same filesystem as upper */
+    bool readonly;
+};
+
 struct rt_config {
     /* The command. */
     char *const *argv;
     char *const *envp;
     const char *cwd; /* inside the sandbox */
-    const char *hostname;
+    const char *hostname; /* NULL: the new UTS namespace keeps the inherited name */
 
     /* Host ids the sandbox user (RT_SANDBOX_UID/GID) stands for. */
     uid_t host_uid;
     gid_t host_gid;
 
-    /* Filesystem: a tmpfs root, then these mounts in order, then /proc, /dev, /sys. */
+    /* Filesystem: the root, then these mounts in order, then /proc, /dev, /sys. */
+    struct rt_root root;
     const struct rt_mount *mounts;
     size_t n_mounts;
     const struct rt_file *etc_files;

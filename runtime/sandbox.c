@@ -87,7 +87,7 @@ static int setup_namespaces(const struct rt_config *cfg, struct moat_err *err)
     /* Our own cgroup namespace: the sandbox sees its cgroup as the root. */
     if (unshare(CLONE_NEWCGROUP) < 0)
         return moat_err_sys(err, "unshare the cgroup namespace");
-    if (sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
+    if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
         return moat_err_sys(err, "sethostname %s", cfg->hostname);
     if (loopback_up(err) < 0)
         return -1;

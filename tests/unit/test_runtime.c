@@ -6,6 +6,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sched.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 
 #include "lib/cleanup.h"
 #include "runtime/internal.h"
+#include "runtime/runtime.h"
 
 #include "tests/unit/unit.h"
 
@@ -132,6 +136,9 @@ static void test_caps_drop_all(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct moat_err err = {0};
+        /* Not root: a user namespace of our own gives the capabilities to drop. */
+        if (geteuid() != 0 && unshare(CLONE_NEWUSER) < 0)
+            _exit(4);
         if (caps_drop_all(&err) < 0)
             _exit(1);
         if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
@@ -144,6 +151,125 @@ static void test_caps_drop_all(void **state)
     assert_int_equal(wait_child_status(pid), 0);
 }
 
+/* ---- the root filesystem from a directory (rt_config.root), end to end ---- */
+
+static uid_t sandbox_owner(void)
+{
+    /* As root, the sandbox user must stand for someone else (never host root). */
+    return getuid() == 0 ? 65534 : getuid();
+}
+
+/* DIR/NAME as a directory owned by the sandbox's host user. */
+static void make_owned_dir(char *out, size_t len, const char *dir, const char *name)
+{
+    snprintf(out, len, "%s/%s", dir, name);
+    assert_int_equal(mkdir(out, 0755), 0);
+    assert_int_equal(chown(out, sandbox_owner(), sandbox_owner()), 0);
+}
+
+/* A root with busybox as /bin/sh and the mount points the engine needs. */
+static void make_busybox_root(char *root, size_t len, const char *name)
+{
+    char cmd[PATH_MAX * 2];
+
+    /* The sandbox's setup user (the owner) must reach the directory. */
+    assert_int_equal(chmod(tmpdir, 0755), 0);
+    snprintf(root, len, "%s/%s", tmpdir, name);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s/bin %s/proc %s/dev %s/sys %s/tmp && cp /bin/busybox %s/bin/sh", root,
+             root, root, root, root, root);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int run_sh(const struct rt_root *root, const char *script)
+{
+    char *const argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+    char *const envp[] = {"PATH=/bin", NULL};
+    struct rt_config cfg = {
+        .argv = argv,
+        .envp = envp,
+        .cwd = "/",
+        .hostname = "moat-unit",
+        .host_uid = sandbox_owner(),
+        .host_gid = sandbox_owner(),
+        .root = *root,
+    };
+    struct moat_err err = {0};
+    int status = -1;
+
+    if (rt_run(&cfg, &status, &err) < 0)
+        fprintf(stderr, "rt_run: %s: %s\n", err.msg, strerror(err.errnum));
+    return status;
+}
+
+static bool exists_at(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void test_root_overlay_writes_to_upper(void **state)
+{
+    char lower[PATH_MAX], upper[PATH_MAX], work[PATH_MAX];
+    (void)state;
+
+    make_busybox_root(lower, sizeof(lower), "ovl-lower");
+    make_owned_dir(upper, sizeof(upper), tmpdir, "ovl-upper");
+    make_owned_dir(work, sizeof(work), tmpdir, "ovl-work");
+    struct rt_root root = {.path = lower, .upper = upper, .work = work};
+    assert_int_equal(chown(lower, sandbox_owner(), sandbox_owner()), 0);
+    char old[PATH_MAX];
+    snprintf(old, sizeof(old), "%s/old", lower);
+    assert_int_equal(close(open(old, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), 0);
+    assert_int_equal(run_sh(&root, "echo hi > /new && rm /old && test ! -e /old"), 0);
+    assert_true(exists_at(upper, "new"));
+    assert_false(exists_at(lower, "new"));
+    assert_true(exists_at(lower, "old")); /* the deletion is a whiteout in upper */
+}
+
+static void test_root_readonly_bind(void **state)
+{
+    char root_dir[PATH_MAX];
+    (void)state;
+
+    make_busybox_root(root_dir, sizeof(root_dir), "ro-root");
+    struct rt_root root = {.path = root_dir, .readonly = true};
+    /* The shell runs from the directory, but nothing can be written to it. */
+    assert_int_equal(run_sh(&root, "test -x /bin/sh && ! mkdir /new 2>/dev/null"), 0);
+    assert_false(exists_at(root_dir, "new"));
+}
+
+static void test_root_writable_bind(void **state)
+{
+    char root_dir[PATH_MAX];
+    (void)state;
+
+    make_busybox_root(root_dir, sizeof(root_dir), "rw-root");
+    assert_int_equal(chown(root_dir, sandbox_owner(), sandbox_owner()), 0);
+    struct rt_root root = {.path = root_dir};
+    assert_int_equal(run_sh(&root, "echo hi > /new"), 0);
+    assert_true(exists_at(root_dir, "new"));
+}
+
+static void test_root_missing_is_named(void **state)
+{
+    struct rt_root root = {.path = "/nonexistent/moat-root"};
+    char *const argv[] = {"/bin/sh", NULL};
+    struct rt_config cfg = {.argv = argv,
+                            .cwd = "/",
+                            .host_uid = sandbox_owner(),
+                            .host_gid = sandbox_owner(),
+                            .root = root};
+    struct moat_err err = {0};
+    int status = 0;
+    (void)state;
+
+    assert_int_equal(rt_run(&cfg, &status, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/moat-root"));
+    assert_int_equal(status, RT_EXIT_FAILURE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +279,10 @@ int main(void)
         cmocka_unit_test(test_idmap_refuses_host_root),
         cmocka_unit_test(test_idmap_sandbox_user_maps_to_owner),
         cmocka_unit_test(test_caps_drop_all),
+        cmocka_unit_test(test_root_overlay_writes_to_upper),
+        cmocka_unit_test(test_root_readonly_bind),
+        cmocka_unit_test(test_root_writable_bind),
+        cmocka_unit_test(test_root_missing_is_named),
     };
     return cmocka_run_group_tests_name("runtime", tests, make_tmpdir, remove_tmpdir);
 }
