@@ -16,9 +16,13 @@
 enum sync_type {
     SYNC_MAPS_DONE = 1, /* parent -> child: id maps written, cgroup joined */
     SYNC_PTY,           /* child -> parent: the pty master, as SCM_RIGHTS */
+    SYNC_NET,           /* child -> parent: the network's fds (rt_net.setup), as SCM_RIGHTS */
     SYNC_ERROR,         /* child -> parent: setup failed; errnum + message */
     SYNC_EXEC_ERROR,    /* agent -> parent: execve failed; errnum + message */
 };
+
+/* The most fds one message carries. */
+#define SYNC_MAX_FDS RT_NET_MAX_FDS
 
 struct sync_msg {
     uint32_t type;
@@ -26,12 +30,14 @@ struct sync_msg {
     char msg[MOAT_ERR_MSG_MAX];
 };
 
-/* Send a message; ERR may be NULL; FD >= 0 travels along as SCM_RIGHTS. */
-int sync_send(int sock, enum sync_type type, const struct moat_err *err, int fd);
+/* Send a message; ERR may be NULL; the N fds in FDS (at most SYNC_MAX_FDS) travel
+ * along as SCM_RIGHTS. */
+int sync_send(int sock, enum sync_type type, const struct moat_err *err, const int *fds, size_t n);
 
-/* Receive one message. Returns 1 with *m filled (and *fd set when one came,
- * else -1), 0 on EOF, -1 on error with errno. */
-int sync_recv(int sock, struct sync_msg *m, int *fd);
+/* Receive one message. Returns 1 with *m filled and the fds that came with it in
+ * FDS (room for SYNC_MAX_FDS) and their count in *N, 0 on EOF, -1 on error with
+ * errno (no fd kept then). */
+int sync_recv(int sock, struct sync_msg *m, int *fds, size_t *n);
 
 /* Child side: ship ERR to the parent and exit. Never returns. */
 __attribute__((noreturn)) void sync_fail(int sock, enum sync_type type, const struct moat_err *err,

@@ -63,11 +63,28 @@ struct rt_root {
     bool readonly;
 };
 
+/* The network, when the sandbox gets more than loopback. The engine knows nothing
+ * of it but where its two halves run and that fds pass from one to the other. */
+#define RT_NET_MAX_FDS 4
+
+struct rt_net {
+    /* In the setup child: inside the sandbox's new user and network namespaces,
+     * with every capability over them and the host's /proc still visible, before
+     * the root is built. Returns how many fds it put in FDS (at most
+     * RT_NET_MAX_FDS), or -1 with ERR. They go to the supervisor and are closed
+     * here: neither pid 1 nor the command ever holds them. */
+    int (*setup)(void *ctx, int fds[RT_NET_MAX_FDS], struct moat_err *err);
+    /* In the supervisor, before the command is started: the fds, now owned by
+     * the callee. Failing stops the start. */
+    int (*ready)(void *ctx, const int *fds, size_t n, struct moat_err *err);
+    void *ctx;
+};
+
 struct rt_config {
     /* The command. */
     char *const *argv;
     char *const *envp;
-    const char *cwd; /* inside the sandbox */
+    const char *cwd;      /* inside the sandbox */
     const char *hostname; /* NULL: the new UTS namespace keeps the inherited name */
 
     /* Host ids the sandbox user (RT_SANDBOX_UID/GID) stands for. */
@@ -80,6 +97,9 @@ struct rt_config {
     size_t n_mounts;
     const struct rt_file *etc_files;
     size_t n_etc_files;
+
+    /* Network: NULL setup leaves the sandbox's namespace with loopback only. */
+    struct rt_net net;
 
     /* Terminal: a pty from the sandbox's own devpts when true, else inherited stdio. */
     bool tty;

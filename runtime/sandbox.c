@@ -91,7 +91,21 @@ static int setup_namespaces(const struct rt_config *cfg, struct moat_err *err)
         return moat_err_sys(err, "sethostname %s", cfg->hostname);
     if (loopback_up(err) < 0)
         return -1;
-    return rootfs_setup(cfg, err);
+    return 0;
+}
+
+/* The network's fds go to the supervisor and leave this process at once. */
+static int setup_net(const struct rt_config *cfg, int sync, struct moat_err *err)
+{
+    int fds[RT_NET_MAX_FDS];
+    int n = cfg->net.setup(cfg->net.ctx, fds, err);
+
+    if (n < 0)
+        return -1;
+    int r = sync_send(sync, SYNC_NET, NULL, fds, (size_t)n);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return r < 0 ? moat_err_sys(err, "send the network to the supervisor") : 0;
 }
 
 /* Show pid 1 as "moat-init": the supervisor's command line (paths, names) is none
@@ -148,21 +162,24 @@ __attribute__((noreturn)) static void child_main(const struct child_ctx *c)
 {
     struct moat_err err = {0};
     struct sync_msg m;
-    int fd, master = -1, slave = -1;
+    int fds[SYNC_MAX_FDS], master = -1, slave = -1;
+    size_t nfds;
     int stdio[3] = {c->stdio[0], c->stdio[1], c->stdio[2]};
 
     /* Die with the supervisor, however it dies. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* Nothing happens until the parent has written our id maps; EOF here means
      * the supervisor is gone. */
-    if (sync_recv(c->sync, &m, &fd) <= 0 || m.type != SYNC_MAPS_DONE)
+    if (sync_recv(c->sync, &m, fds, &nfds) <= 0 || m.type != SYNC_MAPS_DONE)
         _exit(RT_EXIT_FAILURE);
-    if (setup_namespaces(c->cfg, &err) < 0)
+    if (setup_namespaces(c->cfg, &err) < 0 ||
+        (c->cfg->net.setup && setup_net(c->cfg, c->sync, &err) < 0) ||
+        rootfs_setup(c->cfg, &err) < 0)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (c->cfg->tty) {
         if (tty_open_pty(&c->ws, &master, &slave, &err) < 0)
             sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
-        if (sync_send(c->sync, SYNC_PTY, NULL, master) < 0)
+        if (sync_send(c->sync, SYNC_PTY, NULL, &master, 1) < 0)
             _exit(RT_EXIT_FAILURE);
         close(master);
         stdio[0] = stdio[1] = stdio[2] = slave;
@@ -238,21 +255,35 @@ static pid_t clone_sandbox(const struct rt_config *cfg, struct supervisor *s, in
     return pid;
 }
 
+/* One message from the child before the command runs: a pty master or the
+ * network's fds. Takes ownership of FDS. */
+static int on_start_message(struct supervisor *s, const struct rt_config *cfg,
+                            const struct sync_msg *m, int *fds, size_t n, struct moat_err *err)
+{
+    if (m->type == SYNC_PTY && n == 1) {
+        s->tty.master = fds[0];
+        return 0;
+    }
+    if (m->type == SYNC_NET && cfg->net.ready)
+        return cfg->net.ready(cfg->net.ctx, fds, n, err);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    return moat_err_set(err, EPROTO, "unexpected message %u from the sandbox", m->type);
+}
+
 /* Read the child's messages until every copy of its end is closed, which
  * happens at the command's successful execve. */
-static int await_start(struct supervisor *s, int *status, struct moat_err *err)
+static int await_start(struct supervisor *s, const struct rt_config *cfg, int *status,
+                       struct moat_err *err)
 {
     struct sync_msg m;
-    int fd, r;
+    int fds[SYNC_MAX_FDS], r;
+    size_t n;
 
-    while ((r = sync_recv(s->sync, &m, &fd)) > 0) {
-        if (m.type == SYNC_PTY && fd >= 0) {
-            s->tty.master = fd;
-            continue;
-        }
-        if (fd >= 0)
-            close(fd);
+    while ((r = sync_recv(s->sync, &m, fds, &n)) > 0) {
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
+            for (size_t i = 0; i < n; i++)
+                close(fds[i]);
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
             *status = wait_child(s);
@@ -260,6 +291,8 @@ static int await_start(struct supervisor *s, int *status, struct moat_err *err)
                 *status = RT_EXIT_FAILURE;
             return -1;
         }
+        if (on_start_message(s, cfg, &m, fds, n, err) < 0)
+            return -1;
     }
     if (r < 0)
         return moat_err_sys(err, "read from the sandbox");
@@ -343,13 +376,13 @@ static int start(const struct rt_config *cfg, struct supervisor *s, int *status,
     if (s->pid < 0)
         return -1;
     if (idmap_apply(&plan, s->pid, err) < 0 || rt_cgroup_attach(&s->cg, s->pid, err) < 0 ||
-        sync_send(s->sync, SYNC_MAPS_DONE, NULL, -1) < 0) {
+        sync_send(s->sync, SYNC_MAPS_DONE, NULL, NULL, 0) < 0) {
         if (!err->msg[0])
             moat_err_sys(err, "start the sandbox");
         kill_child(s);
         return -1;
     }
-    if (await_start(s, status, err) < 0)
+    if (await_start(s, cfg, status, err) < 0)
         return -1;
     if (s->tty.master >= 0)
         stdio_plan_pty(&s->io, s->tty.master);

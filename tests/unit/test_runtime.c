@@ -70,26 +70,42 @@ static void test_touch_creates_file_in_root(void **state)
     assert_non_null(strstr(err.msg, "relative"));
 }
 
-static void test_sync_roundtrip_with_fd(void **state)
+static void test_sync_roundtrip_with_fds(void **state)
 {
     int sv[2];
     struct moat_err err = {.errnum = EACCES};
     struct sync_msg m;
-    int fd = -1;
+    int fds[SYNC_MAX_FDS];
+    const int sent[3] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+    size_t n = 99;
     (void)state;
 
     snprintf(err.msg, sizeof(err.msg), "mount /workspace");
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(sync_send(sv[1], SYNC_ERROR, &err, STDIN_FILENO), 0);
-    assert_int_equal(sync_recv(sv[0], &m, &fd), 1);
+    assert_int_equal(sync_send(sv[1], SYNC_ERROR, &err, sent, 3), 0);
+    assert_int_equal(sync_recv(sv[0], &m, fds, &n), 1);
     assert_int_equal(m.type, SYNC_ERROR);
     assert_int_equal(m.errnum, EACCES);
     assert_string_equal(m.msg, "mount /workspace");
-    assert_true(fd > 2);
-    assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
-    close(fd);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        struct stat a, b;
+        assert_true(fds[i] > 2);
+        assert_int_equal(fcntl(fds[i], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        assert_int_equal(fstat(fds[i], &a), 0);
+        assert_int_equal(fstat(sent[i], &b), 0);
+        assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev); /* same files, same order */
+        close(fds[i]);
+    }
+    /* No fd: none reported. */
+    assert_int_equal(sync_send(sv[1], SYNC_MAPS_DONE, NULL, NULL, 0), 0);
+    assert_int_equal(sync_recv(sv[0], &m, fds, &n), 1);
+    assert_int_equal(n, 0);
+    /* More than a message may carry is refused by the sender. */
+    const int many[SYNC_MAX_FDS + 1] = {0};
+    assert_int_equal(sync_send(sv[1], SYNC_NET, NULL, many, SYNC_MAX_FDS + 1), -1);
     close(sv[1]);
-    assert_int_equal(sync_recv(sv[0], &m, &fd), 0); /* peer gone: EOF */
+    assert_int_equal(sync_recv(sv[0], &m, fds, &n), 0); /* peer gone: EOF */
     close(sv[0]);
 }
 
@@ -275,7 +291,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mkdir_stays_in_root),
         cmocka_unit_test(test_touch_creates_file_in_root),
-        cmocka_unit_test(test_sync_roundtrip_with_fd),
+        cmocka_unit_test(test_sync_roundtrip_with_fds),
         cmocka_unit_test(test_idmap_refuses_host_root),
         cmocka_unit_test(test_idmap_sandbox_user_maps_to_owner),
         cmocka_unit_test(test_caps_drop_all),
