@@ -26,7 +26,7 @@ LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
 LDLIBS   += $(PKG_LIBS)
 
 # Every subsystem but cli/ goes into one static library the binaries and tests link.
-LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c)
+LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c proxy/*.c)
 LIB_ASMS := runtime/seccomp_default.S
 CLI_SRCS := $(wildcard cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)

@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/net.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/log.h"
 #include "lib/parse.h"
+#include "netns/netns.h"
 #include "runtime/runtime.h"
 
 #define SANDBOX_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -37,6 +39,8 @@ struct run_opts {
     struct user_mount *mounts; /* -m SRC:DST[:ro] */
     size_t n_mounts;
     char **cmd;
+    bool proxy_net;     /* --network proxy */
+    struct run_net net; /* its rules, hosts, and once running its proxy */
 };
 
 static const char run_usage[] =
@@ -50,7 +54,14 @@ static const char run_usage[] =
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
-    "      --network MODE    none: loopback only (the only mode for now)\n"
+    "      --network MODE    none: loopback only (default); proxy: one way out through\n"
+    "                        moat's gateway (DNS from moat, every TCP connection\n"
+    "                        checked, an audit record for each refusal)\n"
+    "      --allow NAME[:PORT]  with --network proxy: NAME (or *.NAME) may be reached;\n"
+    "                        with a PORT also by raw TCP, e.g. github.com:22 (repeatable)\n"
+    "      --deny NAME       NAME (or *.NAME) does not resolve and is refused; deny wins\n"
+    "      --add-host NAME:ADDR[:PORT]  your own mapping of NAME, trusted even for\n"
+    "                        private addresses (repeatable)\n"
     "      --seccomp FILE    seccomp profile in OCI runtime-spec JSON (default: built in)\n"
     "      --pids N          at most N processes\n"
     "      --memory SIZE     memory limit, e.g. 512m or 2g\n"
@@ -64,6 +75,8 @@ static void free_opts(struct run_opts *o)
         free(o->mounts[i].source);
     free(o->mounts);
     free(o->env);
+    free(o->net.rules);
+    free(o->net.hosts);
 }
 
 static int add_env(struct run_opts *o, const char *kv, struct moat_err *err)
@@ -124,7 +137,7 @@ static int add_mount(struct run_opts *o, char *spec, struct moat_err *err)
 
 static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_err *err)
 {
-    enum { OPT_NETWORK = 256, OPT_SECCOMP, OPT_PIDS, OPT_MEMORY };
+    enum { OPT_NETWORK = 256, OPT_SECCOMP, OPT_PIDS, OPT_MEMORY, OPT_ALLOW, OPT_DENY, OPT_HOST };
     static const struct option opts[] = {
         {"workspace", required_argument, NULL, 'w'},
         {"env", required_argument, NULL, 'e'},
@@ -133,6 +146,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
         {"network", required_argument, NULL, OPT_NETWORK},
+        {"allow", required_argument, NULL, OPT_ALLOW},
+        {"deny", required_argument, NULL, OPT_DENY},
+        {"add-host", required_argument, NULL, OPT_HOST},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"pids", required_argument, NULL, OPT_PIDS},
         {"memory", required_argument, NULL, OPT_MEMORY},
@@ -166,6 +182,13 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         case OPT_NETWORK:
             o->network = optarg;
             break;
+        case OPT_ALLOW:
+        case OPT_DENY:
+            r = proxy_rule_parse(optarg, c == OPT_DENY, &o->net.rules[o->net.n_rules++], err);
+            break;
+        case OPT_HOST:
+            r = proxy_host_parse(optarg, &o->net.hosts[o->net.n_hosts++], err);
+            break;
         case OPT_SECCOMP:
             o->seccomp = optarg;
             break;
@@ -188,8 +211,13 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
     }
     if (r < 0)
         return -1;
-    if (o->network && strcmp(o->network, "none") != 0)
-        return moat_err_set(err, 0, "--network %s: only 'none' is supported for now", o->network);
+    if (o->network && strcmp(o->network, "none") != 0 && strcmp(o->network, "proxy") != 0)
+        return moat_err_set(err, 0, "--network %s: expected proxy or none", o->network);
+    o->proxy_net = o->network && strcmp(o->network, "proxy") == 0;
+    if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts))
+        return moat_err_set(err, 0,
+                            "--allow, --deny and --add-host need --network proxy (the sandbox "
+                            "has no network otherwise)");
     if (o->name && !valid_run_name(o->name))
         return moat_err_set(err, 0,
                             "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
@@ -274,7 +302,7 @@ static char *str_printf(const char *fmt, ...)
 static char **build_env(const struct run_opts *o, bool tty)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
-    size_t n = 0, cap = 8 + o->n_env;
+    size_t n = 0, cap = 14 + o->n_env;
     char **env = calloc(cap, sizeof(char *));
 
     if (!env)
@@ -287,6 +315,14 @@ static char **build_env(const struct run_opts *o, bool tty)
     env[n++] = str_printf("LANG=%s", lang ? lang : "C.UTF-8");
     if (tz)
         env[n++] = str_printf("TZ=%s", tz);
+    if (o->proxy_net) {
+        static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                           "https_proxy"};
+        for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+            env[n++] = str_printf("%s=http://%s:%d", vars[i], NETNS_GW_ADDR_STR, NETNS_PROXY_PORT);
+        env[n++] = strdup("NO_PROXY=localhost,127.0.0.1");
+        env[n++] = strdup("no_proxy=localhost,127.0.0.1");
+    }
     for (size_t i = 0; i < o->n_env; i++) {
         size_t klen = strcspn(o->env[i], "=") + 1;
         size_t j = 0;
@@ -353,7 +389,7 @@ static size_t build_mounts(const struct image_host *h, const char *workspace,
     return n;
 }
 
-static int run_sandbox(const struct run_opts *o, int *status, struct moat_err *err)
+static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
 {
     char workspace[PATH_MAX], name[64];
     struct stat st;
@@ -375,7 +411,7 @@ static int run_sandbox(const struct run_opts *o, int *status, struct moat_err *e
     if (!o->name)
         default_name(name, sizeof(name));
     cfg.hostname = name;
-    image_etc_generate(&etc, name);
+    image_etc_generate(&etc, name, o->proxy_net ? NETNS_GW_ADDR_STR : NULL);
     cfg.etc_files = etc.files;
     cfg.n_etc_files = IMAGE_ETC_FILES;
     mounts = calloc(host.n_mounts + 4 + o->n_mounts, sizeof(*mounts));
@@ -390,11 +426,15 @@ static int run_sandbox(const struct run_opts *o, int *status, struct moat_err *e
     if (load_seccomp(o->seccomp, &filter, err) < 0)
         goto out;
     cfg.seccomp = &filter;
+    if (o->proxy_net && run_net_init(&o->net, name, &cfg.net, err) < 0)
+        goto out;
     log_info("run %s: workspace %s, sandbox user %d = host %u:%u, %s", name, workspace,
              RT_SANDBOX_UID, (unsigned)cfg.host_uid, (unsigned)cfg.host_gid,
              cfg.tty ? "terminal" : "no terminal");
     ret = rt_run(&cfg, status, err);
 out:
+    if (o->proxy_net)
+        run_net_stop(&o->net);
     rt_seccomp_free(&filter);
     free_env(env);
     free(mounts);
@@ -409,7 +449,10 @@ int cmd_run(int argc, char **argv)
 
     o.env = calloc((size_t)argc, sizeof(*o.env));
     o.mounts = calloc((size_t)argc, sizeof(*o.mounts));
-    if (!o.env || !o.mounts) {
+    o.net.rules = calloc((size_t)argc, sizeof(*o.net.rules));
+    o.net.hosts = calloc((size_t)argc, sizeof(*o.net.hosts));
+    o.net.cfg.audit_fd = -1;
+    if (!o.env || !o.mounts || !o.net.rules || !o.net.hosts) {
         free_opts(&o);
         return CLI_EXIT_USAGE;
     }

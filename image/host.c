@@ -53,7 +53,7 @@ static const char *login_shell(void)
     return access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
 }
 
-void image_etc_generate(struct image_etc *etc, const char *hostname)
+void image_etc_generate(struct image_etc *etc, const char *hostname, const char *nameserver)
 {
     snprintf(etc->passwd, sizeof(etc->passwd),
              "root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -66,7 +66,13 @@ void image_etc_generate(struct image_etc *etc, const char *hostname)
              "127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
              hostname);
     snprintf(etc->hostname, sizeof(etc->hostname), "%s\n", hostname);
-    snprintf(etc->resolv, sizeof(etc->resolv), "# moat: no network in this sandbox\n");
+    if (nameserver)
+        snprintf(etc->resolv, sizeof(etc->resolv),
+                 "# moat: names resolve only through moat\n"
+                 "nameserver %s\noptions edns0\n",
+                 nameserver);
+    else
+        snprintf(etc->resolv, sizeof(etc->resolv), "# moat: no network in this sandbox\n");
     etc->files[0] = (struct rt_file){"passwd", etc->passwd, 0644};
     etc->files[1] = (struct rt_file){"group", etc->group, 0644};
     etc->files[2] = (struct rt_file){"hosts", etc->hosts, 0644};

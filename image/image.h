@@ -25,7 +25,8 @@ struct image_etc {
     char passwd[512], group[256], hosts[512], hostname[128], resolv[128];
 };
 
-/* passwd, group, hosts, hostname and resolv.conf for a sandbox named HOSTNAME. */
-void image_etc_generate(struct image_etc *etc, const char *hostname);
+/* passwd, group, hosts, hostname and resolv.conf for a sandbox named HOSTNAME;
+ * resolv.conf names NAMESERVER, or none when it is NULL (no network). */
+void image_etc_generate(struct image_etc *etc, const char *hostname, const char *nameserver);
 
 #endif

@@ -60,7 +60,7 @@ static void test_etc_files(void **state)
     struct image_etc etc;
     (void)state;
 
-    image_etc_generate(&etc, "agent-7");
+    image_etc_generate(&etc, "agent-7", NULL);
     assert_string_equal(etc.files[0].name, "passwd");
     assert_non_null(strstr(etc.passwd, "\nmoatuser:x:5000:5000:"));
     assert_non_null(strstr(etc.passwd, ":/home/moatuser:"));
@@ -70,6 +70,10 @@ static void test_etc_files(void **state)
     assert_null(strstr(etc.resolv, "nameserver"));
     for (int i = 0; i < IMAGE_ETC_FILES; i++)
         assert_int_equal(etc.files[i].mode, 0644);
+
+    image_etc_generate(&etc, "agent-7", "10.88.0.1");
+    assert_non_null(strstr(etc.resolv, "\nnameserver 10.88.0.1\n"));
+    assert_null(strstr(etc.resolv, "nameserver 127."));
 }
 
 /* libarchive is reached only through the loaded table: it reads a gzip'd tar

@@ -1,0 +1,25 @@
+/* moat run's network (cli/net.c): the rules from the command line, and the
+ * rt_net hooks that build the path and serve it. */
+#ifndef MOAT_CLI_NET_H
+#define MOAT_CLI_NET_H
+
+#include "proxy/proxy.h"
+#include "runtime/runtime.h"
+
+struct run_net {
+    struct proxy_rule *rules; /* --allow / --deny, in order */
+    size_t n_rules;
+    struct proxy_host *hosts; /* --add-host */
+    size_t n_hosts;
+    struct proxy_config cfg;
+    struct proxy *proxy; /* serving, between the sandbox's start and run_net_stop */
+};
+
+/* Open the run's audit log and fill OUT with the hooks for rt_config.net. */
+int run_net_init(struct run_net *net, const char *name, struct rt_net *out, struct moat_err *err);
+
+/* After the run: stop serving (closing the gateway's last sockets frees the
+ * gateway namespace, its rules and the veth), close the audit log. */
+void run_net_stop(struct run_net *net);
+
+#endif

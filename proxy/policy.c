@@ -1,0 +1,119 @@
+/* The network policy of a run: names allowed unless denied; raw TCP only to a
+ * name:port an allow rule names; the user's own name mappings. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/parse.h"
+#include "netns/dns.h"
+#include "proxy/internal.h"
+
+static bool rule_matches(const struct proxy_rule *r, const char *name)
+{
+    if (!r->wildcard)
+        return strcmp(r->name, name) == 0;
+    /* "*.example.com" covers a.example.com and a.b.example.com, not example.com. */
+    size_t n = strlen(name), s = strlen(r->name);
+    return n > s + 1 && name[n - s - 1] == '.' && strcmp(name + n - s, r->name) == 0;
+}
+
+bool policy_name_allowed(const struct proxy_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_rules; i++)
+        if (cfg->rules[i].deny && rule_matches(&cfg->rules[i], name))
+            return false;
+    return true;
+}
+
+bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port)
+{
+    if (!policy_name_allowed(cfg, name))
+        return false;
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct proxy_rule *r = &cfg->rules[i];
+        if (!r->deny && r->port == port && rule_matches(r, name))
+            return true;
+    }
+    return false;
+}
+
+const struct proxy_host *policy_host(const struct proxy_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_hosts; i++)
+        if (strcmp(cfg->hosts[i].name, name) == 0)
+            return &cfg->hosts[i];
+    return NULL;
+}
+
+/* "1".."65535" into *PORT. */
+static int parse_port(const char *flag, const char *spec, const char *s, uint16_t *port,
+                      struct moat_err *err)
+{
+    int64_t v;
+
+    if (parse_count(flag, s, &v, err) < 0 || v < 1 || v > 65535)
+        return moat_err_set(err, 0, "%s %s: the port must be 1-65535", flag, spec);
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* NAME (or *.NAME when WILDCARD_OK) into its canonical form in OUT. */
+static int parse_name(const char *flag, const char *spec, const char *name, size_t len,
+                      bool wildcard_ok, char out[PROXY_NAME_BUF], bool *wildcard,
+                      struct moat_err *err)
+{
+    char buf[DNS_NAME_BUF + 2];
+
+    *wildcard = wildcard_ok && len > 2 && name[0] == '*' && name[1] == '.';
+    if (*wildcard) {
+        name += 2;
+        len -= 2;
+    }
+    if (len >= sizeof(buf))
+        return moat_err_set(err, 0, "%s %s: the name is too long", flag, spec);
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (dns_name_canon(buf, out, err) < 0)
+        return moat_err_set(err, 0,
+                            "%s %s: not a host name (letters, digits, '-' and '_' in "
+                            "dot-separated labels%s)",
+                            flag, spec, wildcard_ok ? ", or *.name" : "");
+    return 0;
+}
+
+int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err)
+{
+    const char *flag = deny ? "--deny" : "--allow";
+    const char *colon = strrchr(spec, ':');
+    size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+
+    memset(rule, 0, sizeof(*rule));
+    rule->deny = deny;
+    if (colon && deny)
+        return moat_err_set(err, 0, "--deny %s: a deny rule names a host, not a port", spec);
+    if (colon && parse_port(flag, spec, colon + 1, &rule->port, err) < 0)
+        return -1;
+    return parse_name(flag, spec, spec, len, true, rule->name, &rule->wildcard, err);
+}
+
+int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err *err)
+{
+    char addr[INET_ADDRSTRLEN];
+    const char *c1 = strchr(spec, ':');
+    const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    size_t alen = c1 ? (size_t)((c2 ? c2 : spec + strlen(spec)) - (c1 + 1)) : 0;
+    bool wildcard;
+
+    memset(host, 0, sizeof(*host));
+    if (!c1 || alen == 0 || alen >= sizeof(addr))
+        return moat_err_set(err, 0, "--add-host %s: expected NAME:ADDR[:PORT]", spec);
+    memcpy(addr, c1 + 1, alen);
+    addr[alen] = '\0';
+    if (inet_pton(AF_INET, addr, &host->addr) != 1)
+        return moat_err_set(err, 0, "--add-host %s: %s is not an IPv4 address", spec, addr);
+    if (c2 && parse_port("--add-host", spec, c2 + 1, &host->port, err) < 0)
+        return -1;
+    return parse_name("--add-host", spec, spec, (size_t)(c1 - spec), false, host->name, &wildcard,
+                      err);
+}

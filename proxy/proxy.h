@@ -1,0 +1,63 @@
+/* proxy/: everything the supervisor serves on the gateway's sockets (DESIGN.md,
+ * "The proxy"). For now: the DNS responder's socket, the transparent listener
+ * (peek, then raw TCP passed through where the policy allows that name:port, or
+ * refused with an audit record) and the explicit proxy's socket (refused until
+ * the HTTP proxy lands). Everything runs in one thread with one epoll loop. */
+#ifndef MOAT_PROXY_H
+#define MOAT_PROXY_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+#define PROXY_NAME_BUF 254 /* a DNS name as text, NUL included */
+
+/* --allow NAME[:PORT] / --deny NAME: an exact name or "*.suffix" (any name
+ * below suffix, not suffix itself). Deny wins over allow. */
+struct proxy_rule {
+    char name[PROXY_NAME_BUF]; /* canonical; for a wildcard the suffix without "*." */
+    bool wildcard;
+    bool deny;
+    uint16_t port; /* 0: no port named */
+};
+
+/* --add-host NAME:ADDR[:PORT]: the user's own mapping, trusted. */
+struct proxy_host {
+    char name[PROXY_NAME_BUF];
+    struct in_addr addr;
+    uint16_t port; /* 0: the port the sandbox asked for */
+};
+
+struct proxy_config {
+    const struct proxy_rule *rules;
+    size_t n_rules;
+    const struct proxy_host *hosts;
+    size_t n_hosts;
+    int audit_fd;         /* append-only audit log, -1 for none; the proxy dups it */
+    const char *run_name; /* in every audit record */
+};
+
+int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err);
+int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err *err);
+
+/* The gateway's sockets, as netns/ opened them; -1 for one that is not there. */
+struct proxy_sockets {
+    int explicit_fd;
+    int transparent_fd;
+    int dns_fd;
+};
+
+struct proxy;
+
+/* Start serving SOCKS (taken over: closed by proxy_stop, or here on failure) in
+ * a thread of its own. CFG is copied. */
+int proxy_start(const struct proxy_config *cfg, const struct proxy_sockets *socks,
+                struct proxy **out, struct moat_err *err);
+
+/* Stop the thread, close every socket and connection; NULL is fine. */
+void proxy_stop(struct proxy *proxy);
+
+#endif

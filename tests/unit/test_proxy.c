@@ -1,0 +1,236 @@
+/* proxy/: rules and host mappings from the command line, the policy's answers,
+ * the dial guard, and the audit log's hash chain. The serving loop itself is
+ * exercised end to end by tests/integration/test_network.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/sha256.h"
+#include "proxy/internal.h"
+
+#include "tests/unit/unit.h"
+
+static void test_rule_parse(void **state)
+{
+    struct proxy_rule r;
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(proxy_rule_parse("GitHub.com.", false, &r, &err), 0);
+    assert_string_equal(r.name, "github.com");
+    assert_false(r.wildcard);
+    assert_int_equal(r.port, 0);
+    assert_int_equal(proxy_rule_parse("*.githubusercontent.com:443", false, &r, &err), 0);
+    assert_string_equal(r.name, "githubusercontent.com");
+    assert_true(r.wildcard);
+    assert_int_equal(r.port, 443);
+    assert_int_equal(proxy_rule_parse("evil.test", true, &r, &err), 0);
+    assert_true(r.deny);
+
+    static const char *const bad[] = {
+        "",         "*.",           "*",       "a..b",       "bad host",
+        "x.test:0", "x.test:65536", "x.test:", "x.test:22x", "a.*.b"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(proxy_rule_parse(bad[i], false, &r, &err), -1);
+        assert_non_null(strstr(err.msg, "--allow"));
+    }
+    assert_int_equal(proxy_rule_parse("x.test:22", true, &r, &err), -1);
+    assert_string_equal(err.msg, "--deny x.test:22: a deny rule names a host, not a port");
+}
+
+static void test_host_parse(void **state)
+{
+    struct proxy_host h;
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(proxy_host_parse("Echo.Test:127.0.0.1:8022", &h, &err), 0);
+    assert_string_equal(h.name, "echo.test");
+    assert_int_equal(ntohl(h.addr.s_addr), 0x7f000001u);
+    assert_int_equal(h.port, 8022);
+    assert_int_equal(proxy_host_parse("db.test:10.1.2.3", &h, &err), 0);
+    assert_int_equal(h.port, 0);
+    static const char *const bad[] = {"db.test",          "db.test:",    ":1.2.3.4",
+                                      "db.test:1.2.3",    "db.test:::1", "*.db.test:1.2.3.4",
+                                      "db.test:1.2.3.4:0"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(proxy_host_parse(bad[i], &h, &err), -1);
+        assert_non_null(strstr(err.msg, "--add-host"));
+    }
+}
+
+static void test_policy(void **state)
+{
+    struct proxy_rule rules[4];
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(proxy_rule_parse("github.com:22", false, &rules[0], &err), 0);
+    assert_int_equal(proxy_rule_parse("*.example.com", false, &rules[1], &err), 0);
+    assert_int_equal(proxy_rule_parse("*.example.com:5432", false, &rules[2], &err), 0);
+    assert_int_equal(proxy_rule_parse("bad.example.com", true, &rules[3], &err), 0);
+    struct proxy_config cfg = {.rules = rules, .n_rules = 4};
+
+    assert_true(policy_name_allowed(&cfg, "anything.test")); /* names: allowed unless denied */
+    assert_false(policy_name_allowed(&cfg, "bad.example.com"));
+    assert_true(policy_name_allowed(&cfg, "notbad.example.com"));
+    /* raw TCP: only a rule with that port */
+    assert_true(policy_raw_allowed(&cfg, "github.com", 22));
+    assert_false(policy_raw_allowed(&cfg, "github.com", 23));
+    assert_false(policy_raw_allowed(&cfg, "api.github.com", 22));
+    assert_false(policy_raw_allowed(&cfg, "a.example.com", 443)); /* rule without port */
+    assert_true(policy_raw_allowed(&cfg, "db.example.com", 5432));
+    assert_true(policy_raw_allowed(&cfg, "a.b.example.com", 5432));
+    assert_false(policy_raw_allowed(&cfg, "example.com", 5432)); /* *. is below only */
+    assert_false(policy_raw_allowed(&cfg, "xexample.com", 5432));
+    assert_false(policy_raw_allowed(&cfg, "bad.example.com", 5432)); /* deny wins */
+}
+
+static void test_dial_guard(void **state)
+{
+    static const char *const guarded[] = {
+        "127.0.0.1",   "127.1.2.3",       "10.0.0.1",   "172.16.0.1",      "172.31.255.255",
+        "192.168.1.1", "169.254.169.254", "100.64.0.1", "100.127.255.254", "0.0.0.0",
+        "224.0.0.1",   "255.255.255.255", "198.18.0.1", "192.0.0.1"};
+    static const char *const open_[] = {"1.1.1.1",     "140.82.112.3", "172.32.0.1",
+                                        "100.128.0.1", "192.0.2.1",    "11.0.0.1"};
+    struct in_addr a;
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(guarded); i++) {
+        assert_int_equal(inet_pton(AF_INET, guarded[i], &a), 1);
+        if (!dial_addr_guarded(a))
+            fail_msg("%s should be guarded", guarded[i]);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(open_); i++) {
+        assert_int_equal(inet_pton(AF_INET, open_[i], &a), 1);
+        if (dial_addr_guarded(a))
+            fail_msg("%s should not be guarded", open_[i]);
+    }
+}
+
+static void test_dial_refuses_names_resolving_to_loopback(void **state)
+{
+    struct proxy_config cfg = {0};
+    struct sockaddr_in to;
+    struct moat_err err = {0};
+    (void)state;
+
+    /* The host maps localhost to 127.0.0.1: the sandbox must not reach it by name. */
+    assert_int_equal(dial_start(&cfg, "localhost", 22, &to, &err), -1);
+    assert_string_equal(err.msg,
+                        "localhost: resolves only to private or special addresses (refused)");
+
+    /* The user's own mapping is trusted as given (a listener of ours stands in). */
+    struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t llen = sizeof(l);
+    _cleanup_close_ int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&l, sizeof(l)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&l, &llen), 0);
+    char spec[64];
+    snprintf(spec, sizeof(spec), "localhost:127.0.0.1:%u", ntohs(l.sin_port));
+    struct proxy_host h;
+    assert_int_equal(proxy_host_parse(spec, &h, &err), 0);
+    cfg.hosts = &h;
+    cfg.n_hosts = 1;
+    _cleanup_close_ int fd = dial_start(&cfg, "localhost", 22, &to, &err);
+    assert_true(fd >= 0);
+    assert_int_equal(to.sin_port, l.sin_port);
+    _cleanup_close_ int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC); /* it really connected */
+    assert_true(conn >= 0);
+}
+
+static char *read_all_fd(int fd)
+{
+    static char buf[65536];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void sha_hex(const char *s, size_t n, char hex[65])
+{
+    struct sha256 st;
+    unsigned char d[SHA256_DIGEST_LEN];
+    sha256_init(&st);
+    sha256_update(&st, s, n);
+    sha256_final(&st, d);
+    sha256_hex(d, hex);
+}
+
+/* Every line's "prev" is the SHA-256 of the line before it; a reopened log goes on. */
+static void check_chain(const char *text, int want_lines)
+{
+    char prev[65];
+    int lines = 0;
+
+    memset(prev, '0', 64);
+    prev[64] = '\0';
+    for (const char *l = text; *l;) {
+        const char *nl = strchr(l, '\n');
+        assert_non_null(nl);
+        char want[80];
+        snprintf(want, sizeof(want), ",\"prev\":\"%s\"}", prev);
+        assert_int_equal(strncmp(nl - strlen(want), want, strlen(want)), 0);
+        sha_hex(l, (size_t)(nl - l), prev);
+        l = nl + 1;
+        lines++;
+    }
+    assert_int_equal(lines, want_lines);
+}
+
+static void test_audit_chain(void **state)
+{
+    struct audit a;
+    struct moat_err err = {0};
+    (void)state;
+
+    int fd = memfd_create("audit", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(audit_open(&a, dup(fd), "run-1", &err), 0);
+    audit_write(&a, &(struct audit_event){.kind = "dns", .decision = "deny", .name = "x.test"});
+    audit_write(&a, &(struct audit_event){.kind = "tcp",
+                                          .decision = "allow",
+                                          .name = "y.test",
+                                          .addr = "100.64.0.1",
+                                          .port = 22,
+                                          .reason = "quote \" back\\ nl\n"});
+    audit_close(&a);
+    char *text = read_all_fd(fd);
+    assert_non_null(strstr(text, "\"run\":\"run-1\",\"kind\":\"dns\",\"decision\":\"deny\","
+                                 "\"host\":\"x.test\""));
+    assert_non_null(strstr(text, "\"port\":22,\"reason\":\"quote \\\" back\\\\ nl\\u000a\""));
+    check_chain(text, 2);
+
+    /* Reopened: the chain continues from the last line. */
+    assert_int_equal(audit_open(&a, dup(fd), "run-2", &err), 0);
+    audit_write(&a, &(struct audit_event){.kind = "proxy", .decision = "deny"});
+    audit_close(&a);
+    check_chain(read_all_fd(fd), 3);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rule_parse),
+        cmocka_unit_test(test_host_parse),
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_dial_guard),
+        cmocka_unit_test(test_dial_refuses_names_resolving_to_loopback),
+        cmocka_unit_test(test_audit_chain),
+    };
+    return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
+}
