@@ -16,6 +16,9 @@ import pytest
 
 from moat_it import run_moat
 
+# Also as the user without subordinate ids: the network needs none.
+pytestmark = pytest.mark.all_users
+
 PROBE = Path(__file__).with_name("net_probe.py")
 GATEWAY = "10.88.0.1"
 
