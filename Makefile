@@ -2,7 +2,7 @@
 
 PKGS     := libseccomp libcap yajl libmnl libnftnl
 # Headers only: these are loaded on demand (lib/dl.h), never linked into moat.
-DL_PKGS  := libarchive
+DL_PKGS  := libarchive openssl
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc

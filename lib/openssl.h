@@ -1,0 +1,89 @@
+/* OpenSSL (libssl.so.3, libcrypto.so.3), loaded on first use: linking it would
+ * cost every `moat run` ~1.2 ms (lib/dl.h). Call openssl_load() once, then use
+ * ossl.SSL_new() and friends exactly as OpenSSL's own functions. Headers come
+ * from libssl-dev at build time. Add a function by adding one line to
+ * SSL_FUNCS (libssl) or CRYPTO_FUNCS (libcrypto); macros such as
+ * SSL_set_tlsext_host_name expand to functions that must be listed too. */
+#ifndef MOAT_LIB_OPENSSL_H
+#define MOAT_LIB_OPENSSL_H
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "lib/err.h"
+
+#define SSL_SONAME "libssl.so.3"
+#define CRYPTO_SONAME "libcrypto.so.3"
+
+#define SSL_FUNCS(X)                                                                               \
+    X(TLS_client_method)                                                                           \
+    X(TLS_server_method)                                                                           \
+    X(SSL_CTX_new)                                                                                 \
+    X(SSL_CTX_free)                                                                                \
+    X(SSL_CTX_ctrl)                                                                                \
+    X(SSL_CTX_set_default_verify_paths)                                                            \
+    X(SSL_CTX_set_verify)                                                                          \
+    X(SSL_CTX_get_cert_store)                                                                      \
+    X(SSL_CTX_use_certificate)                                                                     \
+    X(SSL_CTX_use_PrivateKey)                                                                      \
+    X(SSL_CTX_check_private_key)                                                                   \
+    X(SSL_new)                                                                                     \
+    X(SSL_free)                                                                                    \
+    X(SSL_ctrl)                                                                                    \
+    X(SSL_set_fd)                                                                                  \
+    X(SSL_set1_host)                                                                               \
+    X(SSL_connect)                                                                                 \
+    X(SSL_accept)                                                                                  \
+    X(SSL_read)                                                                                    \
+    X(SSL_write)                                                                                   \
+    X(SSL_shutdown)                                                                                \
+    X(SSL_get_error)                                                                               \
+    X(SSL_get_verify_result)
+
+#define CRYPTO_FUNCS(X)                                                                            \
+    X(BIO_new_mem_buf)                                                                             \
+    X(BIO_free)                                                                                    \
+    X(PEM_read_bio_X509)                                                                           \
+    X(PEM_read_bio_PrivateKey)                                                                     \
+    X(X509_free)                                                                                   \
+    X(X509_STORE_add_cert)                                                                         \
+    X(X509_verify_cert_error_string)                                                               \
+    X(EVP_PKEY_free)                                                                               \
+    X(EVP_CIPHER_CTX_new)                                                                          \
+    X(EVP_CIPHER_CTX_free)                                                                         \
+    X(EVP_CIPHER_CTX_ctrl)                                                                         \
+    X(EVP_aes_256_gcm)                                                                             \
+    X(EVP_EncryptInit_ex)                                                                          \
+    X(EVP_EncryptUpdate)                                                                           \
+    X(EVP_EncryptFinal_ex)                                                                         \
+    X(EVP_DecryptInit_ex)                                                                          \
+    X(EVP_DecryptUpdate)                                                                           \
+    X(EVP_DecryptFinal_ex)                                                                         \
+    X(RAND_bytes)                                                                                  \
+    X(ERR_get_error)                                                                               \
+    X(ERR_peek_last_error)                                                                         \
+    X(ERR_clear_error)                                                                             \
+    X(ERR_error_string_n)
+
+struct openssl_lib {
+#define OPENSSL_FN_FIELD(fn) __typeof__(fn) *fn;
+    SSL_FUNCS(OPENSSL_FN_FIELD)
+    CRYPTO_FUNCS(OPENSSL_FN_FIELD)
+#undef OPENSSL_FN_FIELD
+};
+
+extern struct openssl_lib ossl;
+
+/* Load libcrypto and libssl and resolve the table; cheap after the first call. */
+int openssl_load(struct moat_err *err);
+
+/* OpenSSL's last queued error as text for ERR (after "WHAT: "), clearing the
+ * queue; returns -1 like moat_err_set. */
+int openssl_err(struct moat_err *err, const char *what);
+
+#endif
