@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "lib/err.h"
 
@@ -43,7 +44,9 @@
     X(SSL_write)                                                                                   \
     X(SSL_shutdown)                                                                                \
     X(SSL_get_error)                                                                               \
-    X(SSL_get_verify_result)
+    X(SSL_get_verify_result)                                                                       \
+    X(SSL_use_certificate)                                                                         \
+    X(SSL_use_PrivateKey)
 
 #define CRYPTO_FUNCS(X)                                                                            \
     X(BIO_new_mem_buf)                                                                             \
@@ -65,6 +68,41 @@
     X(EVP_DecryptUpdate)                                                                           \
     X(EVP_DecryptFinal_ex)                                                                         \
     X(RAND_bytes)                                                                                  \
+    X(EVP_PKEY_Q_keygen)                                                                           \
+    X(EVP_sha256)                                                                                  \
+    X(BIO_new)                                                                                     \
+    X(BIO_s_mem)                                                                                   \
+    X(BIO_ctrl)                                                                                    \
+    X(PEM_write_bio_X509)                                                                          \
+    X(PEM_write_bio_PrivateKey)                                                                    \
+    X(X509_new)                                                                                    \
+    X(X509_up_ref)                                                                                 \
+    X(X509_set_version)                                                                            \
+    X(X509_get_serialNumber)                                                                       \
+    X(ASN1_INTEGER_set_uint64)                                                                     \
+    X(X509_getm_notBefore)                                                                         \
+    X(X509_getm_notAfter)                                                                          \
+    X(X509_get0_notAfter)                                                                          \
+    X(X509_gmtime_adj)                                                                             \
+    X(X509_cmp_time)                                                                               \
+    X(X509_set_pubkey)                                                                             \
+    X(X509_get_subject_name)                                                                       \
+    X(X509_set_issuer_name)                                                                        \
+    X(X509_NAME_add_entry_by_txt)                                                                  \
+    X(X509V3_set_ctx)                                                                              \
+    X(X509V3_EXT_conf_nid)                                                                         \
+    X(X509_add_ext)                                                                                \
+    X(X509_EXTENSION_free)                                                                         \
+    X(X509_sign)                                                                                   \
+    X(X509_check_private_key)                                                                      \
+    X(X509_STORE_new)                                                                              \
+    X(X509_STORE_free)                                                                             \
+    X(X509_STORE_CTX_new)                                                                          \
+    X(X509_STORE_CTX_free)                                                                         \
+    X(X509_STORE_CTX_init)                                                                         \
+    X(X509_STORE_CTX_get_error)                                                                    \
+    X(X509_verify_cert)                                                                            \
+    X(X509_check_host)                                                                             \
     X(ERR_get_error)                                                                               \
     X(ERR_peek_last_error)                                                                         \
     X(ERR_clear_error)                                                                             \

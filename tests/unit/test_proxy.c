@@ -8,14 +8,19 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/cleanup.h"
 #include "lib/sha256.h"
+#include "proxy/ca.h"
 #include "proxy/internal.h"
 
 #include "tests/unit/unit.h"
@@ -222,6 +227,111 @@ static void test_audit_chain(void **state)
     close(fd);
 }
 
+/* ---- the interception CA ---- */
+
+static void ca_dir(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+static bool leaf_verifies(struct proxy_ca *ca, X509 *leaf, const char *host)
+{
+    X509_STORE *store = ossl.X509_STORE_new();
+    X509_STORE_CTX *ctx = ossl.X509_STORE_CTX_new();
+    bool ok = store && ctx && ossl.X509_STORE_add_cert(store, ca->cert) &&
+              ossl.X509_STORE_CTX_init(ctx, store, leaf, NULL) && ossl.X509_verify_cert(ctx) == 1 &&
+              ossl.X509_check_host(leaf, host, 0, 0, NULL) == 1;
+    ossl.X509_STORE_CTX_free(ctx);
+    ossl.X509_STORE_free(store);
+    return ok;
+}
+
+static void test_ca_create_and_reload(void **state)
+{
+    char dir[PATH_MAX], key[PATH_MAX + 8], pem[PATH_MAX + 8];
+    struct proxy_ca ca;
+    struct moat_err err = {0};
+    struct stat st;
+    (void)state;
+
+    ca_dir(dir, sizeof(dir), "ca1");
+    assert_int_equal(ca_open(dir, &ca, &err), 0);
+    snprintf(key, sizeof(key), "%s/ca.key", dir);
+    snprintf(pem, sizeof(pem), "%s/ca.pem", dir);
+    assert_string_equal(ca.pem_path, pem);
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+
+    X509 *leaf = ca_leaf(&ca, "api.github.com", &err);
+    assert_non_null(leaf);
+    assert_true(leaf_verifies(&ca, leaf, "api.github.com"));
+    assert_false(leaf_verifies(&ca, leaf, "api.anthropic.com"));
+    ossl.X509_free(leaf);
+
+    /* A second open (another run) loads the same CA: its leaves verify against the first. */
+    struct proxy_ca again;
+    assert_int_equal(ca_open(dir, &again, &err), 0);
+    leaf = ca_leaf(&again, "github.com", &err);
+    assert_true(leaf_verifies(&ca, leaf, "github.com"));
+    ossl.X509_free(leaf);
+    ca_close(&again);
+    ca_close(&ca);
+
+    /* A key others can read is refused, saying how to fix it. */
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(ca_open(dir, &ca, &err), -1);
+    assert_non_null(strstr(err.msg, "ca.key: readable by others (mode 644); chmod 600 it"));
+    ca_close(&ca);
+
+    /* A certificate that is not the key's is refused. */
+    char dir2[PATH_MAX], cmd[3 * PATH_MAX];
+    assert_int_equal(chmod(key, 0600), 0);
+    ca_dir(dir2, sizeof(dir2), "ca2");
+    assert_int_equal(ca_open(dir2, &ca, &err), 0);
+    ca_close(&ca);
+    snprintf(cmd, sizeof(cmd), "cp %s/ca.pem %s/ca.pem", dir2, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ca_open(dir, &ca, &err), -1);
+    assert_non_null(strstr(err.msg, "ca.pem does not belong to ca.key"));
+    ca_close(&ca);
+}
+
+static void test_ca_leaf_cache(void **state)
+{
+    char dir[PATH_MAX], host[64];
+    struct proxy_ca ca;
+    struct moat_err err = {0};
+    (void)state;
+
+    ca_dir(dir, sizeof(dir), "ca3");
+    assert_int_equal(ca_open(dir, &ca, &err), 0);
+    X509 *first = ca_leaf(&ca, "h0.test", &err);
+    X509 *hit = ca_leaf(&ca, "h0.test", &err);
+    assert_ptr_equal(first, hit); /* cached */
+    ossl.X509_free(hit);
+    /* Fill the cache, touching h0 half way: h1 is then the least recently used. */
+    for (int i = 1; i <= CA_LEAF_CACHE; i++) {
+        snprintf(host, sizeof(host), "h%d.test", i);
+        if (i == CA_LEAF_CACHE / 2)
+            ossl.X509_free(ca_leaf(&ca, "h0.test", &err));
+        X509 *l = ca_leaf(&ca, host, &err);
+        assert_non_null(l);
+        ossl.X509_free(l);
+    }
+    X509 *still = ca_leaf(&ca, "h0.test", &err);
+    assert_ptr_equal(still, first); /* recently used: kept */
+    ossl.X509_free(still);
+    bool h1_cached = false;
+    for (size_t i = 0; i < CA_LEAF_CACHE; i++)
+        h1_cached |= ca.leaves[i].cert && strcmp(ca.leaves[i].host, "h1.test") == 0;
+    assert_false(h1_cached);                           /* evicted */
+    assert_true(leaf_verifies(&ca, first, "h0.test"));
+    ossl.X509_free(first);
+    ca_close(&ca);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +341,8 @@ int main(void)
         cmocka_unit_test(test_dial_guard),
         cmocka_unit_test(test_dial_refuses_names_resolving_to_loopback),
         cmocka_unit_test(test_audit_chain),
+        cmocka_unit_test(test_ca_create_and_reload),
+        cmocka_unit_test(test_ca_leaf_cache),
     };
     return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
 }
