@@ -1,6 +1,6 @@
 # moat — build, test, install, bench. `make help` lists the targets.
 
-PKGS     := libseccomp libcap yajl libmnl libnftnl
+PKGS     := libseccomp libcap yajl yaml-0.1 libmnl libnftnl
 # Headers only: these are loaded on demand (lib/dl.h), never linked into moat.
 DL_PKGS  := libarchive openssl
 PREFIX   ?= /usr/local
@@ -31,6 +31,8 @@ LIB_ASMS := runtime/seccomp_default.S
 CLI_SRCS := $(wildcard cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+# cli/ but its main(), for the unit tests of cli/ pieces such as moat.yaml.
+CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -65,9 +67,13 @@ $(BUILD)/libmoat.a: $(LIB_OBJS)
 $(BUILD)/moat: $(CLI_OBJS) $(BUILD)/libmoat.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoat.a
+$(BUILD)/libmoatcli.a: $(CLI_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; MOAT_BIN=$(CURDIR)/$(BUILD)/moat $$t; done
@@ -117,11 +123,15 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
-FUZZ_TARGETS := build/fuzz/fuzz_dns
+FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c netns/dns.h lib/err.h lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
+
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c cli/config.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyaml
 
 fuzz: $(FUZZ_TARGETS)
 
