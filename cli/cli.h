@@ -11,6 +11,7 @@
 #define CLI_EXIT_USAGE 125 /* moat's own errors, like the runc family */
 
 int cmd_run(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Print "moat: <error>" as one line. */
 void cli_print_err(const struct moat_err *err);

@@ -16,6 +16,7 @@ static const struct command {
     const char *summary;
 } commands[] = {
     {"run", cmd_run, "run a command in a new sandbox"},
+    {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
 };
 
 static void usage(FILE *out)

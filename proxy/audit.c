@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/log.h"
 #include "proxy/internal.h"
@@ -132,4 +133,64 @@ void audit_write(struct audit *a, const struct audit_event *ev)
         warned = true;
         log_warn("audit log: write failed: %s", strerror(errno));
     }
+}
+
+/* The value of "prev" in LINE (the last field audit_write writes), or NULL. */
+static const char *line_prev(const char *line, size_t len)
+{
+    static const char key[] = ",\"prev\":\"";
+    size_t tail = sizeof(key) - 1 + 2 * SHA256_DIGEST_LEN + 2; /* key, digest, "} */
+
+    if (len < tail || line[0] != '{' || memcmp(line + len - 2, "\"}", 2) != 0)
+        return NULL;
+    const char *p = line + len - tail;
+    if (memcmp(p, key, sizeof(key) - 1) != 0)
+        return NULL;
+    p += sizeof(key) - 1;
+    for (int i = 0; i < 2 * SHA256_DIGEST_LEN; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return NULL;
+    return p;
+}
+
+long proxy_audit_verify(int fd, const char *name, struct moat_err *err)
+{
+    char prev[2 * SHA256_DIGEST_LEN + 1];
+    _cleanup_fclose_ FILE *f = NULL;
+    _cleanup_free_ char *line = NULL;
+    size_t cap = 0;
+    long n = 0;
+    ssize_t len;
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+    if (dupfd < 0 || !(f = fdopen(dupfd, "r"))) {
+        if (dupfd >= 0)
+            close(dupfd);
+        return moat_err_sys(err, "%s", name);
+    }
+    lseek(dupfd, 0, SEEK_SET); /* from the first line, whoever read it before */
+    memset(prev, '0', 2 * SHA256_DIGEST_LEN);
+    prev[2 * SHA256_DIGEST_LEN] = '\0';
+    while ((len = getline(&line, &cap, f)) > 0) {
+        n++;
+        if (line[len - 1] != '\n')
+            return moat_err_set(err, 0, "%s: line %ld: cut short (no newline)", name, n);
+        line[--len] = '\0';
+        const char *p = line_prev(line, (size_t)len);
+        if (!p)
+            return moat_err_set(err, 0, "%s: line %ld: not an audit record", name, n);
+        if (memcmp(p, prev, 2 * SHA256_DIGEST_LEN) != 0)
+            return n == 1 ? moat_err_set(err, 0,
+                                         "%s: line 1: the chain does not start here (lines "
+                                         "before it were removed)",
+                                         name)
+                          : moat_err_set(err, 0,
+                                         "%s: line %ld: chain broken: line %ld was changed, or "
+                                         "lines after it were removed",
+                                         name, n, n - 1);
+        digest_hex(line, (size_t)len, prev);
+    }
+    if (ferror(f))
+        return moat_err_sys(err, "read %s", name);
+    return n;
 }

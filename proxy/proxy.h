@@ -43,6 +43,14 @@ struct proxy_config {
 int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err);
 int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err *err);
 
+/* Check the hash chain of the audit log open at FD (named NAME in errors):
+ * every line's "prev" must be the SHA-256 of the line before it (64 zeros for
+ * the first). Returns the number of lines, or -1 with ERR naming the first line
+ * that breaks the chain ("line 7: ..."). A changed line is seen at the line
+ * after it; the last line has no successor, so a change to it alone is not
+ * detectable from the file. */
+long proxy_audit_verify(int fd, const char *name, struct moat_err *err);
+
 /* The gateway's sockets, as netns/ opened them; -1 for one that is not there. */
 struct proxy_sockets {
     int explicit_fd;

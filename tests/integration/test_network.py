@@ -262,3 +262,26 @@ def test_nothing_left_after_50_runs(ctx):
     assert _netns_refs() <= before_ns
     assert _host_state() == before_host
     assert not subprocess.run(["pgrep", "-f", "moat-init"], capture_output=True).stdout
+
+
+def test_moat_audit_prints_and_verifies(ctx):
+    probe(ctx, "tcp 192.0.2.9 8443 x", f"dns {GATEWAY} evil.example",
+          args=("-n", "audited", "--deny", "evil.example"))
+    cp = run_moat(ctx, "audited", sub="audit")
+    assert cp.returncode == 0, cp.stderr
+    assert re.search(r"dns\s+deny\s+evil\.example\s+denied by the network policy", cp.stdout)
+    assert re.search(r"tcp\s+deny\s+192\.0\.2\.9:8443\s+an address moat's DNS never gave out",
+                     cp.stdout)
+    cp = run_moat(ctx, "verify", "audited", sub="audit")
+    assert cp.returncode == 0 and "2 lines, chain intact" in cp.stdout, cp.stdout + cp.stderr
+
+    log = ctx.moat_home / "audit" / "audited.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace("192.0.2.9", "192.0.2.8")  # someone rewrites history
+    log.write_text("".join(lines))
+    cp = run_moat(ctx, "verify", str(log), sub="audit")
+    assert cp.returncode == 1
+    assert cp.stderr.strip() == (f"moat: {log}: line 2: chain broken: line 1 was changed, "
+                                 "or lines after it were removed")
+    cp = run_moat(ctx, "verify", "no-such-run", sub="audit")
+    assert cp.returncode == 125 and "no-such-run.jsonl: No such file or directory" in cp.stderr

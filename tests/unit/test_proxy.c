@@ -326,10 +326,71 @@ static void test_ca_leaf_cache(void **state)
     bool h1_cached = false;
     for (size_t i = 0; i < CA_LEAF_CACHE; i++)
         h1_cached |= ca.leaves[i].cert && strcmp(ca.leaves[i].host, "h1.test") == 0;
-    assert_false(h1_cached);                           /* evicted */
+    assert_false(h1_cached); /* evicted */
     assert_true(leaf_verifies(&ca, first, "h0.test"));
     ossl.X509_free(first);
     ca_close(&ca);
+}
+
+static int memfd_with(const char *text)
+{
+    int fd = memfd_create("audit", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    return fd;
+}
+
+/* verify: intact logs pass; each kind of tampering names the line it shows at. */
+static void test_audit_verify(void **state)
+{
+    struct audit a;
+    struct moat_err err = {0};
+    char log[8192];
+    (void)state;
+
+    int fd = memfd_create("audit", MFD_CLOEXEC);
+    assert_int_equal(audit_open(&a, dup(fd), "r", &err), 0);
+    for (int i = 0; i < 4; i++)
+        audit_write(&a, &(struct audit_event){.kind = "dns", .decision = "deny", .name = "x.test"});
+    audit_close(&a);
+    snprintf(log, sizeof(log), "%s", read_all_fd(fd));
+    assert_int_equal(proxy_audit_verify(fd, "log", &err), 4);
+    close(fd);
+
+    char *l2 = strchr(log, '\n') + 1, *l3 = strchr(l2, '\n') + 1, *l4 = strchr(l3, '\n') + 1;
+    char bad[8192];
+    _cleanup_close_ int f1 = -1, f2 = -1, f3 = -1, f4 = -1, f5 = -1;
+
+    /* line 2 edited (x.test -> y.test): seen at line 3 */
+    snprintf(bad, sizeof(bad), "%s", log);
+    bad[l2 - log +
+        strlen("{\"time\":\"2026-11-23T10:00:00.000Z\",\"run\":\"r\",\"kind\":\"dns\","
+               "\"decision\":\"deny\",\"host\":\"")] = 'y';
+    f1 = memfd_with(bad);
+    assert_int_equal(proxy_audit_verify(f1, "log", &err), -1);
+    assert_string_equal(err.msg,
+                        "log: line 3: chain broken: line 2 was changed, or lines after it were "
+                        "removed");
+    /* line 3 removed */
+    snprintf(bad, sizeof(bad), "%.*s%s", (int)(l3 - log), log, l4);
+    f2 = memfd_with(bad);
+    assert_int_equal(proxy_audit_verify(f2, "log", &err), -1);
+    assert_non_null(strstr(err.msg, "log: line 3: chain broken: line 2"));
+    /* line 1 removed */
+    f3 = memfd_with(l2);
+    assert_int_equal(proxy_audit_verify(f3, "log", &err), -1);
+    assert_string_equal(
+        err.msg, "log: line 1: the chain does not start here (lines before it were removed)");
+    /* the last line cut short */
+    snprintf(bad, sizeof(bad), "%.*s", (int)strlen(log) - 1, log);
+    f4 = memfd_with(bad);
+    assert_int_equal(proxy_audit_verify(f4, "log", &err), -1);
+    assert_string_equal(err.msg, "log: line 4: cut short (no newline)");
+    /* something that is no record */
+    snprintf(bad, sizeof(bad), "%.*s{\"injected\":true}\n", (int)(l2 - log), log);
+    f5 = memfd_with(bad);
+    assert_int_equal(proxy_audit_verify(f5, "log", &err), -1);
+    assert_string_equal(err.msg, "log: line 2: not an audit record");
 }
 
 int main(void)
@@ -341,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_dial_guard),
         cmocka_unit_test(test_dial_refuses_names_resolving_to_loopback),
         cmocka_unit_test(test_audit_chain),
+        cmocka_unit_test(test_audit_verify),
         cmocka_unit_test(test_ca_create_and_reload),
         cmocka_unit_test(test_ca_leaf_cache),
     };
