@@ -16,6 +16,7 @@ static const struct command {
     const char *summary;
 } commands[] = {
     {"run", cmd_run, "run a command in a new sandbox"},
+    {"doctor", cmd_doctor, "check what this host lets moat do, and how to fix the rest"},
     {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
 };
 

@@ -189,3 +189,17 @@ int netns_setup(struct netns_gateway *gw, struct moat_err *err)
         netns_gateway_close(gw);
     return r;
 }
+
+int netns_rules_probe(struct moat_err *err)
+{
+    _cleanup_nl_ struct mnl_socket *nl = NULL;
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+
+    if (self < 0)
+        return moat_err_sys(err, "open /proc/thread-self/ns/net");
+    /* Both ends here: the rules need gw0 to exist, nothing else. */
+    if (netns_nl_open(&nl, err) < 0 ||
+        netns_veth_create(nl, NETNS_GW_IFNAME, NETNS_SANDBOX_IFNAME, self, err) < 0)
+        return -1;
+    return netns_rules_load(NETNS_GW_IFNAME, err);
+}

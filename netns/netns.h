@@ -74,6 +74,10 @@ int netns_setup(struct netns_gateway *gw, struct moat_err *err);
  * caller can fall back to the explicit proxy; any other errnum is a real failure. */
 int netns_rules_load(const char *ifname, struct moat_err *err);
 
+/* In a netns of the caller's own (moat doctor's probe): make gw0 and load the rules
+ * for it, so a failure says exactly what the gateway would meet. */
+int netns_rules_probe(struct moat_err *err);
+
 /* Whether a kernel answer ERRNUM to the rules means "nf_tables unavailable". */
 bool netns_rules_unavailable(int errnum);
 

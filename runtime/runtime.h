@@ -117,6 +117,13 @@ struct rt_config {
  * *status is RT_EXIT_FAILURE, or 126/127 when the command could not be executed. */
 int rt_run(const struct rt_config *cfg, int *status, struct moat_err *err);
 
+/* Run FN(ARG, ERR) (NULL: nothing) in a throwaway child inside a new user
+ * namespace, plus the namespaces in FLAGS (CLONE_NEWNS, CLONE_NEWNET...), where
+ * the caller alone is mapped, to root. 0 when the namespaces were made and FN
+ * returned without filling ERR; else -1 with the child's error. For `moat doctor`. */
+int rt_probe(int (*fn)(void *arg, struct moat_err *err), void *arg, int flags,
+             struct moat_err *err);
+
 /* Seccomp (runtime/seccomp.c). Compile the OCI-format (runtime-spec linux.seccomp)
  * JSON profile JSON of length LEN; the result is cached under CACHE_DIR (may be NULL),
  * keyed by the SHA-256 of the profile, so later runs skip libseccomp entirely.
