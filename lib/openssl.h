@@ -46,7 +46,17 @@
     X(SSL_get_error)                                                                               \
     X(SSL_get_verify_result)                                                                       \
     X(SSL_use_certificate)                                                                         \
-    X(SSL_use_PrivateKey)
+    X(SSL_use_PrivateKey)                                                                          \
+    X(SSL_CTX_set_options)                                                                         \
+    X(SSL_CTX_load_verify_locations)                                                               \
+    X(SSL_CTX_set_alpn_select_cb)                                                                  \
+    X(SSL_set_alpn_protos)                                                                         \
+    X(SSL_get0_alpn_selected)                                                                      \
+    X(SSL_set_accept_state)                                                                        \
+    X(SSL_set_connect_state)                                                                       \
+    X(SSL_do_handshake)                                                                            \
+    X(SSL_select_next_proto)                                                                       \
+    X(SSL_pending)
 
 #define CRYPTO_FUNCS(X)                                                                            \
     X(BIO_new_mem_buf)                                                                             \

@@ -21,6 +21,7 @@
 #include "lib/cleanup.h"
 #include "lib/sha256.h"
 #include "proxy/ca.h"
+#include "proxy/tls.h"
 #include "proxy/internal.h"
 
 #include "tests/unit/unit.h"
@@ -393,6 +394,111 @@ static void test_audit_verify(void **state)
     assert_string_equal(err.msg, "log: line 2: not an audit record");
 }
 
+/* ---- TLS both ways, on a non-blocking socket pair ---- */
+
+/* Drive both handshakes until neither wants anything; the client's result. */
+static enum tls_step handshake_pair(SSL *srv, SSL *cli, struct moat_err *err)
+{
+    enum tls_step s = TLS_WANT_READ, c = TLS_WANT_READ;
+    struct moat_err serr = {0};
+
+#define PENDING(x) ((x) == TLS_WANT_READ || (x) == TLS_WANT_WRITE)
+    for (int i = 0; i < 100 && (PENDING(s) || PENDING(c)); i++) {
+        if (PENDING(c))
+            c = tls_handshake(cli, "origin", err);
+        if (PENDING(s))
+            s = tls_handshake(srv, "sandbox", &serr);
+    }
+#undef PENDING
+    return c;
+}
+
+struct tls_pair {
+    struct proxy_ca ca;
+    struct tls_ctx t;
+    int sv[2];
+    SSL *srv, *cli;
+    X509 *leaf;
+};
+
+static void tls_pair_open(struct tls_pair *p, const char *leaf_host, const char *dial_host,
+                          bool trust_ca)
+{
+    char dir[PATH_MAX];
+    struct moat_err err = {0};
+
+    ca_dir(dir, sizeof(dir), "ca-tls");
+    assert_int_equal(ca_open(dir, &p->ca, &err), 0);
+    const char *cas[] = {p->ca.pem_path};
+    assert_int_equal(tls_ctx_init(&p->t, cas, trust_ca ? 1 : 0, &err), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p->sv), 0);
+    p->leaf = ca_leaf(&p->ca, leaf_host, &err);
+    p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], &err);
+    p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, &err);
+    assert_non_null(p->srv);
+    assert_non_null(p->cli);
+}
+
+static void tls_pair_close(struct tls_pair *p)
+{
+    ossl.SSL_free(p->srv);
+    ossl.SSL_free(p->cli);
+    ossl.X509_free(p->leaf);
+    close(p->sv[0]);
+    close(p->sv[1]);
+    tls_ctx_free(&p->t);
+    ca_close(&p->ca);
+}
+
+static void test_tls_intercepts_with_a_verified_leaf(void **state)
+{
+    struct tls_pair p;
+    struct moat_err err = {0};
+    char buf[16] = {0};
+    size_t n;
+    const unsigned char *alpn;
+    unsigned alpn_len;
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    assert_int_equal(handshake_pair(p.srv, p.cli, &err), TLS_OK);
+    ossl.SSL_get0_alpn_selected(p.srv, &alpn, &alpn_len);
+    assert_int_equal(alpn_len, 8);
+    assert_memory_equal(alpn, "http/1.1", 8);
+    assert_int_equal(tls_write(p.cli, "hello", 5, &n, "origin", &err), TLS_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(tls_read(p.srv, buf, sizeof(buf), &n, "sandbox", &err), TLS_OK);
+    assert_string_equal(buf, "hello");
+    assert_int_equal(tls_read(p.srv, buf, sizeof(buf), &n, "sandbox", &err), TLS_WANT_READ);
+    tls_pair_close(&p);
+}
+
+static void test_tls_refuses_untrusted_origins(void **state)
+{
+    struct tls_pair p;
+    struct moat_err err = {0};
+    (void)state;
+
+    /* a certificate for another name */
+    tls_pair_open(&p, "evil.test", "api.test", true);
+    assert_int_equal(handshake_pair(p.srv, p.cli, &err), TLS_FAIL);
+    assert_string_equal(err.msg, "origin: certificate not trusted: hostname mismatch");
+    tls_pair_close(&p);
+
+    /* a CA nobody trusts */
+    tls_pair_open(&p, "api.test", "api.test", false);
+    assert_int_equal(handshake_pair(p.srv, p.cli, &err), TLS_FAIL);
+    assert_non_null(strstr(err.msg, "origin: certificate not trusted: "));
+    tls_pair_close(&p);
+
+    /* a missing extra CA file is named */
+    struct tls_ctx t;
+    const char *cas[] = {"/nonexistent/corp-ca.pem"};
+    assert_int_equal(tls_ctx_init(&t, cas, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "upstream CA /nonexistent/corp-ca.pem: "));
+    tls_ctx_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +511,8 @@ int main(void)
         cmocka_unit_test(test_audit_verify),
         cmocka_unit_test(test_ca_create_and_reload),
         cmocka_unit_test(test_ca_leaf_cache),
+        cmocka_unit_test(test_tls_intercepts_with_a_verified_leaf),
+        cmocka_unit_test(test_tls_refuses_untrusted_origins),
     };
     return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
 }

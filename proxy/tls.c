@@ -1,0 +1,176 @@
+/* TLS for the proxy: contexts, sessions, and non-blocking steps that tell the
+ * event loop what to wait for. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "proxy/tls.h"
+
+static const unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+/* The sandbox may offer h2 and more: it gets http/1.1, or no ALPN at all. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned char *sel;
+    (void)ssl;
+    (void)arg;
+
+    if (ossl.SSL_select_next_proto(&sel, outlen, alpn_http11, sizeof(alpn_http11), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *new_ctx(const SSL_METHOD *method, struct moat_err *err)
+{
+    SSL_CTX *c = ossl.SSL_CTX_new(method);
+
+    if (!c) {
+        openssl_err(err, "TLS context");
+        return NULL;
+    }
+    /* TLS 1.2 at least; no renegotiation, no compression. */
+    ossl.SSL_CTX_ctrl(c, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    ossl.SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    return c;
+}
+
+int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, struct moat_err *err)
+{
+    memset(t, 0, sizeof(*t));
+    if (openssl_load(err) < 0)
+        return -1;
+    t->server = new_ctx(ossl.TLS_server_method(), err);
+    t->client = t->server ? new_ctx(ossl.TLS_client_method(), err) : NULL;
+    if (!t->client)
+        return -1;
+    ossl.SSL_CTX_set_alpn_select_cb(t->server, select_alpn, NULL);
+    /* Origins are verified: an interception proxy that accepted any certificate
+     * would hand the user's credentials to whoever sits on the path. */
+    ossl.SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
+    if (ossl.SSL_CTX_set_default_verify_paths(t->client) != 1)
+        return openssl_err(err, "load the system's trust store");
+    for (size_t i = 0; i < n; i++)
+        if (ossl.SSL_CTX_load_verify_locations(t->client, extra_cas[i], NULL) != 1) {
+            char what[PATH_MAX + 32];
+            snprintf(what, sizeof(what), "upstream CA %s", extra_cas[i]);
+            return openssl_err(err, what);
+        }
+    return 0;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+    if (t->server)
+        ossl.SSL_CTX_free(t->server);
+    if (t->client)
+        ossl.SSL_CTX_free(t->client);
+    t->server = t->client = NULL;
+}
+
+SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
+                    struct moat_err *err)
+{
+    SSL *s = ossl.SSL_new(t->server);
+
+    if (!s || ossl.SSL_use_certificate(s, leaf) != 1 ||
+        ossl.SSL_use_PrivateKey(s, ca->leaf_key) != 1 ||
+        ossl.SSL_ctrl(s, SSL_CTRL_CHAIN_CERT, 1, ca->cert) != 1 || ossl.SSL_set_fd(s, fd) != 1) {
+        openssl_err(err, "TLS session toward the sandbox");
+        if (s)
+            ossl.SSL_free(s);
+        return NULL;
+    }
+    ossl.SSL_set_accept_state(s);
+    return s;
+}
+
+SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_err *err)
+{
+    SSL *s = ossl.SSL_new(t->client);
+
+    if (!s || ossl.SSL_set_fd(s, fd) != 1 ||
+        ossl.SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)host) !=
+            1 ||
+        ossl.SSL_set1_host(s, host) != 1 ||
+        ossl.SSL_set_alpn_protos(s, alpn_http11, sizeof(alpn_http11)) != 0) {
+        char what[300];
+        snprintf(what, sizeof(what), "TLS session to %s", host);
+        openssl_err(err, what);
+        if (s)
+            ossl.SSL_free(s);
+        return NULL;
+    }
+    ossl.SSL_set_connect_state(s);
+    return s;
+}
+
+/* The outcome of an SSL call that returned R. */
+static enum tls_step step_of(SSL *ssl, int r, const char *who, const char *what,
+                             struct moat_err *err)
+{
+    char buf[256];
+
+    switch (ossl.SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLS_EOF;
+    case SSL_ERROR_SYSCALL:
+        if (ossl.ERR_peek_last_error() == 0) {
+            if (errno == 0)
+                return TLS_EOF; /* a FIN without close_notify */
+            moat_err_sys(err, "%s: %s", who, what);
+            return TLS_FAIL;
+        }
+        break;
+    default:
+        break;
+    }
+    long v = ossl.SSL_get_verify_result(ssl);
+    if (v != X509_V_OK) {
+        moat_err_set(err, 0, "%s: certificate not trusted: %s", who,
+                     ossl.X509_verify_cert_error_string(v));
+        ossl.ERR_clear_error();
+        return TLS_FAIL;
+    }
+    snprintf(buf, sizeof(buf), "%s: %s", who, what);
+    openssl_err(err, buf);
+    return TLS_FAIL;
+}
+
+enum tls_step tls_handshake(SSL *ssl, const char *who, struct moat_err *err)
+{
+    errno = 0;
+    int r = ossl.SSL_do_handshake(ssl);
+    return r == 1 ? TLS_OK : step_of(ssl, r, who, "TLS handshake", err);
+}
+
+enum tls_step tls_read(SSL *ssl, void *buf, size_t len, size_t *n, const char *who,
+                       struct moat_err *err)
+{
+    errno = 0;
+    int r = ossl.SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (r > 0) {
+        *n = (size_t)r;
+        return TLS_OK;
+    }
+    return step_of(ssl, r, who, "TLS read", err);
+}
+
+enum tls_step tls_write(SSL *ssl, const void *buf, size_t len, size_t *n, const char *who,
+                        struct moat_err *err)
+{
+    errno = 0;
+    int r = ossl.SSL_write(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (r > 0) {
+        *n = (size_t)r;
+        return TLS_OK;
+    }
+    return step_of(ssl, r, who, "TLS write", err);
+}
