@@ -168,11 +168,10 @@ static void check_sha256(const char *data, size_t len, size_t chunk, const char 
 }
 
 /* FIPS 180-4 / NIST test vectors, fed whole and in odd-sized pieces. */
-static void test_sha256_vectors(void **state)
+static void sha256_vectors(void)
 {
     static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     char *million = malloc(1000000);
-    (void)state;
 
     check_sha256("", 0, 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     check_sha256("abc", 3, 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -183,7 +182,58 @@ static void test_sha256_vectors(void **state)
     memset(million, 'a', 1000000);
     check_sha256(million, 1000000, 4096,
                  "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    check_sha256(million, 1000000, 1000000,
+                 "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     free(million);
+}
+
+/* NIST's long message: "abcdefghbcdefghi...nopq" (64 bytes) repeated, fed in pieces
+ * that straddle blocks; the whole 1 GiB of it is the published vector. */
+static void sha256_long(uint64_t total, char hex[65])
+{
+    static const char unit[] = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno";
+    size_t len = 64 * 1024 + 7, off = 0;
+    char *buf = malloc(len + 64);
+    unsigned char d[SHA256_DIGEST_LEN];
+    struct sha256 s;
+
+    assert_non_null(buf);
+    for (size_t i = 0; i < len + 64; i++)
+        buf[i] = unit[i % 64];
+    sha256_init(&s);
+    for (uint64_t done = 0; done < total;) {
+        size_t n = total - done < len ? (size_t)(total - done) : len;
+        sha256_update(&s, buf + off, n);
+        done += n;
+        off = done % 64;
+    }
+    sha256_final(&s, d);
+    sha256_hex(d, hex);
+    free(buf);
+}
+
+/* Both implementations on the same vectors; the 1 GiB one with the fast one (the
+ * plain C one only where it is the one in use: it takes seconds). */
+static void test_sha256_vectors(void **state)
+{
+    char fast[65], plain[65];
+    (void)state;
+
+    sha256_use_generic(false);
+    sha256_vectors();
+    sha256_long(64ULL << 24, fast);
+    assert_string_equal(fast, "50e72a0e26442fe2552dc3938ac58658228c0cbfb1d2ca872ae435266fcd055e");
+    sha256_long(64ULL << 18, fast);
+    sha256_use_generic(true);
+    assert_string_equal(sha256_impl(), "generic");
+    sha256_vectors();
+    sha256_long(64ULL << 18, plain);
+    assert_string_equal(plain, fast);
+    sha256_use_generic(false);
+#if defined(__x86_64__)
+    if (strcmp(sha256_impl(), "sha-ni") != 0)
+        print_message("sha256: this CPU has no SHA extensions; only the plain C code ran\n");
+#endif
 }
 
 static struct {
