@@ -127,7 +127,8 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config
 
-build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c netns/dns.h lib/err.h lib/cleanup.h
+build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
+                    lib/cleanup.h lib/siphash.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
 

@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/parse.h"
 #include "lib/sha256.h"
+#include "lib/siphash.h"
 
 #include "tests/unit/unit.h"
 
@@ -236,6 +237,18 @@ static void test_sha256_vectors(void **state)
 #endif
 }
 
+/* The reference vector of the SipHash paper (appendix A): key 00..0f, message 00..0e. */
+static void test_siphash_vector(void **state)
+{
+    uint64_t key[2] = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+    unsigned char msg[15];
+    (void)state;
+
+    for (int i = 0; i < 15; i++)
+        msg[i] = (unsigned char)i;
+    assert_true(siphash(key, msg, sizeof(msg)) == 0xa129ca6149be45e5ULL);
+}
+
 static struct {
     size_t (*strlen)(const char *);
     int (*abs)(int);
@@ -316,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_siphash_vector),
         cmocka_unit_test(test_dl_load),
         cmocka_unit_test(test_openssl_load),
     };
