@@ -114,6 +114,8 @@ clean:
 # ---- fuzzing ------------------------------------------------------------------------------
 # test_dns checks interoperability with glibc's resolver (ns_initparse): libresolv.
 $(BUILD)/tests/test_dns: LDLIBS += -lresolv
+# test_layer builds its layers with libarchive's write side (moat itself loads it on demand).
+$(BUILD)/tests/test_layer: LDLIBS += -larchive
 
 # `make fuzz` builds every target under build/fuzz with clang's libFuzzer, ASan and UBSan;
 # `make fuzz-smoke` runs each for FUZZ_TIME seconds from its seeds (FUZZ_ARGS adds flags).

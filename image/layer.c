@@ -1,0 +1,361 @@
+/* Applying one layer: the blob is read once, through two libarchive readers
+ * chained by callbacks. The outer one (format "raw", filters gzip and zstd)
+ * decompresses; its input is hashed into the blob digest. The inner one (tar)
+ * reads the outer one's output, which is hashed into the DiffID and bounded.
+ * Each entry is checked here (names, whiteouts) and written by layer_write.c. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "image/layer_int.h"
+#include "lib/cleanup.h"
+
+#define BLOB_BUF (256 * 1024)
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+#define WH_META ".wh..wh."
+
+struct layer_read {
+    int blob_fd;
+    struct archive *outer;
+    const struct layer_opts *opts;
+    uint64_t max_bytes;
+    struct sha256 blob_sha, tar_sha;
+    uint64_t blob_bytes, tar_bytes;
+    bool outer_eof;
+    struct moat_err err; /* why a callback failed; libarchive only says "fatal" */
+    bool failed;
+    unsigned char *buf;
+};
+
+/* ---- the two streams ---- */
+
+static la_ssize_t blob_read(struct archive *a, void *ctx, const void **out)
+{
+    struct layer_read *r = ctx;
+    ssize_t n;
+
+    (void)a;
+    do
+        n = read(r->blob_fd, r->buf, BLOB_BUF);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        r->failed = true;
+        moat_err_sys(&r->err, "read blob");
+        return -1;
+    }
+    sha256_update(&r->blob_sha, r->buf, (size_t)n);
+    r->blob_bytes += (uint64_t)n;
+    if (r->opts->progress && n > 0)
+        r->opts->progress(r->opts->progress_ctx, r->blob_bytes);
+    *out = r->buf;
+    return n;
+}
+
+static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
+{
+    struct layer_read *r = ctx;
+    la_int64_t off;
+    size_t size;
+    int rc;
+
+    (void)a;
+    if (r->outer_eof)
+        return 0;
+    rc = la.archive_read_data_block(r->outer, out, &size, &off);
+    if (rc == ARCHIVE_EOF) {
+        r->outer_eof = true;
+        return 0;
+    }
+    if (rc != ARCHIVE_OK || off < 0 || (uint64_t)off != r->tar_bytes) {
+        r->failed = true;
+        if (!r->err.msg[0])
+            moat_err_set(&r->err, la.archive_errno(r->outer), "decompress: %s",
+                         la.archive_error_string(r->outer) ? la.archive_error_string(r->outer)
+                                                           : "bad block offset");
+        return -1;
+    }
+    /* a decompression bomb is stopped at the bound, not when the disk is full */
+    if (size > r->max_bytes - r->tar_bytes) {
+        r->failed = true;
+        moat_err_set(&r->err, EFBIG, "uncompressed layer larger than %llu bytes",
+                     (unsigned long long)r->max_bytes);
+        return -1;
+    }
+    sha256_update(&r->tar_sha, *out, size);
+    r->tar_bytes += size;
+    return (la_ssize_t)size;
+}
+
+static int open_outer(struct layer_read *r, struct moat_err *err)
+{
+    struct archive_entry *ae;
+    struct archive *a = r->outer = la.archive_read_new();
+
+    if (!a)
+        return moat_err_set(err, ENOMEM, "layer: archive reader");
+    /* only the compressions OCI layers use: no external programs, no other formats */
+    if (la.archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
+        la.archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+        la.archive_read_support_format_raw(a) != ARCHIVE_OK ||
+        la.archive_read_support_format_empty(a) != ARCHIVE_OK)
+        return moat_err_set(err, 0, "layer: set up reader: %s", la.archive_error_string(a));
+    int rc = la.archive_read_open2(a, r, NULL, blob_read, NULL, NULL);
+    if (rc == ARCHIVE_OK)
+        rc = la.archive_read_next_header(a, &ae);
+    /* an empty blob (format "empty"): an empty tar stream */
+    r->outer_eof = rc == ARCHIVE_EOF;
+    if (rc < ARCHIVE_WARN) {
+        if (r->failed)
+            return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
+        return moat_err_set(err, la.archive_errno(a), "layer: %s", la.archive_error_string(a));
+    }
+    return 0;
+}
+
+static struct archive *open_inner(struct layer_read *r, struct moat_err *err)
+{
+    struct archive *a = la.archive_read_new();
+
+    if (!a)
+        return moat_err_set(err, ENOMEM, "layer: archive reader"), NULL;
+    if (la.archive_read_support_format_tar(a) != ARCHIVE_OK ||
+        la.archive_read_support_format_empty(a) != ARCHIVE_OK ||
+        la.archive_read_open2(a, r, NULL, tar_read, NULL, NULL) != ARCHIVE_OK) {
+        moat_err_set(err, la.archive_errno(a), "layer: not a tar stream (plain, gzip or zstd): %s",
+                     r->failed ? r->err.msg : la.archive_error_string(a));
+        la.archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Read both streams to their ends, so the digests cover every byte: what follows
+ * the tar's end marker is part of the DiffID, what follows the compressed
+ * stream part of the blob digest. */
+static int drain(struct layer_read *r, struct moat_err *err)
+{
+    const void *p;
+    la_ssize_t n;
+
+    while ((n = tar_read(NULL, r, &p)) > 0)
+        ;
+    while (n == 0 && (n = blob_read(NULL, r, &p)) > 0)
+        ;
+    if (n < 0)
+        return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
+    return 0;
+}
+
+/* ---- entries ---- */
+
+static int64_t time_ns(la_int64_t ns)
+{
+    return ns >= 0 && ns < 1000000000 ? ns : 0;
+}
+
+/* Fill E from the header AE; the name is normalised into PATH. */
+static int decode(struct archive *ar, struct archive_entry *ae, char *path, char *link,
+                  struct layer_entry *e, struct moat_err *err)
+{
+    la_int64_t uid = la.archive_entry_uid(ae), gid = la.archive_entry_gid(ae);
+    const char *hl = la.archive_entry_hardlink(ae);
+    const char *slash;
+
+    *e = (struct layer_entry){.raw = la.archive_entry_pathname(ae), .ar = ar, .ae = ae};
+    if (!e->raw || !*e->raw)
+        return moat_err_set(err, EINVAL, "entry without a name");
+    /* layer_entry_err() formats before it writes ERR: quoting err->msg is fine */
+    if (layer_norm_path(e->raw, path, err) < 0)
+        return layer_entry_err(err, e, err->errnum, "%s", err->msg);
+    e->path = path;
+    slash = strrchr(path, '/');
+    e->parent_len = slash ? (size_t)(slash - path) : 0;
+    e->name = slash ? slash + 1 : path;
+    e->type = la.archive_entry_filetype(ae);
+    e->perm = la.archive_entry_perm(ae) & 07777;
+    if (uid < 0 || uid >= (la_int64_t)UINT32_MAX || gid < 0 || gid >= (la_int64_t)UINT32_MAX)
+        return layer_entry_err(err, e, EINVAL, "owner %lld:%lld out of range", (long long)uid,
+                               (long long)gid);
+    e->uid = (uid_t)uid;
+    e->gid = (gid_t)gid;
+    e->times[0].tv_nsec = e->times[1].tv_nsec = UTIME_OMIT;
+    if (la.archive_entry_atime_is_set(ae))
+        e->times[0] =
+            (struct timespec){la.archive_entry_atime(ae), time_ns(la.archive_entry_atime_nsec(ae))};
+    if (la.archive_entry_mtime_is_set(ae))
+        e->times[1] =
+            (struct timespec){la.archive_entry_mtime(ae), time_ns(la.archive_entry_mtime_nsec(ae))};
+    e->symlink = la.archive_entry_symlink(ae);
+    e->rdev = makedev(la.archive_entry_rdevmajor(ae), la.archive_entry_rdevminor(ae));
+    e->size = la.archive_entry_size(ae);
+    if (hl) {
+        if (layer_norm_path(hl, link, err) < 0)
+            return layer_entry_err(err, e, err->errnum, "hard link target: %s", err->msg);
+        e->hardlink = link;
+    }
+    return 0;
+}
+
+/* ".wh..wh..opq" in a directory: its lower children go, this layer's stay (the
+ * marker may come after them). */
+static int opaque(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err)
+{
+    struct layer_entry dir = *e;
+    char path[LAYER_PATH_MAX];
+
+    /* the directory itself, as an entry of this layer, resolved like any entry */
+    memcpy(path, e->path, e->parent_len);
+    path[e->parent_len] = '\0';
+    dir.path = path;
+    dir.name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    dir.parent_len = dir.name > path ? (size_t)(dir.name - path - 1) : 0;
+    if (!*path)
+        return layer_remove_children(c, c->root_fd, "", err);
+    int pfd = layer_parent(c, &dir, false, err);
+    if (pfd < 0)
+        return errno == ENOENT ? 0 : -1;
+    _cleanup_close_ int dfd = openat(pfd, dir.name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP
+                   ? 0
+                   : layer_entry_err(err, e, errno, "open the opaque directory");
+    return layer_remove_children(c, dfd, path, err);
+}
+
+/* ".wh.NAME": NAME goes unless this layer made it (the OCI image spec: a whiteout
+ * applies to lower layers only). */
+static int whiteout(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err)
+{
+    const char *target = e->name + strlen(WH_PREFIX);
+    char path[LAYER_PATH_MAX];
+
+    if (!*target)
+        return layer_entry_err(err, e, EINVAL, "whiteout without a name");
+    /* ".wh.." and ".wh..." would remove the directory or its parent */
+    if (strcmp(target, ".") == 0 || strcmp(target, "..") == 0)
+        return layer_entry_err(err, e, EINVAL, "whiteout of \"%s\"", target);
+    int pfd = layer_parent(c, e, false, err);
+    if (pfd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
+    memcpy(path, e->path, e->parent_len);
+    path[e->parent_len] = '\0';
+    if (e->parent_len > 0)
+        strcat(path, "/");
+    strcat(path, target);
+    return layer_remove(c, pfd, target, path, true, err) < 0
+               ? moat_err_prefix(err, "entry %s: whiteout", e->path)
+               : 0;
+}
+
+static int apply_entry(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err)
+{
+    if (strncmp(e->name, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
+        if (strcmp(e->name, WH_OPAQUE) == 0)
+            return opaque(c, e, err);
+        /* other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): never materialised */
+        if (strncmp(e->name, WH_META, strlen(WH_META)) == 0)
+            return 0;
+        return whiteout(c, e, err);
+    }
+    if (pathset_add(&c->created, e->path, strlen(e->path), err) < 0)
+        return -1;
+    return layer_write_entry(c, e, err);
+}
+
+static int apply_all(struct layer_ctx *c, struct archive *inner, struct layer_read *r,
+                     struct moat_err *err)
+{
+    struct archive_entry *ae;
+    char path[LAYER_PATH_MAX], link[LAYER_PATH_MAX];
+    struct layer_entry e;
+    int rc;
+
+    while ((rc = la.archive_read_next_header(inner, &ae)) != ARCHIVE_EOF) {
+        if (rc < ARCHIVE_WARN && c->res->entries == 0)
+            return moat_err_set(err, r->failed ? r->err.errnum : la.archive_errno(inner),
+                                "layer: not a tar stream (plain, gzip or zstd): %s",
+                                r->failed ? r->err.msg : la.archive_error_string(inner));
+        if (rc < ARCHIVE_WARN)
+            return moat_err_set(err, r->failed ? r->err.errnum : la.archive_errno(inner),
+                                "layer: after %llu entries: %s",
+                                (unsigned long long)c->res->entries,
+                                r->failed ? r->err.msg : la.archive_error_string(inner));
+        /* a layer of millions of empty files is a bomb too */
+        if (++c->res->entries > LAYER_MAX_ENTRIES)
+            return moat_err_set(err, EFBIG, "layer: more than %u entries", LAYER_MAX_ENTRIES);
+        if (decode(inner, ae, path, link, &e, err) < 0 || apply_entry(c, &e, err) < 0) {
+            /* the stream's own failure (a bomb, a corrupt blob) says more than libarchive's */
+            if (r->failed)
+                return layer_entry_err(err, &e, r->err.errnum, "%s", r->err.msg),
+                       moat_err_prefix(err, "layer");
+            return moat_err_prefix(err, "layer");
+        }
+    }
+    if (r->failed)
+        return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
+    return 0;
+}
+
+static void ctx_free(struct layer_ctx *c)
+{
+    if (c->parent_fd >= 0)
+        close(c->parent_fd);
+    for (size_t i = 0; i < c->n_dirs; i++)
+        free(c->dirs[i].path);
+    free(c->dirs);
+    pathset_free(&c->created);
+}
+
+static int run(struct layer_ctx *c, struct layer_read *r, struct moat_err *err)
+{
+    struct archive *inner;
+    int rc;
+
+    if (open_outer(r, err) < 0 || !(inner = open_inner(r, err)))
+        return -1;
+    rc = apply_all(c, inner, r, err);
+    la.archive_read_free(inner);
+    if (rc < 0 || drain(r, err) < 0 || layer_fix_dirs(c, err) < 0)
+        return rc < 0 ? rc : moat_err_prefix(err, "layer");
+    return 0;
+}
+
+int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct layer_result *res,
+                struct moat_err *err)
+{
+    struct layer_ctx *c;
+    struct layer_read r = {.blob_fd = blob_fd, .opts = opts};
+    int rc;
+
+    *res = (struct layer_result){0};
+    if (archive_lib_load(err) < 0)
+        return -1;
+    r.max_bytes = opts->max_bytes ? opts->max_bytes : LAYER_DEFAULT_MAX_BYTES;
+    sha256_init(&r.blob_sha);
+    sha256_init(&r.tar_sha);
+    /* the context holds path buffers: on the heap, not the caller's stack */
+    if (!(c = calloc(1, sizeof(*c))) || !(r.buf = malloc(BLOB_BUF))) {
+        free(c);
+        return moat_err_sys(err, "layer: memory");
+    }
+    *c = (struct layer_ctx){.root_fd = root_fd, .opts = opts, .res = res, .parent_fd = -1};
+    rc = pathset_init(&c->created, err);
+    if (rc == 0)
+        rc = run(c, &r, err);
+    if (r.outer)
+        la.archive_read_free(r.outer);
+    ctx_free(c);
+    free(c);
+    free(r.buf);
+    if (rc < 0)
+        return -1;
+    sha256_final(&r.blob_sha, res->blob_digest);
+    sha256_final(&r.tar_sha, res->diff_id);
+    res->blob_bytes = r.blob_bytes;
+    res->tar_bytes = r.tar_bytes;
+    return 0;
+}

@@ -1,0 +1,119 @@
+/* Internal to the layer code: the state of one layer_apply() shared by the
+ * entry loop (image/layer.c), the safe writers (image/layer_write.c) and the
+ * path set (image/layer_paths.c). */
+#ifndef MOAT_IMAGE_LAYER_INT_H
+#define MOAT_IMAGE_LAYER_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "image/archive.h"
+#include "image/layer.h"
+#include "lib/err.h"
+
+/* Bounds on what one layer may hold (docs/internals.md, "Layer application"). */
+#define LAYER_DEFAULT_MAX_BYTES (64ULL << 30) /* uncompressed tar stream */
+#define LAYER_MAX_ENTRIES (1U << 21)
+#define LAYER_PATH_MAX 4096 /* an entry's name as written in the archive, NUL included */
+
+/* A set of paths, keyed by SipHash: the names come from the layer. */
+struct pathset {
+    uint64_t key[2];
+    struct pathset_slot {
+        uint64_t hash;
+        const char *path; /* NULL: empty slot */
+    } * slots;
+    size_t cap, count;
+    struct pathset_chunk *chunks; /* where the strings live */
+};
+
+int pathset_init(struct pathset *s, struct moat_err *err);
+void pathset_free(struct pathset *s);
+/* Add PATH (LEN bytes, no NUL needed); adding it twice is fine. */
+int pathset_add(struct pathset *s, const char *path, size_t len, struct moat_err *err);
+bool pathset_has(const struct pathset *s, const char *path, size_t len);
+
+/* A directory whose mode and mtime are set once the whole layer is written:
+ * creating its children would move the mtime, and a read-only mode could stop
+ * them being created. */
+struct dir_fix {
+    char *path; /* normalised, "" for the root */
+    mode_t mode;
+    struct timespec mtime;
+    bool has_mtime;
+    size_t seq; /* archive order */
+};
+
+/* One entry, decoded from its tar header and checked. */
+struct layer_entry {
+    const char *raw;   /* the name as in the archive (for messages) */
+    const char *path;  /* normalised: no "./", no "//", never ".." or absolute; "" = root */
+    size_t parent_len; /* path[0..parent_len) is the parent directory */
+    const char *name;  /* the last component (in path) */
+    mode_t type;       /* S_IFREG, S_IFDIR, ... */
+    mode_t perm;       /* 07777 bits */
+    uid_t uid;
+    gid_t gid;
+    struct timespec times[2]; /* atime, mtime for utimensat; UTIME_OMIT when unset */
+    const char *symlink;      /* symlink target, as written */
+    const char *hardlink;     /* hardlink target, normalised */
+    dev_t rdev;
+    int64_t size;
+    struct archive *ar;
+    struct archive_entry *ae;
+};
+
+struct layer_ctx {
+    int root_fd;
+    const struct layer_opts *opts;
+    struct layer_result *res;
+    struct pathset created; /* entries of this layer: whiteouts never remove them */
+    struct dir_fix *dirs;
+    size_t n_dirs, cap_dirs;
+    /* the last parent directory opened: consecutive entries mostly share it */
+    int parent_fd;
+    char parent_path[LAYER_PATH_MAX];
+    size_t parent_len;
+    char walk[PATH_MAX]; /* paths built while removing trees */
+    char link_path[LAYER_PATH_MAX];
+};
+
+/* openat2() relative to DIRFD with the RESOLVE_* flags in RESOLVE; -1 + errno. */
+int layer_openat2(int dirfd, const char *path, int flags, uint64_t resolve);
+
+/* Normalise the archive name RAW into OUT (LAYER_PATH_MAX bytes): leading "./" and
+ * empty or "." components dropped; absolute names and ".." refused. */
+int layer_norm_path(const char *raw, char *out, struct moat_err *err);
+
+/* Write E into the tree (image/layer_write.c); whiteouts are handled by the caller. */
+int layer_write_entry(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err);
+
+/* The parent directory of E, opened inside the root (created when missing and
+ * CREATE); borrowed from the context, never closed by the caller. -1 with errno
+ * ENOENT when missing and !CREATE. */
+int layer_parent(struct layer_ctx *c, const struct layer_entry *e, bool create,
+                 struct moat_err *err);
+
+/* Remove NAME under DIRFD (PATH is its normalised path) and everything below it,
+ * except what this layer created (with KEEP_CREATED) and the directories that
+ * lead to it. Returns 1 when something was kept, 0 when gone, -1 on error. */
+int layer_remove(struct layer_ctx *c, int dirfd, const char *name, const char *path,
+                 bool keep_created, struct moat_err *err);
+
+/* layer_remove() with KEEP_CREATED of every child of the directory DFD at PATH. */
+int layer_remove_children(struct layer_ctx *c, int dfd, const char *path, struct moat_err *err);
+
+/* Set the deferred directory modes and mtimes. */
+int layer_fix_dirs(struct layer_ctx *c, struct moat_err *err);
+
+/* "entry NAME: " before a message, NAME with unprintable bytes escaped. */
+int layer_entry_err(struct moat_err *err, const struct layer_entry *e, int errnum, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+
+/* NAME with bytes outside printable ASCII as \xNN, into OUT (LEN bytes). */
+const char *layer_printable(const char *name, char *out, size_t len);
+
+#endif
