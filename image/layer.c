@@ -26,6 +26,7 @@ struct layer_read {
     struct sha256 blob_sha, tar_sha;
     uint64_t blob_bytes, tar_bytes;
     bool outer_eof;
+    bool plain; /* no compression: the blob is the tar stream, hashed once */
     struct moat_err err; /* why a callback failed; libarchive only says "fatal" */
     bool failed;
     unsigned char *buf;
@@ -85,7 +86,8 @@ static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
                      (unsigned long long)r->max_bytes);
         return -1;
     }
-    sha256_update(&r->tar_sha, *out, size);
+    if (!r->plain)
+        sha256_update(&r->tar_sha, *out, size);
     r->tar_bytes += size;
     return (la_ssize_t)size;
 }
@@ -108,6 +110,7 @@ static int open_outer(struct layer_read *r, struct moat_err *err)
         rc = la.archive_read_next_header(a, &ae);
     /* an empty blob (format "empty"): an empty tar stream */
     r->outer_eof = rc == ARCHIVE_EOF;
+    r->plain = la.archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE;
     if (rc < ARCHIVE_WARN) {
         if (r->failed)
             return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
@@ -355,6 +358,8 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
         return -1;
     sha256_final(&r.blob_sha, res->blob_digest);
     sha256_final(&r.tar_sha, res->diff_id);
+    if (r.plain)
+        memcpy(res->diff_id, res->blob_digest, SHA256_DIGEST_LEN);
     res->blob_bytes = r.blob_bytes;
     res->tar_bytes = r.tar_bytes;
     return 0;
