@@ -127,7 +127,7 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
-FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config
+FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
@@ -137,6 +137,13 @@ build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c n
 build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c cli/config.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyaml
+
+# libarchive is loaded at run time (image/archive.c), as in moat.
+build/fuzz/fuzz_tar: tests/fuzz/fuzz_tar.c image/layer.c image/layer_write.c image/layer_paths.c \
+                     image/archive.c lib/dl.c lib/err.c lib/sha256.c lib/siphash.c \
+                     image/layer.h image/layer_int.h image/archive.h lib/sha256.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 fuzz: $(FUZZ_TARGETS)
 

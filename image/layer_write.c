@@ -515,7 +515,8 @@ static int deeper_first(const void *a, const void *b)
 int layer_fix_dirs(struct layer_ctx *c, struct moat_err *err)
 {
     /* children first: a parent's final mode may stop us reaching them */
-    qsort(c->dirs, c->n_dirs, sizeof(*c->dirs), deeper_first);
+    if (c->n_dirs > 1)
+        qsort(c->dirs, c->n_dirs, sizeof(*c->dirs), deeper_first);
     for (size_t i = 0; i < c->n_dirs; i++) {
         const struct dir_fix *d = &c->dirs[i];
         struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, d->mtime};
