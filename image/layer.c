@@ -24,9 +24,10 @@ struct layer_read {
     const struct layer_opts *opts;
     uint64_t max_bytes;
     struct sha256 blob_sha, tar_sha;
+    struct layer_hasher *hasher;
     uint64_t blob_bytes, tar_bytes;
     bool outer_eof;
-    bool plain; /* no compression: the blob is the tar stream, hashed once */
+    bool plain;          /* no compression: the blob is the tar stream, hashed once */
     struct moat_err err; /* why a callback failed; libarchive only says "fatal" */
     bool failed;
     unsigned char *buf;
@@ -48,7 +49,7 @@ static la_ssize_t blob_read(struct archive *a, void *ctx, const void **out)
         moat_err_sys(&r->err, "read blob");
         return -1;
     }
-    sha256_update(&r->blob_sha, r->buf, (size_t)n);
+    layer_hash(r->hasher, &r->blob_sha, r->buf, (size_t)n);
     r->blob_bytes += (uint64_t)n;
     if (r->opts->progress && n > 0)
         r->opts->progress(r->opts->progress_ctx, r->blob_bytes);
@@ -87,7 +88,7 @@ static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
         return -1;
     }
     if (!r->plain)
-        sha256_update(&r->tar_sha, *out, size);
+        layer_hash(r->hasher, &r->tar_sha, *out, size);
     r->tar_bytes += size;
     return (la_ssize_t)size;
 }
@@ -341,8 +342,10 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
     sha256_init(&r.blob_sha);
     sha256_init(&r.tar_sha);
     /* the context holds path buffers: on the heap, not the caller's stack */
-    if (!(c = calloc(1, sizeof(*c))) || !(r.buf = malloc(BLOB_BUF))) {
+    if (!(c = calloc(1, sizeof(*c))) || !(r.buf = malloc(BLOB_BUF)) ||
+        !(r.hasher = layer_hasher_new())) {
         free(c);
+        free(r.buf);
         return moat_err_sys(err, "layer: memory");
     }
     *c = (struct layer_ctx){.root_fd = root_fd, .opts = opts, .res = res, .parent_fd = -1};
@@ -354,6 +357,7 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
     ctx_free(c);
     free(c);
     free(r.buf);
+    layer_hasher_free(r.hasher); /* waits for the last bytes to be hashed */
     if (rc < 0)
         return -1;
     sha256_final(&r.blob_sha, res->blob_digest);

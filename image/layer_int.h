@@ -81,6 +81,14 @@ struct layer_ctx {
     char link_path[LAYER_PATH_MAX];
 };
 
+/* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
+ * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
+ * is hashed, so the digests can be finished after it. NULL: out of memory. */
+struct layer_hasher;
+struct layer_hasher *layer_hasher_new(void);
+void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);
+void layer_hasher_free(struct layer_hasher *h);
+
 /* openat2() relative to DIRFD with the RESOLVE_* flags in RESOLVE; -1 + errno. */
 int layer_openat2(int dirfd, const char *path, int flags, uint64_t resolve);
 

@@ -299,6 +299,31 @@ static void test_basic_tree(void **state)
     case_close(&t);
 }
 
+static char *big_string(size_t n, char c)
+{
+    char *s = malloc(n + 1);
+
+    assert_non_null(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* Letters that compress to about 60%: a blob of several MiB. */
+static char *random_letters(size_t n)
+{
+    char *s = big_string(n, 'a');
+    uint64_t x = 88172645463325252ULL;
+
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s[i] = (char)('a' + x % 26);
+    }
+    return s;
+}
+
 /* One tar, with bytes after its end marker, as plain, gzip, zstd and two gzip members. */
 static void test_digests_and_compressions(void **state)
 {
@@ -308,7 +333,9 @@ static void test_digests_and_compressions(void **state)
         {"zstd", "zstd -q -c l.tar > blob"},
         {"gzip2", "head -c 700 l.tar | gzip -n > blob && tail -c +701 l.tar | gzip -n >> blob"},
     };
-    const struct ent ents[] = {{'d', "bin/"}, {'f', "bin/sh", "#!/bin/true\n", 0755}};
+    _cleanup_free_ char *big = random_letters(8 << 20); /* the hashing thread's share */
+    const struct ent ents[] = {
+        {'d', "bin/"}, {'f', "bin/sh", "#!/bin/true\n", 0755}, {'f', "big", big}};
     unsigned char want_diff[SHA256_DIGEST_LEN], want_blob[SHA256_DIGEST_LEN];
     (void)state;
 
@@ -335,20 +362,11 @@ static void test_digests_and_compressions(void **state)
         assert_int_equal(res.tar_bytes, st.st_size);
         assert_int_equal(stat(file, &st), 0);
         assert_int_equal(res.blob_bytes, st.st_size);
-        assert_int_equal(res.entries, 2);
+        assert_int_equal(res.entries, 3);
         assert_content(&t, "bin/sh", "#!/bin/true\n");
+        assert_int_equal(stat_at(&t, "big").st_size, 8 << 20);
         case_close(&t);
     }
-}
-
-static char *big_string(size_t n, char c)
-{
-    char *s = malloc(n + 1);
-
-    assert_non_null(s);
-    memset(s, c, n);
-    s[n] = '\0';
-    return s;
 }
 
 static void test_truncated_and_corrupt(void **state)

@@ -1,0 +1,129 @@
+/* The layer's two digests, computed on a second thread: hashing every byte of a
+ * layer twice costs as much CPU as decompressing it, and the writer thread has
+ * the filesystem to wait for. Bytes are copied into a ring of slots (a copy
+ * costs a tenth of hashing them) and hashed in order by one worker. Small
+ * layers never start the thread. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/layer_int.h"
+
+#define SLOTS 8
+#define SLOT_SIZE (512 * 1024)
+#define THREAD_AFTER (4 << 20) /* bytes hashed inline before the worker starts */
+
+struct slot {
+    struct sha256 *sha;
+    size_t len;
+    unsigned char data[SLOT_SIZE];
+};
+
+struct layer_hasher {
+    pthread_mutex_t lock;
+    pthread_cond_t filled, emptied;
+    pthread_t thread;
+    bool running, failed, done;
+    uint64_t inline_bytes;
+    size_t head, tail, count; /* the ring: producer fills head, worker empties tail */
+    struct slot *slots;
+};
+
+static void *worker(void *arg)
+{
+    struct layer_hasher *h = arg;
+
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (h->count == 0 && !h->done)
+            pthread_cond_wait(&h->filled, &h->lock);
+        if (h->count == 0)
+            break;
+        struct slot *s = &h->slots[h->tail];
+        pthread_mutex_unlock(&h->lock);
+        sha256_update(s->sha, s->data, s->len);
+        pthread_mutex_lock(&h->lock);
+        h->tail = (h->tail + 1) % SLOTS;
+        h->count--;
+        pthread_cond_signal(&h->emptied);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+struct layer_hasher *layer_hasher_new(void)
+{
+    struct layer_hasher *h = calloc(1, sizeof(*h));
+
+    if (!h)
+        return NULL;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->filled, NULL);
+    pthread_cond_init(&h->emptied, NULL);
+    return h;
+}
+
+/* Start the worker; false (hash inline from now on) when it cannot be had. */
+static bool start(struct layer_hasher *h)
+{
+    if (!(h->slots = malloc(SLOTS * sizeof(*h->slots))))
+        return false;
+    if (pthread_create(&h->thread, NULL, worker, h) != 0) {
+        free(h->slots);
+        h->slots = NULL;
+        return false;
+    }
+    h->running = true;
+    return true;
+}
+
+void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+
+    if (!h->running && !h->failed && h->inline_bytes >= THREAD_AFTER)
+        h->failed = !start(h);
+    if (!h->running) {
+        h->inline_bytes += len;
+        sha256_update(sha, data, len);
+        return;
+    }
+    while (len > 0) {
+        size_t n = len < SLOT_SIZE ? len : SLOT_SIZE;
+
+        pthread_mutex_lock(&h->lock);
+        while (h->count == SLOTS)
+            pthread_cond_wait(&h->emptied, &h->lock);
+        pthread_mutex_unlock(&h->lock);
+        /* the slot at head is the producer's alone until it is counted */
+        struct slot *s = &h->slots[h->head];
+        s->sha = sha;
+        s->len = n;
+        memcpy(s->data, p, n);
+        pthread_mutex_lock(&h->lock);
+        h->head = (h->head + 1) % SLOTS;
+        h->count++;
+        pthread_cond_signal(&h->filled);
+        pthread_mutex_unlock(&h->lock);
+        p += n;
+        len -= n;
+    }
+}
+
+void layer_hasher_free(struct layer_hasher *h)
+{
+    if (!h)
+        return;
+    if (h->running) {
+        pthread_mutex_lock(&h->lock);
+        h->done = true;
+        pthread_cond_signal(&h->filled);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+    }
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->filled);
+    pthread_cond_destroy(&h->emptied);
+    free(h->slots);
+    free(h);
+}
