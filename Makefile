@@ -36,7 +36,7 @@ CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit integration install bench clean deps help format demo
+.PHONY: all test unit integration install bench bench-layer clean deps help format demo
 
 all: $(BUILD)/moat
 
@@ -46,6 +46,7 @@ help:
 	@echo "make test SAN=1   the same under ASan+UBSan (objects in build/san)"
 	@echo "make install      install into PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "make bench        run the side-by-side benchmarks in bench/"
+	@echo "make bench-layer  layer_apply() next to bsdtar -xpf (bench/layer)"
 	@echo "make demo         build, then run a real sandbox on the host image"
 	@echo "make deps         install missing Debian packages (scripts/deps)"
 
@@ -102,6 +103,14 @@ demo: $(BUILD)/moat
 
 bench: $(BUILD)/moat
 	MOAT_BIN=$(CURDIR)/$(BUILD)/moat bench/startup
+
+# layer_apply() on a tar of /usr next to bsdtar -xpf (bench/layer; several GiB of tmpfs)
+$(BUILD)/bench/layer_apply: bench/layer_apply.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-layer: $(BUILD)/bench/layer_apply
+	bench/layer $(BENCH_ARGS)
 
 format:
 	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(wildcard */*.h) $(UNIT_SRCS)
