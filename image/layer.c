@@ -162,8 +162,8 @@ static int64_t time_ns(la_int64_t ns)
 }
 
 /* Fill E from the header AE; the name is normalised into PATH. */
-static int decode(struct archive *ar, struct archive_entry *ae, char *path, char *link,
-                  struct layer_entry *e, struct moat_err *err)
+static int decode(struct archive *ar, struct archive_entry *ae, uint64_t max_bytes, char *path,
+                  char *link, struct layer_entry *e, struct moat_err *err)
 {
     la_int64_t uid = la.archive_entry_uid(ae), gid = la.archive_entry_gid(ae);
     const char *hl = la.archive_entry_hardlink(ae);
@@ -196,6 +196,10 @@ static int decode(struct archive *ar, struct archive_entry *ae, char *path, char
     e->symlink = la.archive_entry_symlink(ae);
     e->rdev = makedev(la.archive_entry_rdevmajor(ae), la.archive_entry_rdevminor(ae));
     e->size = la.archive_entry_size(ae);
+    /* a sparse entry's size is not bounded by the stream: bound it by the same limit */
+    if (e->size < 0 || (uint64_t)e->size > max_bytes)
+        return layer_entry_err(err, e, EFBIG, "size %lld beyond the layer bound",
+                               (long long)e->size);
     if (hl) {
         if (layer_norm_path(hl, link, err) < 0)
             return layer_entry_err(err, e, err->errnum, "hard link target: %s", err->msg);
@@ -291,7 +295,8 @@ static int apply_all(struct layer_ctx *c, struct archive *inner, struct layer_re
         /* a layer of millions of empty files is a bomb too */
         if (++c->res->entries > LAYER_MAX_ENTRIES)
             return moat_err_set(err, EFBIG, "layer: more than %u entries", LAYER_MAX_ENTRIES);
-        if (decode(inner, ae, path, link, &e, err) < 0 || apply_entry(c, &e, err) < 0) {
+        if (decode(inner, ae, c->max_bytes, path, link, &e, err) < 0 ||
+            apply_entry(c, &e, err) < 0) {
             /* the stream's own failure (a bomb, a corrupt blob) says more than libarchive's */
             if (r->failed)
                 return layer_entry_err(err, &e, r->err.errnum, "%s", r->err.msg),
@@ -348,7 +353,8 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
         free(r.buf);
         return moat_err_sys(err, "layer: memory");
     }
-    *c = (struct layer_ctx){.root_fd = root_fd, .opts = opts, .res = res, .parent_fd = -1};
+    *c = (struct layer_ctx){
+        .root_fd = root_fd, .opts = opts, .max_bytes = r.max_bytes, .res = res, .parent_fd = -1};
     rc = pathset_init(&c->created, err);
     if (rc == 0)
         rc = run(c, &r, err);

@@ -69,6 +69,7 @@ struct layer_entry {
 struct layer_ctx {
     int root_fd;
     const struct layer_opts *opts;
+    uint64_t max_bytes; /* opts->max_bytes or the default */
     struct layer_result *res;
     struct pathset created; /* entries of this layer: whiteouts never remove them */
     struct dir_fix *dirs;
@@ -106,8 +107,9 @@ int layer_parent(struct layer_ctx *c, const struct layer_entry *e, bool create,
                  struct moat_err *err);
 
 /* Remove NAME under DIRFD (PATH is its normalised path) and everything below it,
- * except what this layer created (with KEEP_CREATED) and the directories that
- * lead to it. Returns 1 when something was kept, 0 when gone, -1 on error. */
+ * except, with KEEP_CREATED, what this layer created (a directory of this layer
+ * stays but loses its lower children) and the directories leading there.
+ * Returns 1 when something was kept, 0 when all is gone, -1 on error. */
 int layer_remove(struct layer_ctx *c, int dirfd, const char *name, const char *path,
                  bool keep_created, struct moat_err *err);
 

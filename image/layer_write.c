@@ -26,6 +26,40 @@
 
 /* ---- parents ---- */
 
+/* mkdir -p of BUF (LEN bytes) inside the root, one component at a time (no
+ * recursion: a name may have two thousand components). */
+static int make_dirs(struct layer_ctx *c, char *buf, size_t len)
+{
+    _cleanup_close_ int dfd = openat(c->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    for (size_t start = 0; dfd >= 0 && start < len;) {
+        char *end = memchr(buf + start, '/', len - start);
+        const char *name = buf + start;
+        int next;
+
+        if (!end)
+            end = buf + len;
+        *end = '\0';
+        /* O_NOFOLLOW: a plain directory is taken as it is... */
+        next = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT) {
+            /* mkdirat never follows a symlink in the last component */
+            if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+                return -1;
+            next = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        /* ...a symlink on the way is resolved with the whole prefix, inside the root */
+        if (next < 0 && (errno == ELOOP || errno == ENOTDIR))
+            next = layer_openat2(c->root_fd, buf, O_PATH | O_DIRECTORY, RESOLVE_PARENT);
+        close(dfd);
+        dfd = next;
+        if (end < buf + len)
+            *end = '/';
+        start = (size_t)(end - buf) + 1;
+    }
+    return steal_fd(&dfd);
+}
+
 /* Open the directory PATH[0..LEN) inside the root, making the missing ones (0755,
  * like the tar tools) when CREATE. */
 static int open_dir(struct layer_ctx *c, const char *path, size_t len, bool create)
@@ -38,16 +72,7 @@ static int open_dir(struct layer_ctx *c, const char *path, size_t len, bool crea
     fd = layer_openat2(c->root_fd, buf, O_PATH | O_DIRECTORY, RESOLVE_PARENT);
     if (fd >= 0 || errno != ENOENT || !create || len == 0)
         return fd;
-
-    const char *slash = memrchr(buf, '/', len);
-    size_t plen = slash ? (size_t)(slash - buf) : 0;
-    _cleanup_close_ int pfd = open_dir(c, buf, plen, true);
-    if (pfd < 0)
-        return -1;
-    /* mkdirat never follows a symlink in the last component: a dangling one fails */
-    if (mkdirat(pfd, buf + (slash ? plen + 1 : 0), 0755) < 0 && errno != EEXIST)
-        return -1;
-    return layer_openat2(c->root_fd, buf, O_PATH | O_DIRECTORY, RESOLVE_PARENT);
+    return make_dirs(c, buf, len);
 }
 
 int layer_parent(struct layer_ctx *c, const struct layer_entry *e, bool create,
@@ -123,13 +148,16 @@ static int remove_at(struct layer_ctx *c, int dirfd, const char *name, size_t le
 {
     struct stat st;
 
-    if (keep && pathset_has(&c->created, c->walk, len))
-        return 1;
+    bool ours = keep && pathset_has(&c->created, c->walk, len);
+
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : moat_err_sys(err, "stat %s", c->walk);
-    /* unlinkat never follows a symlink: removing one removes only the link */
-    if (!S_ISDIR(st.st_mode))
+    if (!S_ISDIR(st.st_mode)) {
+        if (ours)
+            return 1;
+        /* unlinkat never follows a symlink: removing one removes only the link */
         return unlinkat(dirfd, name, 0) < 0 ? moat_err_sys(err, "remove %s", c->walk) : 0;
+    }
 
     /* O_NOFOLLOW: the directory must not have turned into a symlink since */
     _cleanup_close_ int dfd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -155,8 +183,9 @@ static int remove_at(struct layer_ctx *c, int dirfd, const char *name, size_t le
         kept = r < 0 ? -1 : kept | r;
     }
     names_free(&kids);
-    if (kept != 0)
-        return kept;
+    /* a directory of this layer stays, though lower children inside it went */
+    if (kept != 0 || ours)
+        return kept < 0 ? -1 : 1;
     return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? moat_err_sys(err, "remove %s", c->walk) : 0;
 }
 
@@ -334,8 +363,10 @@ static int copy_data(int fd, const struct layer_entry *e, struct moat_err *err)
     int r;
 
     while ((r = la.archive_read_data_block(e->ar, &buf, &size, &off)) == ARCHIVE_OK) {
-        if (off < 0 || size > (size_t)(INT64_MAX - off))
-            return layer_entry_err(err, e, EINVAL, "data block at offset %lld", (long long)off);
+        /* a sparse map may only place data inside the entry's own size */
+        if (off < 0 || off > e->size || size > (size_t)(e->size - off))
+            return layer_entry_err(err, e, EINVAL, "data block of %zu bytes at offset %lld", size,
+                                   (long long)off);
         if (size > 0 && pwrite_all(fd, buf, size, off) < 0)
             return layer_entry_err(err, e, errno, "write");
         if ((int64_t)(off + (la_int64_t)size) > end)

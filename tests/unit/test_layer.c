@@ -396,10 +396,33 @@ static void test_truncated_and_corrupt(void **state)
     case_close(&t);
 }
 
+/* A ustar header written byte by byte: what libarchive's writer will not make. */
+static void raw_header(unsigned char h[512], const char *name, char type, size_t size)
+{
+    unsigned sum = 0;
+
+    memset(h, 0, 512);
+    snprintf((char *)h, 100, "%s", name);
+    memcpy(h + 100, "0000644", 8);
+    memcpy(h + 108, "0000000", 8);
+    memcpy(h + 116, "0000000", 8);
+    snprintf((char *)h + 124, 12, "%011zo", size);
+    snprintf((char *)h + 136, 12, "%011o", 1000000000);
+    h[156] = (unsigned char)type;
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    memset(h + 148, ' ', 8);
+    for (int i = 0; i < 512; i++)
+        sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+}
+
 static void test_bomb(void **state)
 {
-    _cleanup_free_ char *big = big_string(1 << 20, '\0' + 'z');
-    const struct ent ents[] = {{'f', "zeros", big}};
+    _cleanup_free_ char *chunk = big_string(64 * 1024, 'z');
+    const struct ent ents[] = {{'f', "z1", chunk}, {'f', "z2", chunk}, {'f', "z3", chunk},
+                               {'f', "z4", chunk}, {'f', "z5", chunk}, {'f', "z6", chunk}};
     struct layer_opts opts = {.max_bytes = 256 * 1024};
     struct layer_result res;
     struct moat_err err;
@@ -417,7 +440,17 @@ static void test_bomb(void **state)
     assert_non_null(strstr(err.msg, "uncompressed layer larger than 262144 bytes"));
     opts.max_bytes = 0; /* the default bound lets it through */
     assert_int_equal(apply_file(&t, file, &opts, &res, &err), 0);
-    assert_int_equal(stat_at(&t, "zeros").st_size, 1 << 20);
+    assert_int_equal(stat_at(&t, "z6").st_size, 64 * 1024);
+
+    /* one header claiming more than the bound (a sparse file's size is not bounded by
+     * the stream): refused before any data is read */
+    unsigned char block[1024] = {0};
+    raw_header(block, "big", '0', 10 << 20);
+    snprintf(file, sizeof(file), "%s/one.tar", t.dir);
+    assert_int_equal(write_file_at(AT_FDCWD, file, block, sizeof(block), 0644, &err), 0);
+    opts.max_bytes = 1 << 20;
+    assert_int_equal(apply_file(&t, file, &opts, &res, &err), -1);
+    assert_non_null(strstr(err.msg, "entry big: size 10485760 beyond the layer bound"));
     case_close(&t);
 }
 
@@ -450,6 +483,14 @@ static void test_whiteouts(void **state)
     assert_int_equal(type_at(&t, "g"), 0);
     assert_int_equal(type_at(&t, ".wh.c"), 0);
     assert_int_equal(type_at(&t, "d/.wh..wh..opq"), 0);
+
+    /* an opaque directory over a directory this layer also has: its lower children go */
+    APPLY_OK(&t, {'d', "o/"}, {'d', "o/sub/"}, {'f', "o/sub/old"}, {'f', "o/old"});
+    APPLY_OK(&t, {'d', "o/sub/"}, {'f', "o/sub/new"}, {'f', "o/.wh..wh..opq"});
+    assert_int_equal(type_at(&t, "o/sub"), S_IFDIR);
+    assert_int_equal(type_at(&t, "o/sub/new"), S_IFREG);
+    assert_int_equal(type_at(&t, "o/sub/old"), 0);
+    assert_int_equal(type_at(&t, "o/old"), 0);
 
     APPLY_FAILS(&t, "entry .wh.: whiteout without a name", {'f', ".wh."});
     APPLY_FAILS(&t, "entry a/.wh..: whiteout of \".\"", {'f', "a/.wh.."});
@@ -709,28 +750,6 @@ static void test_long_names(void **state)
     }
 }
 
-/* A ustar header written byte by byte: what libarchive's writer will not make. */
-static void raw_header(unsigned char h[512], const char *name, char type, size_t size)
-{
-    unsigned sum = 0;
-
-    memset(h, 0, 512);
-    snprintf((char *)h, 100, "%s", name);
-    memcpy(h + 100, "0000644", 8);
-    memcpy(h + 108, "0000000", 8);
-    memcpy(h + 116, "0000000", 8);
-    snprintf((char *)h + 124, 12, "%011zo", size);
-    snprintf((char *)h + 136, 12, "%011o", 1000000000);
-    h[156] = (unsigned char)type;
-    memcpy(h + 257, "ustar", 6);
-    memcpy(h + 263, "00", 2);
-    memset(h + 148, ' ', 8);
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-    h[155] = ' ';
-}
-
 static void test_pax_global_header(void **state)
 {
     static const char global[] = "28 comment=a global header\n";
@@ -757,6 +776,7 @@ static void test_pax_global_header(void **state)
 static void test_limits(void **state)
 {
     _cleanup_free_ char *huge = big_string(5000, 'n');
+    _cleanup_free_ char *deep = big_string(4000, 'a');
     struct layer_result res;
     struct moat_err err;
     struct tcase t;
@@ -765,6 +785,11 @@ static void test_limits(void **state)
 
     case_open(&t, "limits");
     APPLY_FAILS(&t, "name of 5000 bytes", {'f', huge});
+    /* 2000 directories deep, none of them in the layer: made one by one */
+    for (size_t i = 1; i < 3999; i += 2)
+        deep[i] = '/';
+    APPLY_OK(&t, {'f', deep, "deep"});
+    assert_content(&t, deep, "deep");
     /* an empty blob is an empty layer */
     snprintf(file, sizeof(file), "%s/empty", t.dir);
     assert_int_equal(write_file_at(AT_FDCWD, file, "", 0, 0644, &err), 0);
