@@ -254,9 +254,9 @@ static int whiteout(struct layer_ctx *c, const struct layer_entry *e, struct moa
     if (e->parent_len > 0)
         strcat(path, "/");
     strcat(path, target);
-    return layer_remove(c, pfd, target, path, true, err) < 0
-               ? moat_err_prefix(err, "entry %s: whiteout", e->path)
-               : 0;
+    if (layer_remove(c, pfd, target, path, true, err) < 0)
+        return layer_entry_err(err, e, err->errnum, "whiteout: %s", err->msg);
+    return 0;
 }
 
 static int apply_entry(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err)
@@ -336,14 +336,15 @@ static int run(struct layer_ctx *c, struct layer_read *r, struct moat_err *err)
 int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct layer_result *res,
                 struct moat_err *err)
 {
+    static const struct layer_opts defaults;
     struct layer_ctx *c;
-    struct layer_read r = {.blob_fd = blob_fd, .opts = opts};
+    struct layer_read r = {.blob_fd = blob_fd, .opts = opts ? opts : &defaults};
     int rc;
 
     *res = (struct layer_result){0};
     if (archive_lib_load(err) < 0)
         return -1;
-    r.max_bytes = opts->max_bytes ? opts->max_bytes : LAYER_DEFAULT_MAX_BYTES;
+    r.max_bytes = r.opts->max_bytes ? r.opts->max_bytes : LAYER_DEFAULT_MAX_BYTES;
     sha256_init(&r.blob_sha);
     sha256_init(&r.tar_sha);
     /* the context holds path buffers: on the heap, not the caller's stack */
@@ -354,7 +355,7 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
         return moat_err_sys(err, "layer: memory");
     }
     *c = (struct layer_ctx){
-        .root_fd = root_fd, .opts = opts, .max_bytes = r.max_bytes, .res = res, .parent_fd = -1};
+        .root_fd = root_fd, .opts = r.opts, .max_bytes = r.max_bytes, .res = res, .parent_fd = -1};
     rc = pathset_init(&c->created, err);
     if (rc == 0)
         rc = run(c, &r, err);

@@ -12,7 +12,8 @@
 
 struct layer_opts {
     /* Refuse the layer once its uncompressed stream exceeds this many bytes
-     * (decompression bombs); 0 means the built-in default. */
+     * (decompression bombs); 0 means the built-in default, 64 GiB. No entry
+     * may claim a larger size either (sparse files). */
     uint64_t max_bytes;
     /* false: chown entries to their tar uid/gid (root, or inside a user
      * namespace with the subordinate range mapped); true: leave everything
@@ -36,7 +37,9 @@ struct layer_result {
  * its bytes) onto the tree at ROOT_FD, following the OCI image spec's change
  * set rules (whiteouts, opaque directories). Every write stays inside ROOT_FD.
  * The caller compares RES's digests with the manifest and config and throws
- * the tree away on any error or mismatch. */
+ * the tree away on any error or mismatch. OPTS may be NULL (the defaults).
+ * Errors read "layer: entry NAME: what" (the caller adds the blob's digest);
+ * docs/internals.md, "Layer application", has the rules. */
 int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts,
                 struct layer_result *res, struct moat_err *err);
 

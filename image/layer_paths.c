@@ -61,6 +61,8 @@ const char *layer_printable(const char *name, char *out, size_t len)
 {
     size_t n = 0;
 
+    if (!name)
+        name = "?";
     /* names come from the layer: no terminal escapes into the user's error message */
     for (const unsigned char *p = (const unsigned char *)name; *p && n + 5 < len; p++) {
         if (*p >= 0x20 && *p < 0x7f && *p != '\\')
