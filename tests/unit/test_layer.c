@@ -750,6 +750,55 @@ static void test_long_names(void **state)
     }
 }
 
+/* A sparse entry (PAX GNU.sparse 1.0): data lands at its offsets, holes stay holes. */
+static void test_sparse(void **state)
+{
+    static char data[8192];
+    struct layer_result res;
+    struct moat_err err;
+    struct tcase t;
+    char file[400];
+    (void)state;
+
+    case_open(&t, "sparse");
+    memset(data, 's', sizeof(data));
+    snprintf(file, sizeof(file), "%s/sparse.tar", t.dir);
+    struct archive *a = archive_write_new();
+    struct archive_entry *ae = archive_entry_new();
+    assert_int_equal(archive_write_set_format_pax(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, file), ARCHIVE_OK);
+    archive_entry_set_pathname(ae, "holes");
+    archive_entry_set_filetype(ae, AE_IFREG);
+    archive_entry_set_perm(ae, 0644);
+    archive_entry_set_size(ae, 64 << 20);
+    archive_entry_sparse_add_entry(ae, 1 << 20, sizeof(data));
+    archive_entry_sparse_add_entry(ae, (64 << 20) - 4096, 4096);
+    assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+    /* the writer takes the whole file and keeps only what the sparse map covers */
+    _cleanup_free_ char *whole = calloc(1, 64 << 20);
+    assert_non_null(whole);
+    memcpy(whole + (1 << 20), data, sizeof(data));
+    memcpy(whole + (64 << 20) - 4096, data, 4096);
+    for (size_t off = 0; off < (64 << 20); off += 1 << 20)
+        assert_int_equal(archive_write_data(a, whole + off, 1 << 20), 1 << 20);
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_entry_free(ae);
+    archive_write_free(a);
+
+    assert_int_equal(apply_file(&t, file, NULL, &res, &err), 0);
+    struct stat st = stat_at(&t, "holes");
+    assert_int_equal(st.st_size, 64 << 20);
+    assert_true(st.st_blocks * 512 < (1 << 20)); /* 12 KiB of data, not 64 MiB */
+    _cleanup_close_ int fd = openat(t.root_fd, "holes", O_RDONLY | O_CLOEXEC);
+    char buf[16];
+    assert_int_equal(pread(fd, buf, 2, (1 << 20) - 1), 2);
+    assert_int_equal(buf[0], 0);
+    assert_int_equal(buf[1], 's');
+    assert_int_equal(pread(fd, buf, 1, (64 << 20) - 1), 1);
+    assert_int_equal(buf[0], 's');
+    case_close(&t);
+}
+
 static void test_pax_global_header(void **state)
 {
     static const char global[] = "28 comment=a global header\n";
@@ -813,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_rootless_devices),
         cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_sparse),
         cmocka_unit_test(test_pax_global_header),
         cmocka_unit_test(test_limits),
     };
