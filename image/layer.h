@@ -40,7 +40,7 @@ struct layer_result {
  * the tree away on any error or mismatch. OPTS may be NULL (the defaults).
  * Errors read "layer: entry NAME: what" (the caller adds the blob's digest);
  * docs/internals.md, "Layer application", has the rules. */
-int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts,
-                struct layer_result *res, struct moat_err *err);
+int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct layer_result *res,
+                struct moat_err *err);
 
 #endif
