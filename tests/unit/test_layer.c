@@ -725,6 +725,81 @@ static void test_rootless_devices(void **state)
     case_close(&t);
 }
 
+/* As root of a user namespace whose ids map to a range (what newuidmap gives a user
+ * with /etc/subuid entries): the layer's owners land shifted by the range. */
+static int mapped_child(struct tcase *t, int blob, int sync)
+{
+    struct moat_err err = {0};
+    struct layer_result res;
+    char c;
+
+    CHECK(read(sync, &c, 1) == 1); /* the parent has written our maps */
+    CHECK(setresgid(0, 0, 0) == 0 && setresuid(0, 0, 0) == 0);
+    CHECK(layer_apply(t->root_fd, blob, NULL, &res, &err) == 0);
+    return 0;
+}
+
+static void write_map(pid_t pid, const char *what, const char *map)
+{
+    char path[64];
+    struct moat_err err = {0};
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+    assert_int_equal(write_file_at(AT_FDCWD, path, map, strlen(map), 0, &err), 0);
+}
+
+static void test_mapped_owners(void **state)
+{
+    const struct ent ents[] = {{'d', "home/", NULL, 0755, 1000, 1000},
+                               {'f', "home/f", "x", 04750, 1000, 1000},
+                               {'l', "home/l", "f", .uid = 1000, .gid = 1000}};
+    int sync[2];
+    struct tcase t;
+    char file[400];
+    (void)state;
+
+    if (getuid() != 0)
+        skip(); /* writing a map of a range takes CAP_SETUID over the parent namespace */
+    case_open(&t, "mapped");
+    snprintf(file, sizeof(file), "%s/owned.tar", t.dir);
+    make_tar(file, ents, ARRAY_SIZE(ents));
+    assert_int_equal(chown(t.root, 200000, 200000), 0); /* the namespace's root owns it */
+    assert_int_equal(pipe2(sync, O_CLOEXEC), 0);
+    /* opened here: the scratch directory's owner (host root) is not mapped there */
+    _cleanup_close_ int blob = open(file, O_RDONLY | O_CLOEXEC);
+    assert_true(blob >= 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sync[1]);
+        if (unshare(CLONE_NEWUSER) < 0)
+            _exit(99);
+        _exit(mapped_child(&t, blob, sync[0]));
+    }
+    close(sync[0]);
+    /* the child is in its namespace once /proc/PID/ns/user differs from ours */
+    for (int i = 0; i < 1000; i++) {
+        struct stat a, b;
+        char ns[64];
+        snprintf(ns, sizeof(ns), "/proc/%d/ns/user", (int)pid);
+        if (stat(ns, &a) == 0 && stat("/proc/self/ns/user", &b) == 0 && a.st_ino != b.st_ino)
+            break;
+        usleep(1000);
+    }
+    write_map(pid, "uid_map", "0 200000 65536");
+    write_map(pid, "setgroups", "deny");
+    write_map(pid, "gid_map", "0 200000 65536");
+    assert_int_equal(write(sync[1], "x", 1), 1);
+    close(sync[1]);
+    assert_int_equal(wait_child_status(pid), 0);
+    struct stat st = stat_at(&t, "home/f");
+    assert_int_equal(st.st_uid, 201000);
+    assert_int_equal(st.st_gid, 201000);
+    assert_int_equal(st.st_mode & 07777, 04750);
+    assert_int_equal(stat_at(&t, "home").st_uid, 201000);
+    assert_int_equal(stat_at(&t, "home/l").st_uid, 201000);
+    case_close(&t);
+}
+
 /* Names longer than ustar's 100 bytes, as PAX and as GNU long names. */
 static void test_long_names(void **state)
 {
@@ -861,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_type_changes),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_rootless_devices),
+        cmocka_unit_test(test_mapped_owners),
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_sparse),
         cmocka_unit_test(test_pax_global_header),
