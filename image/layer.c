@@ -259,8 +259,19 @@ static int whiteout(struct layer_ctx *c, const struct layer_entry *e, struct moa
     return 0;
 }
 
+/* Is E inside an AUFS metadata directory (".wh..wh.plnk/...")? */
+static bool in_aufs_meta(const struct layer_entry *e)
+{
+    for (const char *p = e->path; p < e->path + e->parent_len; p = strchrnul(p, '/') + 1)
+        if (strncmp(p, WH_META, strlen(WH_META)) == 0)
+            return true;
+    return false;
+}
+
 static int apply_entry(struct layer_ctx *c, const struct layer_entry *e, struct moat_err *err)
 {
+    if (in_aufs_meta(e))
+        return 0;
     if (strncmp(e->name, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
         if (strcmp(e->name, WH_OPAQUE) == 0)
             return opaque(c, e, err);

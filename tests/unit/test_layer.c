@@ -465,7 +465,8 @@ static void test_whiteouts(void **state)
              {'d', "d/sub/"}, {'f', "d/sub/old2"}, {'f', "e", "lower"});
     APPLY_OK(&t, {'f', ".wh.c"}, {'f', "b/.wh.y"}, {'f', "a/new"}, {'f', "a/.wh.new"},
              {'f', "a/.wh.gone"}, {'f', "d/new"}, {'f', "d/.wh..wh..opq"}, {'f', "d/new2"},
-             {'f', ".wh.e"}, {'f', "e", "upper"}, {'f', ".wh..wh.plnk"}, {'f', "f/.wh.missing"},
+             {'f', ".wh.e"}, {'f', "e", "upper"}, {'f', ".wh..wh.plnk"},
+             {'f', ".wh..wh.plnk/1234.56", "aufs hard link"}, {'f', "f/.wh.missing"},
              {'f', "g/.wh..wh..opq"});
     assert_int_equal(type_at(&t, "c"), 0);
     assert_int_equal(type_at(&t, "b/y"), 0);
