@@ -244,9 +244,13 @@ static int clear_slot(struct layer_ctx *c, int pfd, const struct layer_entry *e,
 /* Is the extended attribute NAME one a layer may set? Counted when not. */
 static bool xattr_allowed(const char *name)
 {
-    /* user.* is data; security.capability is the file capability, which the kernel
-     * itself scopes to the user namespace; trusted.* and the rest (ACLs, SELinux
-     * labels, overlayfs's own) would give the image a say over the host's policy. */
+    /* user.* is data, except user.overlay.*, which a userxattr overlayfs (the run's
+     * root) reads as its own whiteouts, redirects and metacopy markers;
+     * security.capability is the file capability, which the kernel scopes to the
+     * user namespace; trusted.* and the rest (ACLs, SELinux labels) would give the
+     * image a say over the host's policy. */
+    if (strncmp(name, "user.overlay.", 13) == 0)
+        return false;
     return strncmp(name, "user.", 5) == 0 || strcmp(name, "security.capability") == 0;
 }
 

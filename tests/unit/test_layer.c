@@ -636,6 +636,7 @@ static void test_metadata(void **state)
         {'f', "ro/f", "x", 0444},
         {'f', "x", "x", .xattr = {"user.a", "1", "trusted.b", "2"}},
         {'f', "y", "x", .xattr = {"security.selinux", "system_u:object_r:bin_t"}},
+        {'d', "z/", .xattr = {"user.overlay.opaque", "y", "user.d", "dir"}},
         {'f', "cap", "x", .xattr = {"security.capability", "(set below)"}},
         {'c', "null", NULL, 0666},
     };
@@ -659,7 +660,10 @@ static void test_metadata(void **state)
     assert_int_equal(getxattr(path, "trusted.b", buf, sizeof(buf)), -1);
     snprintf(path, sizeof(path), "%s/y", t.root);
     assert_int_equal(getxattr(path, "security.selinux", buf, sizeof(buf)), -1);
-    assert_int_equal(res.xattrs_dropped, 2);
+    snprintf(path, sizeof(path), "%s/z", t.root);
+    assert_int_equal(getxattr(path, "user.overlay.opaque", buf, sizeof(buf)), -1);
+    assert_int_equal(getxattr(path, "user.d", buf, sizeof(buf)), 3);
+    assert_int_equal(res.xattrs_dropped, 3);
     snprintf(path, sizeof(path), "%s/cap", t.root);
     assert_int_equal(getxattr(path, "security.capability", buf, sizeof(buf)), sizeof(file_cap));
     assert_memory_equal(buf, file_cap, sizeof(file_cap));
