@@ -125,7 +125,7 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
-FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config
+FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_spec
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c netns/dns.h lib/err.h lib/cleanup.h
 	@mkdir -p $(dir $@)
@@ -134,6 +134,11 @@ build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c netns/dns.h lib
 build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c cli/config.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyaml
+
+build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/err.c runtime/spec.h lib/err.h lib/cleanup.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags yajl) -o $@ $(filter %.c,$^) \
+	  $(shell pkg-config --libs yajl libcap)
 
 fuzz: $(FUZZ_TARGETS)
 
