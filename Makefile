@@ -29,19 +29,22 @@ LDLIBS   += $(PKG_LIBS)
 LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c proxy/*.c)
 LIB_ASMS := runtime/seccomp_default.S
 CLI_SRCS := $(wildcard cli/*.c)
+# moat-runtime, the OCI front end: its own main, so not in libmoat.a.
+OCI_SRCS := $(wildcard runtime/oci/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 # cli/ but its main(), for the unit tests of cli/ pieces such as moat.yaml.
 CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
+OCI_OBJS := $(OCI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test unit integration install bench clean deps help format demo
 
-all: $(BUILD)/moat
+all: $(BUILD)/moat $(BUILD)/moat-runtime
 
 help:
-	@echo "make              build $(BUILD)/moat"
+	@echo "make              build $(BUILD)/moat and $(BUILD)/moat-runtime"
 	@echo "make test         C unit tests (cmocka), then pytest integration tests"
 	@echo "make test SAN=1   the same under ASan+UBSan (objects in build/san)"
 	@echo "make install      install into PREFIX=$(PREFIX) (DESTDIR honoured)"
@@ -71,6 +74,9 @@ $(BUILD)/libmoatcli.a: $(CLI_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/moat-runtime: $(OCI_OBJS) $(BUILD)/libmoat.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) $(shell pkg-config --libs cmocka)
@@ -78,12 +84,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; MOAT_BIN=$(CURDIR)/$(BUILD)/moat $$t; done
 
-integration: $(BUILD)/moat
-	MOAT_BIN=$(CURDIR)/$(BUILD)/moat $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
+integration: $(BUILD)/moat $(BUILD)/moat-runtime
+	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
 
 test: all unit integration
 
-install: $(BUILD)/moat
+install: $(BUILD)/moat $(BUILD)/moat-runtime
 	install -D -m 0755 $(BUILD)/moat $(DESTDIR)$(PREFIX)/bin/moat
 	install -D -m 0644 docs/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat.1
 	install -D -m 0644 configs/seccomp.json $(DESTDIR)$(PREFIX)/share/moat/seccomp.json
@@ -104,12 +110,12 @@ bench: $(BUILD)/moat
 	MOAT_BIN=$(CURDIR)/$(BUILD)/moat bench/startup
 
 format:
-	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(wildcard */*.h) $(UNIT_SRCS)
+	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(OCI_SRCS) $(wildcard */*.h */*/*.h) $(UNIT_SRCS)
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(OCI_OBJS:.o=.d)
 
 # ---- fuzzing ------------------------------------------------------------------------------
 # test_dns checks interoperability with glibc's resolver (ns_initparse): libresolv.

@@ -8,7 +8,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +66,120 @@ static int become_agent(const struct rt_config *cfg, struct moat_err *err)
     return caps_drop_all(err);
 }
 
+/* ---- OCI: the identity and capabilities config.json gives the process ---- */
+
+static int set_rlimits(const struct rt_oci *oci, struct moat_err *err)
+{
+    for (size_t i = 0; i < oci->n_rlimits; i++) {
+        const struct rt_rlimit *r = &oci->rlimits[i];
+        struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
+        if (setrlimit(r->resource, &rl) < 0)
+            return moat_err_sys(err, "setrlimit %d to %llu/%llu", r->resource,
+                                (unsigned long long)r->soft, (unsigned long long)r->hard);
+    }
+    return 0;
+}
+
+/* Every capability this kernel knows. */
+static uint64_t known_caps(void)
+{
+    uint64_t all = 0;
+
+    for (int c = 0; c < 64 && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++)
+        all |= 1ull << c;
+    return all;
+}
+
+/* The bounding set first, while we are still root in our namespace (it takes
+ * CAP_SETPCAP): no later execve can gain a capability outside it. */
+static int drop_bounding(uint64_t keep, struct moat_err *err)
+{
+    for (int c = 0; c < 64 && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++)
+        if (!(keep & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+            return moat_err_sys(err, "drop capability %d from the bounding set", c);
+    return 0;
+}
+
+static int set_caps(const struct rt_oci *oci, uint64_t known, struct moat_err *err)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    uint64_t eff = oci->cap_effective & known, perm = oci->cap_permitted & known;
+    uint64_t inh = oci->cap_inheritable & known;
+
+    for (int i = 0; i < 2; i++)
+        data[i] = (struct __user_cap_data_struct){
+            (uint32_t)(eff >> (32 * i)), (uint32_t)(perm >> (32 * i)), (uint32_t)(inh >> (32 * i))};
+    if (capset(&hdr, data) < 0)
+        return moat_err_sys(err, "set capabilities");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return moat_err_sys(err, "clear ambient capabilities");
+    for (int c = 0; c < 64; c++)
+        if ((oci->cap_ambient & known & (1ull << c)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+            return moat_err_sys(err, "raise ambient capability %d", c);
+    return 0;
+}
+
+static int set_ids(const struct rt_oci *oci, struct moat_err *err)
+{
+    /* Only the configured groups: none inherited from the runtime. Where setgroups
+     * is denied (a single unprivileged mapping) there are none to drop. */
+    if (setgroups(oci->n_groups, oci->groups) < 0 && !(errno == EPERM && oci->n_groups == 0))
+        return moat_err_sys(err, "setgroups");
+    /* Keep the permitted set across the uid change; set_caps() trims it next. */
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return moat_err_sys(err, "keep capabilities");
+    if (setresgid(oci->gid, oci->gid, oci->gid) < 0)
+        return moat_err_sys(err, "setresgid %u", (unsigned)oci->gid);
+    if (setresuid(oci->uid, oci->uid, oci->uid) < 0)
+        return moat_err_sys(err, "setresuid %u", (unsigned)oci->uid);
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    return 0;
+}
+
+int exec_become_oci(const struct rt_config *cfg, struct moat_err *err)
+{
+    const struct rt_oci *oci = cfg->oci;
+    uint64_t known = known_caps();
+
+    if (oci->has_personality && personality(oci->personality) < 0)
+        return moat_err_sys(err, "personality %#lx", oci->personality);
+    if (set_rlimits(oci, err) < 0)
+        return -1;
+    /* Without no_new_privs the filter needs CAP_SYS_ADMIN, which only the setup
+     * identity still has: installed now, it covers the rest of the setup too. */
+    if (cfg->seccomp && !oci->no_new_privs && rt_seccomp_install(cfg->seccomp, err) < 0)
+        return -1;
+    if (drop_bounding(oci->cap_bounding, err) < 0 || set_ids(oci, err) < 0 ||
+        set_caps(oci, known, err) < 0)
+        return -1;
+    umask(oci->umask);
+    if (chdir(cfg->cwd) < 0)
+        return moat_err_sys(err, "chdir %s", cfg->cwd);
+    /* no_new_privs: setuid bits and file capabilities grant nothing on execve. */
+    if (oci->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return moat_err_sys(err, "set no_new_privs");
+    return 0;
+}
+
+/* The start gate: tell the creator we are ready (our copy of the sync socket
+ * closes, its last one), then block until `start` writes a byte into the FIFO.
+ * No user code has run; any failure from here on is the container's, on its stderr. */
+static void wait_start(int sync_sock, int gate)
+{
+    char c;
+    ssize_t n;
+
+    close(sync_sock);
+    do
+        n = read(gate, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(RT_EXIT_FAILURE);
+    close(gate);
+}
+
 static const char *env_path(char *const *envp)
 {
     for (; envp && *envp; envp++)
@@ -95,23 +213,41 @@ static int exec_search(const char *file, char *const *argv, char *const *envp)
     return best;
 }
 
+/* After an OCI start nobody reads the sync socket: the container's stderr
+ * is where its runtime's last word goes. */
+__attribute__((noreturn)) static void exec_fail(int sync_sock, enum sync_type type,
+                                                const struct moat_err *err, int status)
+{
+    char buf[MOAT_ERR_MSG_MAX + 128];
+
+    if (sync_sock >= 0)
+        sync_fail(sync_sock, type, err, status);
+    dprintf(STDERR_FILENO, "moat-runtime: %s\n", moat_err_str(err, buf, sizeof(buf)));
+    _exit(status);
+}
+
 void exec_agent(const struct rt_config *cfg, int sync_sock, const int stdio[3], bool ctty)
 {
     struct moat_err err = {0};
     int e;
 
     if (setup_session(stdio, ctty, &err) < 0 || reset_signals(&err) < 0 ||
-        become_agent(cfg, &err) < 0)
+        (cfg->oci ? exec_become_oci(cfg, &err) : become_agent(cfg, &err)) < 0)
         sync_fail(sync_sock, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     /* No fd of the supervisor's survives execve, except stdio and the sync
      * socket, which is close-on-exec itself. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         sync_fail(sync_sock, SYNC_ERROR, &(struct moat_err){errno, "close inherited fds"},
                   RT_EXIT_FAILURE);
-    if (cfg->seccomp && rt_seccomp_install(cfg->seccomp, &err) < 0)
-        sync_fail(sync_sock, SYNC_ERROR, &err, RT_EXIT_FAILURE);
+    if (cfg->oci) {
+        wait_start(sync_sock, cfg->oci->start_fd);
+        sync_sock = -1;
+    }
+    if (cfg->seccomp && (!cfg->oci || cfg->oci->no_new_privs) &&
+        rt_seccomp_install(cfg->seccomp, &err) < 0)
+        exec_fail(sync_sock, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     e = exec_search(cfg->argv[0], cfg->argv, cfg->envp);
     moat_err_set(&err, e, "exec %s", cfg->argv[0]);
-    sync_fail(sync_sock, SYNC_EXEC_ERROR, &err,
+    exec_fail(sync_sock, SYNC_EXEC_ERROR, &err,
               e == ENOENT || e == ENOTDIR ? RT_EXIT_NOT_FOUND : RT_EXIT_CANNOT_EXEC);
 }
