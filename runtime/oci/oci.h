@@ -78,8 +78,8 @@ int oci_state_remove(int rootfd, const char *id, struct moat_err *err);
 /* Start time of PID (field 22 of /proc/PID/stat), 0 when it is gone or a zombie. */
 unsigned long long oci_pid_starttime(pid_t pid);
 
-/* The pids of the container whose pid 1 is PID: the processes in its pid namespace
- * (or PID alone when it has none of its own). Malloc'd into *OUT. */
+/* The pids of the container whose pid 1 is PID: PID and its descendants, PID
+ * first. Malloc'd into *OUT. */
 int oci_container_pids(pid_t pid, pid_t **out, size_t *n, struct moat_err *err);
 
 /* ---- config.c: config.json -> struct rt_config ---- */

@@ -271,49 +271,78 @@ int oci_state_remove(int rootfd, const char *id, struct moat_err *err)
     return 0;
 }
 
-/* The inode of /proc/PID/ns/pid, 0 when unreadable. */
-static ino_t pid_ns_of(const char *pid)
+/* The parent of PID (field 4 of /proc/PID/stat, readable without ptrace
+ * rights, unlike /proc/PID/ns of a non-dumpable pid 1), 0 when it is gone. */
+static pid_t parent_of(pid_t pid)
 {
-    char path[64];
-    struct stat st;
+    char path[64], buf[512];
+    _cleanup_close_ int fd = -1;
+    int ppid = 0;
+    ssize_t n;
+    char *p;
 
-    snprintf(path, sizeof(path), "/proc/%s/ns/pid", pid);
-    return stat(path, &st) == 0 ? st.st_ino : 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+        return 0;
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
 }
 
+static int push(pid_t **v, size_t *n, size_t *cap, pid_t pid)
+{
+    if (*n == *cap) {
+        pid_t *bigger = realloc(*v, 2 * *cap * sizeof(**v));
+        if (!bigger)
+            return -1;
+        *v = bigger;
+        *cap *= 2;
+    }
+    (*v)[(*n)++] = pid;
+    return 0;
+}
+
+/* Every process is a descendant of the container's pid 1: orphans in its pid
+ * namespace are reparented to it. */
 int oci_container_pids(pid_t pid, pid_t **out, size_t *n, struct moat_err *err)
 {
-    char self[16], parent_ns[64];
-    size_t cap = 16;
+    _cleanup_free_ pid_t *all = NULL, *parents = NULL;
+    size_t n_all = 0, cap_all = 64, cap = 16;
     struct dirent *e;
-    struct stat ps;
 
     *n = 0;
-    if (!(*out = malloc(cap * sizeof(**out))))
+    all = malloc(cap_all * sizeof(*all));
+    parents = malloc(cap_all * sizeof(*parents));
+    if (!all || !parents || !(*out = malloc(cap * sizeof(**out))))
         return moat_err_set(err, ENOMEM, "list processes");
-    snprintf(self, sizeof(self), "%d", (int)pid);
-    ino_t ns = pid_ns_of(self);
-    /* Without a pid namespace of its own, the container is its pid 1 alone. */
-    snprintf(parent_ns, sizeof(parent_ns), "/proc/self/ns/pid");
-    if (ns == 0 || (stat(parent_ns, &ps) == 0 && ps.st_ino == ns)) {
-        (*out)[(*n)++] = pid;
-        return 0;
-    }
     _cleanup_closedir_ DIR *d = opendir("/proc");
     if (!d)
         return moat_err_sys(err, "open /proc");
     while ((e = readdir(d))) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9' || pid_ns_of(e->d_name) != ns)
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
             continue;
-        if (*n == cap) {
-            pid_t *bigger = realloc(*out, 2 * cap * sizeof(**out));
+        size_t c = cap_all;
+        pid_t p = (pid_t)strtol(e->d_name, NULL, 10);
+        if (push(&all, &n_all, &cap_all, p) < 0)
+            return moat_err_set(err, ENOMEM, "list processes");
+        if (cap_all != c) {
+            pid_t *bigger = realloc(parents, cap_all * sizeof(*parents));
             if (!bigger)
                 return moat_err_set(err, ENOMEM, "list processes");
-            *out = bigger;
-            cap *= 2;
+            parents = bigger;
         }
-        (*out)[(*n)++] = (pid_t)strtol(e->d_name, NULL, 10);
+        parents[n_all - 1] = parent_of(p);
     }
+    if (push(out, n, &cap, pid) < 0)
+        return moat_err_set(err, ENOMEM, "list processes");
+    /* Breadth first over the tree below PID. */
+    for (size_t i = 0; i < *n; i++)
+        for (size_t j = 0; j < n_all; j++)
+            if (parents[j] == (*out)[i] && all[j] != pid && push(out, n, &cap, all[j]) < 0)
+                return moat_err_set(err, ENOMEM, "list processes");
     return 0;
 }
 
