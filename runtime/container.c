@@ -6,6 +6,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
@@ -304,5 +306,149 @@ int rt_create(const struct rt_config *cfg, struct rt_container *c, struct moat_e
     close(sv[0]);
     if (ret < 0)
         abandon(c);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ exec */
+
+struct exec_child {
+    const struct rt_config *cfg;
+    int sync, container, ns_flags;
+};
+
+/* The process itself, forked by the joined child: born in the container's pid
+ * namespace, and (CLONE_PARENT) a child of moat-runtime, which waits for it. */
+static pid_t fork_process(const struct exec_child *x, const int stdio[3], bool ctty)
+{
+    struct clone_args args = {.flags = CLONE_PARENT};
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+
+    if (pid == 0)
+        exec_agent(x->cfg, x->sync, stdio, ctty);
+    return pid;
+}
+
+__attribute__((noreturn)) static void exec_child_main(const struct exec_child *x)
+{
+    struct moat_err err = {0};
+    struct sync_msg m;
+    int fds[SYNC_MAX_FDS], master = -1, slave = -1, stdio[3] = {-1, -1, -1};
+    size_t nfds;
+
+    /* Wait until the parent has put us in the container's cgroups. */
+    if (sync_recv(x->sync, &m, fds, &nfds) <= 0 || m.type != SYNC_MAPS_DONE)
+        _exit(RT_EXIT_FAILURE);
+    /* All at once through the pidfd, the user namespace first: we never stand
+     * half in the container. The pid namespace applies to our children. */
+    if (setns(x->container, x->ns_flags) < 0) {
+        moat_err_sys(&err, "join the container's namespaces");
+        sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
+    }
+    close(x->container);
+    if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(0, 0, &err) < 0)
+        sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
+    if (x->cfg->tty) {
+        struct winsize ws = {0};
+        if (tty_open_pty(&ws, &master, &slave, &err) < 0)
+            sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
+        if (sync_send(x->sync, SYNC_PTY, NULL, &master, 1) < 0)
+            _exit(RT_EXIT_FAILURE);
+        close(master);
+        stdio[0] = stdio[1] = stdio[2] = slave;
+    }
+    pid_t pid = fork_process(x, stdio, slave >= 0);
+    if (pid < 0)
+        sync_fail(x->sync, SYNC_ERROR, &(struct moat_err){errno, "fork into the container"},
+                  RT_EXIT_FAILURE);
+    struct moat_err msg = {0};
+    snprintf(msg.msg, sizeof(msg.msg), "%d", (int)pid);
+    _exit(sync_send(x->sync, SYNC_PID, &msg, NULL, 0) < 0 ? RT_EXIT_FAILURE : 0);
+}
+
+/* The joined child's messages until the process has run execve (EOF): its pty,
+ * its pid, or an error. */
+static int await_exec(struct rt_container *c, int sync, struct moat_err *err)
+{
+    struct sync_msg m;
+    int fds[SYNC_MAX_FDS], r;
+    size_t n;
+
+    while ((r = sync_recv(sync, &m, fds, &n)) > 0) {
+        if (m.type == SYNC_PTY && n == 1 && c->pty_master < 0) {
+            c->pty_master = fds[0];
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            close(fds[i]);
+        if (m.type == SYNC_PID && c->pid < 0) {
+            c->pid = (pid_t)strtol(m.msg, NULL, 10);
+            c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+            if (c->pidfd < 0)
+                return moat_err_sys(err, "pidfd of process %d", (int)c->pid);
+            continue;
+        }
+        if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
+            err->errnum = m.errnum;
+            memcpy(err->msg, m.msg, sizeof(err->msg));
+            return -1;
+        }
+        return moat_err_set(err, EPROTO, "unexpected message %u from the container", m.type);
+    }
+    if (r < 0)
+        return moat_err_sys(err, "read from the container");
+    return c->pid > 0 ? 0 : moat_err_set(err, EPROTO, "the process did not start");
+}
+
+static int exec_start(const struct exec_child *x, const struct rt_cgroup *cg,
+                      struct rt_container *c, int sv[2], struct moat_err *err)
+{
+    struct clone_args args = {.exit_signal = SIGCHLD};
+    int status;
+    pid_t child = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+
+    if (child < 0)
+        return moat_err_sys(err, "fork");
+    if (child == 0) {
+        close(sv[0]);
+        exec_child_main(x);
+    }
+    close(sv[1]);
+    sv[1] = -1;
+    int r =
+        rt_cgroup_attach(cg, child, err) < 0 || sync_send(sv[0], SYNC_MAPS_DONE, NULL, NULL, 0) < 0
+            ? -1
+            : await_exec(c, sv[0], err);
+    if (r < 0 && !err->msg[0])
+        moat_err_sys(err, "start the process");
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
+    return r;
+}
+
+int rt_exec(const struct rt_config *cfg, int container, int ns_flags, const struct rt_cgroup *cg,
+            struct rt_container *c, struct moat_err *err)
+{
+    struct exec_child x = {.cfg = cfg, .container = container, .ns_flags = ns_flags};
+    int sv[2], ret;
+
+    memset(c, 0, sizeof(*c));
+    c->pid = c->pidfd = c->pty_master = -1;
+    err->msg[0] = '\0';
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return moat_err_sys(err, "socketpair");
+    x.sync = sv[1];
+    ret = exec_start(&x, cg, c, sv, err);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    close(sv[0]);
+    if (ret < 0) {
+        int status;
+        if (c->pid > 0)
+            while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        moat_closep(&c->pty_master);
+        moat_closep(&c->pidfd);
+        c->pid = -1;
+    }
     return ret;
 }

@@ -239,7 +239,7 @@ void exec_agent(const struct rt_config *cfg, int sync_sock, const int stdio[3], 
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         sync_fail(sync_sock, SYNC_ERROR, &(struct moat_err){errno, "close inherited fds"},
                   RT_EXIT_FAILURE);
-    if (cfg->oci) {
+    if (cfg->oci && cfg->oci->start_fd >= 0) {
         wait_start(sync_sock, cfg->oci->start_fd);
         sync_sock = -1;
     }

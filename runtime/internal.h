@@ -19,6 +19,7 @@ enum sync_type {
     SYNC_NET,           /* child -> parent: the network's fds (rt_net.setup), as SCM_RIGHTS */
     SYNC_ERROR,         /* child -> parent: setup failed; errnum + message */
     SYNC_EXEC_ERROR,    /* agent -> parent: execve failed; errnum + message */
+    SYNC_PID,           /* child -> parent: the host pid of a process it forked, in msg */
 };
 
 /* The most fds one message carries. */

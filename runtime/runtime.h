@@ -221,6 +221,13 @@ struct rt_container {
  * run. The container outlives the caller (no parent-death signal). */
 int rt_create(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err);
 
+/* Run CFG's process in the running container whose pid 1 CONTAINER (a pidfd)
+ * is: join its cgroups CG and its namespaces NS_FLAGS (CLONE_NEW*), take the
+ * process's identity, and execve. Returns once execve succeeded, with C->pid (a
+ * child of the caller), C->pidfd and C->pty_master (rt_config.tty). */
+int rt_exec(const struct rt_config *cfg, int container, int ns_flags, const struct rt_cgroup *cg,
+            struct rt_container *c, struct moat_err *err);
+
 /* Seccomp (runtime/seccomp.c). Compile the OCI-format (runtime-spec linux.seccomp)
  * JSON profile JSON of length LEN; the result is cached under CACHE_DIR (may be NULL),
  * keyed by the SHA-256 of the profile, so later runs skip libseccomp entirely.

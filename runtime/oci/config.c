@@ -207,10 +207,13 @@ static int build_maps(struct oci_bundle *b, struct moat_err *err)
 
 static int build_process(struct oci_bundle *b, struct moat_err *err)
 {
-    const struct oci_process *p = &b->spec.process;
-
     if (!b->spec.has_process)
         return moat_err_set(err, EINVAL, "config.json: process: missing");
+    return oci_bundle_use_process(b, &b->spec.process, err);
+}
+
+int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, struct moat_err *err)
+{
     b->cfg.argv = (char *const *)p->args;
     b->cfg.envp = (char *const *)p->env;
     b->cfg.cwd = p->cwd;
@@ -232,6 +235,7 @@ static int build_process(struct oci_bundle *b, struct moat_err *err)
         log_warn("process.apparmorProfile \"%s\" ignored: moat-runtime does not load AppArmor "
                  "profiles",
                  p->apparmor_profile);
+    free(b->rlimits);
     b->rlimits = calloc(p->n_rlimits + 1, sizeof(*b->rlimits));
     if (!b->rlimits)
         return moat_err_set(err, ENOMEM, "config.json: process.rlimits");

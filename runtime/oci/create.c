@@ -36,7 +36,7 @@ struct create_opts {
 
 /* Send the pty master to the console socket, runc's way: one message whose
  * data is the terminal's name and whose SCM_RIGHTS carries the fd. */
-static int send_console(const char *path, int master, struct moat_err *err)
+int oci_send_console(const char *path, int master, struct moat_err *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char name[] = "/dev/ptmx";
@@ -131,7 +131,7 @@ static int create_container(int rootfd, const struct create_opts *o, struct oci_
     fill_state(&st, o, b, c);
     ret = oci_state_save(dir, &st, err);
     if (ret == 0 && c->pty_master >= 0 && o->console_socket)
-        ret = send_console(o->console_socket, c->pty_master, err);
+        ret = oci_send_console(o->console_socket, c->pty_master, err);
     if (ret == 0)
         ret = create_hooks(b, &st, err);
     if (ret == 0 && o->pid_file)
@@ -386,17 +386,21 @@ static void cleanup_stopped(int rootfd, const char *id, struct rt_container *c)
         log_warn("%s", err.msg);
 }
 
-static int run_foreground(int rootfd, const char *id, struct rt_container *c, bool relay_tty)
+int oci_foreground(struct rt_container *c, bool relay_tty)
 {
     struct fg f = {.c = c, .sigfd = -1, .tty = {.master = c->pty_master}, .relay_tty = relay_tty};
     struct moat_err err = {0};
     sigset_t fwd;
     int status;
 
+    /* Blocked (by the caller, before the process existed) and read here. */
     rt_forwarded_signals(&fwd);
+    sigprocmask(SIG_BLOCK, &fwd, NULL);
     f.sigfd = signalfd(-1, &fwd, SFD_CLOEXEC);
-    if (f.sigfd < 0)
-        return oci_fail(&(struct moat_err){errno, "signalfd"});
+    if (f.sigfd < 0) {
+        moat_err_sys(&err, "signalfd");
+        return oci_fail(&err);
+    }
     if (relay_tty && tty_host_raw(&f.tty, &err) < 0)
         log_warn("%s", err.msg);
     if (relay_tty)
@@ -404,7 +408,6 @@ static int run_foreground(int rootfd, const char *id, struct rt_container *c, bo
     status = fg_wait(&f);
     tty_host_restore(&f.tty);
     close(f.sigfd);
-    cleanup_stopped(rootfd, id, c);
     return status;
 }
 
@@ -442,7 +445,8 @@ int oci_cmd_run(const struct oci_globals *g, int argc, char **argv)
         moat_closep(&c.pidfd);
         return 0;
     }
-    ret = run_foreground(root, o.id, &c, c.pty_master >= 0 && !o.console_socket);
+    ret = oci_foreground(&c, c.pty_master >= 0 && !o.console_socket);
+    cleanup_stopped(root, o.id, &c);
     moat_closep(&c.pty_master);
     moat_closep(&c.pidfd);
     return ret;

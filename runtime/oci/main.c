@@ -22,6 +22,8 @@ static const char usage[] =
     "  create --bundle DIR [--pid-file F] [--console-socket S] [--no-pivot] ID\n"
     "  start ID                 run the created container's process\n"
     "  run [--bundle DIR] [--detach] [--pid-file F] [--console-socket S] ID\n"
+    "  exec [--process F | --tty --cwd D --env K=V --user U[:G]] [--detach]\n"
+    "       [--pid-file F] [--console-socket S] ID [CMD ARGS...]\n"
     "  state ID                 the runtime-spec state JSON\n"
     "  kill [--all] ID [SIGNAL] (default SIGTERM)\n"
     "  delete [--force] ID\n"
@@ -118,7 +120,7 @@ static const struct {
     {"create", oci_cmd_create},     {"start", oci_cmd_start}, {"run", oci_cmd_run},
     {"state", oci_cmd_state},       {"kill", oci_cmd_kill},   {"delete", oci_cmd_delete},
     {"list", oci_cmd_list},         {"ps", oci_cmd_ps},       {"spec", oci_cmd_spec},
-    {"features", oci_cmd_features},
+    {"features", oci_cmd_features}, {"exec", oci_cmd_exec},
 };
 
 static int parse_globals(int argc, char **argv)

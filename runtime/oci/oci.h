@@ -107,6 +107,10 @@ int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals
                     struct oci_bundle *b, struct moat_err *err);
 void oci_bundle_free(struct oci_bundle *b);
 
+/* Make P (which must outlive B) the process B runs (exec --process). */
+int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p,
+                           struct moat_err *err);
+
 /* Parse BUNDLE/config.json alone (for hooks after create). */
 int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *err);
 
@@ -116,11 +120,21 @@ int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *er
 int oci_hooks_run(const struct oci_spec *spec, enum oci_hook_kind kind, const char *state_json,
                   struct moat_err *err);
 
-/* ---- commands (create.c, manage.c, info.c) ---- */
+/* ---- create.c ---- */
+
+/* Wait for C's process (a child of ours) to exit, passing signals on and, with
+ * RELAY_TTY, copying between our terminal and its pty. Its exit status. */
+int oci_foreground(struct rt_container *c, bool relay_tty);
+
+/* Send the pty master to the console socket PATH, as runc does. */
+int oci_send_console(const char *path, int master, struct moat_err *err);
+
+/* ---- commands (create.c, exec.c, manage.c, info.c) ---- */
 
 int oci_cmd_create(const struct oci_globals *g, int argc, char **argv);
 int oci_cmd_start(const struct oci_globals *g, int argc, char **argv);
 int oci_cmd_run(const struct oci_globals *g, int argc, char **argv);
+int oci_cmd_exec(const struct oci_globals *g, int argc, char **argv);
 int oci_cmd_state(const struct oci_globals *g, int argc, char **argv);
 int oci_cmd_kill(const struct oci_globals *g, int argc, char **argv);
 int oci_cmd_delete(const struct oci_globals *g, int argc, char **argv);

@@ -305,8 +305,43 @@ static int push(pid_t **v, size_t *n, size_t *cap, pid_t pid)
     return 0;
 }
 
-/* Every process is a descendant of the container's pid 1: orphans in its pid
- * namespace are reparented to it. */
+/* The inode of PID's pid namespace, 0 when unreadable (no ptrace rights). */
+static ino_t pid_ns_of(pid_t pid)
+{
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+static bool listed(const pid_t *v, size_t n, pid_t pid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == pid)
+            return true;
+    return false;
+}
+
+/* Processes that joined the container (exec) are no descendants of its pid 1:
+ * they are found by their pid namespace, read from pid 1 or, where that is not
+ * readable (rootless: pid 1 is non-dumpable), from its first child. */
+static int add_ns_members(const pid_t *all, size_t n_all, pid_t **out, size_t *n, size_t *cap)
+{
+    ino_t ns = pid_ns_of((*out)[0]);
+
+    if (!ns && *n > 1)
+        ns = pid_ns_of((*out)[1]);
+    if (!ns || ns == pid_ns_of(getpid()))
+        return 0;
+    for (size_t j = 0; j < n_all; j++)
+        if (!listed(*out, *n, all[j]) && pid_ns_of(all[j]) == ns && push(out, n, cap, all[j]) < 0)
+            return -1;
+    return 0;
+}
+
+/* The descendants of the container's pid 1 (orphans in its pid namespace are
+ * reparented to it), and the members of its pid namespace. */
 int oci_container_pids(pid_t pid, pid_t **out, size_t *n, struct moat_err *err)
 {
     _cleanup_free_ pid_t *all = NULL, *parents = NULL;
@@ -343,6 +378,8 @@ int oci_container_pids(pid_t pid, pid_t **out, size_t *n, struct moat_err *err)
         for (size_t j = 0; j < n_all; j++)
             if (parents[j] == (*out)[i] && all[j] != pid && push(out, n, &cap, all[j]) < 0)
                 return moat_err_set(err, ENOMEM, "list processes");
+    if (add_ns_members(all, n_all, out, n, &cap) < 0)
+        return moat_err_set(err, ENOMEM, "list processes");
     return 0;
 }
 

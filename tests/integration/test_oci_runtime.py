@@ -539,3 +539,32 @@ def test_duplicate_id_refused(ctx):
     cp = rt(ctx, "create", "--bundle", b, "c1")
     assert cp.returncode == 1 and 'container "c1" already exists' in cp.stderr
     rt(ctx, "delete", "c1", check=True)
+
+
+# ---------------------------------------------------------------- exec
+
+
+def test_exec(ctx):
+    b = make_bundle(ctx, "b", ["sleep", "1000"], lambda c: c.update(hostname="ex"))
+    rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+    pid1 = wait_status(ctx, "c1", "running")["pid"]
+    cp = rt(ctx, "exec", "--env", "X=1", "--cwd", "/tmp", "c1", "sh", "-c",
+            "echo $X; pwd; hostname; cat /proc/1/comm; exit 6")
+    assert cp.returncode == 6, cp.stderr
+    assert cp.stdout.splitlines() == ["1", "/tmp", "ex", "moat-init"]
+    # a process.json, detached, with a pid file: the process runs in the container
+    proc = ctx.base / "process.json"
+    proc.write_text(json.dumps({"args": ["sleep", "999"], "cwd": "/", "env": ["PATH=/bin"],
+                                "user": {"uid": 0, "gid": 0}}))
+    pidfile = ctx.base / "exec.pid"
+    rt(ctx, "exec", "--process", proc, "--detach", "--pid-file", pidfile, "c1", check=True)
+    epid = int(pidfile.read_text())
+    assert os.readlink(f"/proc/{epid}/ns/pid") == os.readlink(f"/proc/{pid1}/ns/pid") or \
+        ctx.rootless  # rootless: pid 1 is non-dumpable, its ns unreadable to the test
+    ps = json.loads(rt(ctx, "ps", "--format", "json", "c1", check=True).stdout)
+    assert epid in ps  # no descendant of pid 1: found by its pid namespace
+    cp = rt(ctx, "exec", "c1", "/no/such")
+    assert cp.returncode == 1 and "exec /no/such: No such file or directory" in cp.stderr
+    rt(ctx, "delete", "--force", "c1", check=True)
+    cp = rt(ctx, "exec", "c1", "true")
+    assert cp.returncode == 1 and 'container "c1" does not exist' in cp.stderr
