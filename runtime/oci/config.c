@@ -280,7 +280,10 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     if (lx->has_resources) {
         b->cfg.pids_max = lx->resources.pids_limit > 0 ? lx->resources.pids_limit : 0;
         b->cfg.memory_max = lx->resources.memory_limit > 0 ? lx->resources.memory_limit : 0;
-        if (lx->resources.cpu_shares > 0 || lx->resources.cpu_quota > 0 || lx->resources.cpu_cpus)
+        /* 1024 shares is every cgroup's default weight: nothing to enforce. */
+        const struct oci_resources *r = &lx->resources;
+        if ((r->cpu_shares > 0 && r->cpu_shares != 1024) || r->cpu_quota > 0 ||
+            (r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
             log_warn("linux.resources.cpu is not enforced yet; memory and pids limits are");
     }
     if (!lx->seccomp_json)
