@@ -39,7 +39,7 @@ OCI_OBJS := $(OCI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit integration install bench clean deps help format demo
+.PHONY: all test unit integration install bench bench-oci clean deps help format demo
 
 all: $(BUILD)/moat $(BUILD)/moat-runtime
 
@@ -49,6 +49,7 @@ help:
 	@echo "make test SAN=1   the same under ASan+UBSan (objects in build/san)"
 	@echo "make install      install into PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "make bench        run the side-by-side benchmarks in bench/"
+	@echo "make bench-oci    moat-runtime run next to runc and crun (bench/oci)"
 	@echo "make demo         build, then run a real sandbox on the host image"
 	@echo "make deps         install missing Debian packages (scripts/deps)"
 
@@ -108,6 +109,9 @@ demo: $(BUILD)/moat
 
 bench: $(BUILD)/moat
 	MOAT_BIN=$(CURDIR)/$(BUILD)/moat bench/startup
+
+bench-oci: $(BUILD)/moat-runtime
+	MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime bench/oci
 
 format:
 	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(OCI_SRCS) $(wildcard */*.h */*/*.h) $(UNIT_SRCS)
