@@ -107,9 +107,12 @@ static const char *default_root(void)
     static char buf[PATH_MAX];
     const char *xdg = getenv("XDG_RUNTIME_DIR");
 
-    if (geteuid() == 0 || !xdg || !*xdg)
-        return geteuid() == 0 ? "/run/moat-runtime" : "/tmp/moat-runtime";
-    snprintf(buf, sizeof(buf), "%s/moat-runtime", xdg);
+    if (geteuid() == 0)
+        return "/run/moat-runtime";
+    if (xdg && *xdg)
+        snprintf(buf, sizeof(buf), "%s/moat-runtime", xdg);
+    else
+        snprintf(buf, sizeof(buf), "/tmp/moat-runtime-%u", (unsigned)geteuid());
     return buf;
 }
 

@@ -48,9 +48,17 @@ int oci_root_open(const struct oci_globals *g, struct moat_err *err)
     /* 0700: container state names host pids and paths, for the owner only. */
     if (mkdir_p(g->root, 0700, err) < 0)
         return -1;
-    fd = open(g->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    fd = open(g->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return moat_err_sys(err, "open %s", g->root);
+    /* Someone else's directory (a /tmp default made by another user) could hold
+     * planted state naming any pid: only our own, closed to others, is used. */
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
+        close(fd);
+        return moat_err_set(err, EPERM, "state directory %s: not ours, or writable by others",
+                            g->root);
+    }
     return fd;
 }
 
