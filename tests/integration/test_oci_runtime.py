@@ -32,6 +32,17 @@ def _need_busybox():
         pytest.fail(f"{runtime_bin()} does not exist (run make, or set MOAT_RUNTIME_BIN)")
 
 
+@pytest.fixture(autouse=True)
+def _no_container_left(ctx):
+    """Whatever a test leaves (a failed assertion before its delete), delete --force."""
+    yield
+    state = ctx.base / "state"
+    left = [d.name for d in state.iterdir() if d.is_dir() and d.name != "seccomp-cache"] \
+        if state.exists() else []
+    for cid in left:
+        rt(ctx, "delete", "--force", cid)
+
+
 def rt_argv(ctx, *args, root=True):
     cmd = [runtime_bin()]
     if root:
