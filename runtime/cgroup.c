@@ -38,9 +38,9 @@
 #include "lib/fd.h"
 #include "lib/log.h"
 
-enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_NCTRL };
+enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_NCTRL };
 
-static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory"};
+static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory", "cpu"};
 
 #define CG_WHY_MAX 512
 #define CG_PROC_MAX (4u << 20)
@@ -48,7 +48,8 @@ static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory"};
 
 /* What rt_cgroup_create() still has to place, and why each hierarchy refused. */
 struct cg_plan {
-    int64_t limit[CG_NCTRL];
+    int64_t limit[CG_NCTRL]; /* CG_CPU: 1 when any cpu limit is set */
+    struct rt_cgroup_cpu cpu;
     bool done[CG_NCTRL];
     char why[CG_NCTRL][CG_WHY_MAX];
 };
@@ -391,9 +392,38 @@ static bool v2_ready(int pfd, const char *parent, const bool pick[CG_NCTRL], cha
     return v2_enable(pfd, parent, pick, why, wlen) == 0;
 }
 
+/* cgroup v1 shares [2, 262144] onto v2 weights [1, 10000], as runc and crun map them. */
+static int64_t shares_to_weight(int64_t shares)
+{
+    if (shares < 2)
+        shares = 2;
+    if (shares > 262144)
+        shares = 262144;
+    return 1 + ((shares - 2) * 9999) / 262142;
+}
+
+static int v2_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    char max[64];
+    int64_t period = cpu->period > 0 ? cpu->period : 100000;
+
+    if (cpu->shares > 0 &&
+        cg_write_i64(fd, dir, "cpu.weight", shares_to_weight(cpu->shares), err) < 0)
+        return -1;
+    if (cpu->quota == 0 && cpu->period <= 0)
+        return 0;
+    if (cpu->quota > 0)
+        snprintf(max, sizeof(max), "%" PRId64 " %" PRId64, cpu->quota, period);
+    else
+        snprintf(max, sizeof(max), "max %" PRId64, period);
+    return cg_write(fd, dir, "cpu.max", max, err);
+}
+
 static int v2_limits(int fd, const char *dir, const bool pick[CG_NCTRL], const struct cg_plan *pl,
                      struct moat_err *err)
 {
+    if (pick[CG_CPU] && v2_cpu(fd, dir, &pl->cpu, err) < 0)
+        return -1;
     if (pick[CG_PIDS] && cg_write_i64(fd, dir, "pids.max", pl->limit[CG_PIDS], err) < 0)
         return -1;
     if (!pick[CG_MEMORY])
@@ -442,8 +472,24 @@ refused:
 
 /* ---- cgroup v1 ---- */
 
-static int v1_limits(int fd, const char *dir, int c, int64_t limit, struct moat_err *err)
+static int v1_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
 {
+    if (cpu->shares > 0 && cg_write_i64(fd, dir, "cpu.shares", cpu->shares, err) < 0)
+        return -1;
+    /* The period first: a quota is checked against the period in force. */
+    if (cpu->period > 0 && cg_write_i64(fd, dir, "cpu.cfs_period_us", cpu->period, err) < 0)
+        return -1;
+    if (cpu->quota != 0 && cg_write_i64(fd, dir, "cpu.cfs_quota_us", cpu->quota, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int v1_limits(int fd, const char *dir, int c, const struct cg_plan *pl, struct moat_err *err)
+{
+    int64_t limit = pl->limit[c];
+
+    if (c == CG_CPU)
+        return v1_cpu(fd, dir, &pl->cpu, err);
     if (c == CG_PIDS)
         return cg_write_i64(fd, dir, "pids.max", limit, err);
     if (cg_write_i64(fd, dir, "memory.limit_in_bytes", limit, err) < 0)
@@ -471,7 +517,7 @@ static int setup_v1(char *out, size_t len, int c, const char *leaf, struct cg_pl
     fd = make_leaf(pfd, parent, leaf, out, len, why, sizeof(why));
     if (fd < 0)
         goto refused;
-    if (v1_limits(fd, out, c, pl->limit[c], err) < 0)
+    if (v1_limits(fd, out, c, pl, err) < 0)
         return -1;
     pl->done[c] = true;
     return 0;
@@ -500,11 +546,27 @@ static void report(const struct cg_plan *pl)
 int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
                      struct moat_err *err)
 {
-    struct cg_plan pl = {.limit = {[CG_PIDS] = pids_max, [CG_MEMORY] = memory_max}};
+    struct rt_cgroup_cpu none = {0};
+
+    return rt_cgroup_create_cpu(cg, name, pids_max, memory_max, &none, err);
+}
+
+static bool cpu_wanted(const struct rt_cgroup_cpu *cpu)
+{
+    return cpu->shares > 0 || cpu->quota > 0 || cpu->period > 0;
+}
+
+int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_max,
+                         int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    struct cg_plan pl = {
+        .limit =
+            {[CG_PIDS] = pids_max, [CG_MEMORY] = memory_max, [CG_CPU] = cpu_wanted(cpu) ? 1 : 0},
+        .cpu = *cpu};
     char leaf[NAME_MAX + 1];
 
     memset(cg, 0, sizeof(*cg));
-    if (!wanted(&pl, CG_PIDS) && !wanted(&pl, CG_MEMORY))
+    if (!wanted(&pl, CG_PIDS) && !wanted(&pl, CG_MEMORY) && !wanted(&pl, CG_CPU))
         return 0;
     leaf_name(leaf, sizeof(leaf), name);
     if (setup_v2(cg, leaf, &pl, err) < 0)
@@ -514,6 +576,8 @@ int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, i
         goto fail;
     if (wanted(&pl, CG_MEMORY) &&
         setup_v1(cg->v1_memory, sizeof(cg->v1_memory), CG_MEMORY, leaf, &pl, err) < 0)
+        goto fail;
+    if (wanted(&pl, CG_CPU) && setup_v1(cg->v1_cpu, sizeof(cg->v1_cpu), CG_CPU, leaf, &pl, err) < 0)
         goto fail;
     report(&pl);
     return 0;
@@ -540,7 +604,7 @@ int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err
 
     snprintf(buf, sizeof(buf), "%d", (int)pid);
     if (attach_one(cg->v2, buf, err) < 0 || attach_one(cg->v1_pids, buf, err) < 0 ||
-        attach_one(cg->v1_memory, buf, err) < 0)
+        attach_one(cg->v1_memory, buf, err) < 0 || attach_one(cg->v1_cpu, buf, err) < 0)
         return -1;
     return 0;
 }
@@ -569,6 +633,7 @@ void rt_cgroup_destroy(struct rt_cgroup *cg)
     remove_dir(cg->v2);
     remove_dir(cg->v1_pids);
     remove_dir(cg->v1_memory);
+    remove_dir(cg->v1_cpu);
 }
 
 /* The supervisor pid in "moat-<pid>-...", or -1 when NAME is not one of ours. */

@@ -243,9 +243,8 @@ static int await_ready(struct rt_container *c, int sync, struct moat_err *err)
 
 static int limits(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err)
 {
-    if (!cfg->pids_max && !cfg->memory_max)
-        return 0;
-    return rt_cgroup_create(&c->cg, cfg->oci->cgroup_name, cfg->pids_max, cfg->memory_max, err);
+    return rt_cgroup_create_cpu(&c->cg, cfg->oci->cgroup_name, cfg->pids_max, cfg->memory_max,
+                                &cfg->cpu, err);
 }
 
 static void abandon(struct rt_container *c)

@@ -190,6 +190,7 @@ struct rt_config {
     /* Limits; 0 means none. */
     int64_t pids_max;
     int64_t memory_max;
+    struct rt_cgroup_cpu cpu; /* OCI only */
 
     /* NULL for moat run. */
     const struct rt_oci *oci;

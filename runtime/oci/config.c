@@ -280,11 +280,13 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     if (lx->has_resources) {
         b->cfg.pids_max = lx->resources.pids_limit > 0 ? lx->resources.pids_limit : 0;
         b->cfg.memory_max = lx->resources.memory_limit > 0 ? lx->resources.memory_limit : 0;
-        /* 1024 shares is every cgroup's default weight: nothing to enforce. */
         const struct oci_resources *r = &lx->resources;
-        if ((r->cpu_shares > 0 && r->cpu_shares != 1024) || r->cpu_quota > 0 ||
-            (r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
-            log_warn("linux.resources.cpu is not enforced yet; memory and pids limits are");
+        /* 1024 shares is every cgroup's default weight: nothing to enforce. */
+        b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
+        b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
+        b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
+        if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
+            log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
     }
     if (!lx->seccomp_json)
         return 0;

@@ -163,6 +163,7 @@ int oci_state_save(int dirfd, const struct oci_state *st, struct moat_err *err)
     gen_kv(g, "cgroup_v2", st->cg.v2);
     gen_kv(g, "cgroup_v1_pids", st->cg.v1_pids);
     gen_kv(g, "cgroup_v1_memory", st->cg.v1_memory);
+    gen_kv(g, "cgroup_v1_cpu", st->cg.v1_cpu);
     gen_annotations(g, st->annotations_json);
     yajl_gen_map_close(g);
     _cleanup_free_ char *text = gen_take(g);
@@ -209,6 +210,7 @@ int oci_state_load(int dirfd, const char *id, struct oci_state *st, struct moat_
     copy(st->cg.v2, sizeof(st->cg.v2), tree_str(t, "cgroup_v2"));
     copy(st->cg.v1_pids, sizeof(st->cg.v1_pids), tree_str(t, "cgroup_v1_pids"));
     copy(st->cg.v1_memory, sizeof(st->cg.v1_memory), tree_str(t, "cgroup_v1_memory"));
+    copy(st->cg.v1_cpu, sizeof(st->cg.v1_cpu), tree_str(t, "cgroup_v1_cpu"));
     v = yajl_tree_get(t, ann_path, yajl_t_object);
     if (v) {
         /* Kept as text: re-encoded the same way every time it is printed. */

@@ -579,3 +579,44 @@ def test_exec(ctx):
     rt(ctx, "delete", "--force", "c1", check=True)
     cp = rt(ctx, "exec", "c1", "true")
     assert cp.returncode == 1 and 'container "c1" does not exist' in cp.stderr
+
+
+def _cgroup_file(pid, controller, name):
+    """FILE of PID's cgroup in the v1 CONTROLLER hierarchy, else in cgroup v2."""
+    v2 = None
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            return Path(f"/sys/fs/cgroup/{controller}{path}/{name}")
+        if ctrls == "":
+            v2 = path
+    return Path(f"/sys/fs/cgroup{v2}/{name}")
+
+
+@pytest.mark.variants("root")
+def test_resources_cpu_memory_pids_on_this_host(ctx):
+    """The limits land in the hierarchy that holds each controller (v1 here on the
+    hybrid host; v2 where it offers them)."""
+    def edit(c):
+        c["linux"]["resources"] = {"pids": {"limit": 50}, "memory": {"limit": 96 << 20},
+                                   "cpu": {"shares": 512, "quota": 50000, "period": 100000}}
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+    pid = state(ctx, "c1")["pid"]
+    pids = _cgroup_file(pid, "pids", "pids.max")
+    assert pids.read_text().strip() == "50"
+    mem = _cgroup_file(pid, "memory", "memory.limit_in_bytes")
+    if mem.name in os.listdir(mem.parent):
+        assert int(mem.read_text()) == 96 << 20
+    else:
+        assert int(_cgroup_file(pid, "memory", "memory.max").read_text()) == 96 << 20
+    quota = _cgroup_file(pid, "cpu", "cpu.cfs_quota_us")
+    if quota.exists():
+        assert quota.read_text().strip() == "50000"
+        assert _cgroup_file(pid, "cpu", "cpu.shares").read_text().strip() == "512"
+        assert _cgroup_file(pid, "cpu", "cpu.cfs_period_us").read_text().strip() == "100000"
+    else:
+        assert _cgroup_file(pid, "cpu", "cpu.max").read_text().split() == ["50000", "100000"]
+    cg_dir = pids.parent
+    rt(ctx, "delete", "--force", "c1", check=True)
+    assert not cg_dir.exists(), "delete leaves the container's cgroup behind"
