@@ -2,6 +2,7 @@
  * terminal, working directory, credentials, capabilities, no_new_privs, and the
  * seccomp filter last, right before execve. */
 #include <fcntl.h>
+#include <poll.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/close_range.h>
@@ -14,9 +15,12 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "lib/cleanup.h"
+#include "lib/fd.h"
 #include "runtime/internal.h"
 #include "runtime/seccomp.h"
 
@@ -163,21 +167,90 @@ int exec_become_oci(const struct rt_config *cfg, struct moat_err *err)
     return 0;
 }
 
-/* The start gate: tell the creator we are ready (our copy of the sync socket
- * closes, its last one), then block until `start` writes a byte into the FIFO.
- * No user code has run; any failure from here on is the container's, on its stderr. */
-static void wait_start(int sync_sock, int gate)
+/* After an OCI start nobody reads the sync socket: the container's stderr
+ * is where its runtime's last word goes. */
+__attribute__((noreturn)) static void exec_fail(int sync_sock, enum sync_type type,
+                                                const struct moat_err *err, int status)
 {
-    char c;
+    char buf[MOAT_ERR_MSG_MAX + 128];
+
+    if (sync_sock >= 0)
+        sync_fail(sync_sock, type, err, status);
+    dprintf(STDERR_FILENO, "moat-runtime: %s\n", moat_err_str(err, buf, sizeof(buf)));
+    _exit(status);
+}
+
+/* The start gate: tell the creator we are ready (our copy of the sync socket
+ * closes, its last one), then block until `start` writes the state line into the
+ * FIFO. No user code has run; any failure from here on is the container's, on its
+ * stderr. Returns the state (NUL-terminated, newline dropped) in BUF. */
+static void wait_start(int sync_sock, int gate, char *buf, size_t len)
+{
+    size_t got = 0;
     ssize_t n;
 
     close(sync_sock);
-    do
-        n = read(gate, &c, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1)
-        _exit(RT_EXIT_FAILURE);
+    while (got + 1 < len) {
+        n = read(gate, buf + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(RT_EXIT_FAILURE);
+        got += (size_t)n;
+        if (buf[got - 1] == '\n')
+            break;
+    }
+    buf[got ? got - 1 : 0] = '\0';
     close(gate);
+}
+
+/* One start hook: STATE on its stdin, killed when its timeout passes. */
+static int run_hook(const struct rt_hook *h, size_t i, const char *state, struct moat_err *err)
+{
+    char *const argv0[] = {(char *)h->path, NULL}, *const no_env[] = {NULL};
+    int fds[2], status;
+
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return moat_err_sys(err, "hook startContainer[%zu] %s: pipe", i, h->path);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], STDIN_FILENO);
+        execve(h->path, h->argv ? h->argv : argv0, h->envp ? h->envp : no_env);
+        _exit(127);
+    }
+    close(fds[0]);
+    if (pid > 0)
+        (void)write_all(fds[1], state, strlen(state));
+    close(fds[1]);
+    if (pid < 0)
+        return moat_err_sys(err, "hook startContainer[%zu] %s: fork", i, h->path);
+    _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (h->timeout > 0 && pidfd >= 0 && poll(&p, 1, h->timeout * 1000) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return moat_err_set(err, ETIMEDOUT, "hook startContainer[%zu] %s: timed out after %d s", i,
+                            h->path, h->timeout);
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return moat_err_sys(err, "hook startContainer[%zu] %s: wait", i, h->path);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return moat_err_set(err, 0, "hook startContainer[%zu] %s: exit status %d", i, h->path,
+                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return 0;
+}
+
+/* Between start and execve: the gate, then the startContainer hooks. */
+static void start_gate(const struct rt_oci *oci, int sync_sock)
+{
+    static char state[64 << 10];
+    struct moat_err err = {0};
+
+    wait_start(sync_sock, oci->start_fd, state, sizeof(state));
+    for (size_t i = 0; i < oci->n_start_hooks; i++)
+        if (run_hook(&oci->start_hooks[i], i, state, &err) < 0)
+            exec_fail(-1, SYNC_ERROR, &err, RT_EXIT_FAILURE);
 }
 
 static const char *env_path(char *const *envp)
@@ -213,19 +286,6 @@ static int exec_search(const char *file, char *const *argv, char *const *envp)
     return best;
 }
 
-/* After an OCI start nobody reads the sync socket: the container's stderr
- * is where its runtime's last word goes. */
-__attribute__((noreturn)) static void exec_fail(int sync_sock, enum sync_type type,
-                                                const struct moat_err *err, int status)
-{
-    char buf[MOAT_ERR_MSG_MAX + 128];
-
-    if (sync_sock >= 0)
-        sync_fail(sync_sock, type, err, status);
-    dprintf(STDERR_FILENO, "moat-runtime: %s\n", moat_err_str(err, buf, sizeof(buf)));
-    _exit(status);
-}
-
 void exec_agent(const struct rt_config *cfg, int sync_sock, const int stdio[3], bool ctty)
 {
     struct moat_err err = {0};
@@ -240,7 +300,7 @@ void exec_agent(const struct rt_config *cfg, int sync_sock, const int stdio[3], 
         sync_fail(sync_sock, SYNC_ERROR, &(struct moat_err){errno, "close inherited fds"},
                   RT_EXIT_FAILURE);
     if (cfg->oci && cfg->oci->start_fd >= 0) {
-        wait_start(sync_sock, cfg->oci->start_fd);
+        start_gate(cfg->oci, sync_sock);
         sync_sock = -1;
     }
     if (cfg->seccomp && (!cfg->oci || cfg->oci->no_new_privs) &&

@@ -113,6 +113,14 @@ struct rt_device {
     gid_t gid;
 };
 
+/* A hook the container's process runs (OCI startContainer), the state on stdin. */
+struct rt_hook {
+    const char *path;
+    char *const *argv; /* NULL: { path } */
+    char *const *envp; /* NULL: empty */
+    int timeout;       /* seconds, 0 = none */
+};
+
 struct rt_sysctl {
     const char *key, *value;
 };
@@ -153,9 +161,13 @@ struct rt_oci {
     unsigned long rootfs_propagation; /* MS_SHARED, ...; 0 = private */
     bool no_pivot;                    /* chroot instead of pivot_root (root on a ramfs) */
 
-    /* The start gate: an fd of a FIFO the command blocks on, reading one byte,
-     * between create and start; no user code runs before that byte arrives. */
+    /* The start gate: an fd of a FIFO the command blocks on between create and
+     * start, reading the container's state JSON up to a newline; no user code runs
+     * before that line arrives. Then the start hooks run, in the container, as the
+     * process, with that state on their stdin. */
     int start_fd;
+    const struct rt_hook *start_hooks;
+    size_t n_start_hooks;
     /* The name cgroups are created under. */
     const char *cgroup_name;
 };

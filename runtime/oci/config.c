@@ -318,6 +318,23 @@ int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *er
     return oci_spec_parse("config.json", text, len, spec, err);
 }
 
+/* startContainer hooks run in the container, by its process (runtime/exec.c). */
+static int build_start_hooks(struct oci_bundle *b, struct moat_err *err)
+{
+    size_t n = b->spec.hooks.n[OCI_HOOK_START_CONTAINER];
+    const struct oci_hook *h = b->spec.hooks.list[OCI_HOOK_START_CONTAINER];
+
+    b->start_hooks = calloc(n + 1, sizeof(*b->start_hooks));
+    if (!b->start_hooks)
+        return moat_err_set(err, ENOMEM, "config.json: hooks.startContainer");
+    for (size_t i = 0; i < n; i++)
+        b->start_hooks[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args,
+                                             (char *const *)h[i].env, h[i].timeout};
+    b->oci.start_hooks = b->start_hooks;
+    b->oci.n_start_hooks = n;
+    return 0;
+}
+
 int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals *g,
                     struct oci_bundle *b, struct moat_err *err)
 {
@@ -337,7 +354,7 @@ int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals
     b->cfg.hostname = b->spec.hostname;
     b->oci.domainname = b->spec.domainname;
     if (build_process(b, err) < 0 || build_namespaces(b, err) < 0 || build_maps(b, err) < 0 ||
-        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0)
+        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_start_hooks(b, err) < 0)
         return -1;
     return 0;
 }
@@ -357,6 +374,7 @@ void oci_bundle_free(struct oci_bundle *b)
     free(b->rlimits);
     free(b->devices);
     free(b->sysctl);
+    free(b->start_hooks);
     if (b->has_seccomp)
         rt_seccomp_free(&b->seccomp);
     oci_spec_free(&b->spec);

@@ -270,6 +270,11 @@ static int open_gate(int dir, const char *id, struct moat_err *err)
         return moat_err_set(err, 0, "container \"%s\": its process is gone", id);
     if (fd < 0)
         return moat_err_sys(err, "container \"%s\": open the start gate", id);
+    /* Open: now blocking writes, so a state line longer than the FIFO still arrives whole. */
+    if (fcntl(fd, F_SETFL, 0) < 0) {
+        close(fd);
+        return moat_err_sys(err, "container \"%s\": start gate", id);
+    }
     return fd;
 }
 
@@ -287,8 +292,17 @@ static int start_container(int rootfd, const char *id, struct moat_err *err)
         return moat_err_set(err, 0, "container \"%s\" is %s, not created", id, oci_status_name(s));
     }
     gate = open_gate(dir, id, err);
-    /* Gone first, so `state` says running from the moment the byte is written. */
-    if (gate < 0 || unlinkat(dir, "exec.fifo", 0) < 0 || write(gate, "0", 1) != 1) {
+    /* The state line the startContainer hooks read; a line without newlines, as
+     * the gate's reader stops at the first. */
+    _cleanup_free_ char *json = oci_state_json(&st, OCI_CREATED, false);
+    _cleanup_free_ char *line = NULL;
+    if (gate >= 0 && (!json || asprintf(&line, "%s\n", json) < 0)) {
+        line = NULL;
+        moat_err_set(err, ENOMEM, "container \"%s\": start", id);
+        moat_closep(&gate);
+    }
+    /* Gone first, so `state` says running from the moment the line is written. */
+    if (gate < 0 || unlinkat(dir, "exec.fifo", 0) < 0 || write_all(gate, line, strlen(line)) < 0) {
         if (gate >= 0)
             moat_err_sys(err, "container \"%s\": start", id);
         oci_state_free(&st);

@@ -421,8 +421,14 @@ def test_hooks(ctx):
     def edit(c):
         c["hooks"] = {k: [hook(k)] for k in ("prestart", "createRuntime", "createContainer",
                                               "poststart", "poststop")}
+        # startContainer runs in the container, its path and files the container's
+        c["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": [
+            "sh", "-c", "cat > /hookout/startContainer"],
+            "timeout": 5}]
+        c["mounts"].append(bind(out, "/hookout"))
         c["annotations"] = {"org.example/key": "value"}
-    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    b = make_bundle(ctx, "b", ["sh", "-c", "test -s /hookout/startContainer && echo ran >> "
+                                           "/hookout/main; exec sleep 1000"], edit)
     rt(ctx, "create", "--bundle", b, "c1", check=True)
     created = json.loads((out / "createRuntime").read_text().splitlines()[0])
     assert created["status"] == "created" and created["id"] == "c1"
@@ -431,8 +437,15 @@ def test_hooks(ctx):
     assert (out / "prestart").exists() and (out / "createContainer").exists()
     assert not (out / "poststart").exists()
     assert state(ctx, "c1")["annotations"] == {"org.example/key": "value"}
+    assert not (out / "startContainer").exists()
     rt(ctx, "start", "c1", check=True)
     assert json.loads((out / "poststart").read_text().splitlines()[0])["status"] == "running"
+    deadline = time.monotonic() + 5
+    while not (out / "main").exists():
+        assert time.monotonic() < deadline, "the process did not run after its start hook"
+        time.sleep(0.02)
+    started = json.loads((out / "startContainer").read_text())
+    assert started["id"] == "c1" and started["pid"] == state(ctx, "c1")["pid"]
     rt(ctx, "delete", "--force", "c1", check=True)
     assert json.loads((out / "poststop").read_text().splitlines()[0])["status"] == "stopped"
 
@@ -620,3 +633,13 @@ def test_resources_cpu_memory_pids_on_this_host(ctx):
     cg_dir = pids.parent
     rt(ctx, "delete", "--force", "c1", check=True)
     assert not cg_dir.exists(), "delete leaves the container's cgroup behind"
+
+
+def test_failing_start_hook_stops_the_process(ctx):
+    def edit(c):
+        c["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    b = make_bundle(ctx, "b", ["echo", "must not run"], edit)
+    cp = run_bundle(ctx, b, "c1")
+    assert cp.returncode == 125
+    assert "must not run" not in cp.stdout
+    assert "hook startContainer[0] /bin/false: exit status 1" in cp.stderr
