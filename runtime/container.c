@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,20 @@ static int oci_setup(const struct rt_config *cfg, struct moat_err *err)
     return rootfs_setup(cfg, err);
 }
 
+/* The terminal also at /dev/console, as runc has it: programs that write to the
+ * console reach the container's own pty, never the host's console. */
+static int bind_console(int slave, struct moat_err *err)
+{
+    _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int pty = mnt_clone(slave, "", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, err);
+
+    if (root < 0)
+        return moat_err_sys(err, "open /");
+    if (pty < 0)
+        return moat_err_prefix(err, "/dev/console");
+    return mnt_attach(pty, root, "/dev/console", false, err);
+}
+
 __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
 {
     const struct rt_config *cfg = c->cfg;
@@ -113,7 +128,7 @@ __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (cfg->tty) {
         struct winsize ws = {0};
-        if (tty_open_pty(&ws, &master, &slave, &err) < 0)
+        if (tty_open_pty(&ws, &master, &slave, &err) < 0 || bind_console(slave, &err) < 0)
             sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
         if (sync_send(c->sync, SYNC_PTY, NULL, &master, 1) < 0)
             _exit(RT_EXIT_FAILURE);

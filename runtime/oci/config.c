@@ -295,7 +295,8 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
         return moat_err_set(err, ENOTSUP,
                             "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not "
                             "supported (moat-runtime has no seccomp agent)");
-    snprintf(cache, sizeof(cache), "%s/seccomp-cache", g->root);
+    /* A leading dot: no container ID can take the name (oci_check_id). */
+    snprintf(cache, sizeof(cache), "%s/.seccomp-cache", g->root);
     if (rt_seccomp_load_profile("config.json: linux.seccomp", lx->seccomp_json, lx->seccomp_len,
                                 cache, &b->seccomp, err) < 0)
         return -1;

@@ -171,7 +171,11 @@ int oci_cmd_delete(const struct oci_globals *g, int argc, char **argv)
         return oci_failf("usage: delete [--force] ID");
     if (load(g, argv[optind], &root, &dir, &st, &err) < 0) {
         /* runc's way: deleting what is not there, by force, is no error. */
-        if (force && err.errnum == ENOENT)
+        if (force && dir < 0 && err.errnum == ENOENT)
+            return 0;
+        /* A create that died before writing its state left a directory with no
+         * container in it (never started: rt_create kills what it made). */
+        if (force && dir >= 0 && oci_state_remove(root, argv[optind], &err) == 0)
             return 0;
         return oci_fail(&err);
     }

@@ -37,7 +37,7 @@ def _no_container_left(ctx):
     """Whatever a test leaves (a failed assertion before its delete), delete --force."""
     yield
     state = ctx.base / "state"
-    left = [d.name for d in state.iterdir() if d.is_dir() and d.name != "seccomp-cache"] \
+    left = [d.name for d in state.iterdir() if d.is_dir() and not d.name.startswith(".")] \
         if state.exists() else []
     for cid in left:
         rt(ctx, "delete", "--force", cid)
@@ -508,7 +508,9 @@ def test_terminal_through_console_socket(ctx):
 
     def edit(c):
         c["process"]["terminal"] = True
-    b = make_bundle(ctx, "b", ["sh", "-c", "tty; read line; echo got:$line"], edit)
+    b = make_bundle(ctx, "b", ["sh", "-c", "tty; stat -c 'console %t:%T' /dev/console; "
+                                           "stat -c 'pts %t:%T' $(tty); read line; "
+                                           "echo got:$line"], edit)
     cp = rt(ctx, "create", "--bundle", b, "--console-socket", sock_path, "c1")
     assert cp.returncode == 0, cp.stderr
     conn, _ = srv.accept()
@@ -520,7 +522,9 @@ def test_terminal_through_console_socket(ctx):
     assert len(fds) == 1, "no fd on the console socket"
     master = fds[0]
     rt(ctx, "start", "c1", check=True)
-    read_until(master, rb"/dev/pts/\d+")
+    m, data = read_until(master, rb"pts (\w+:\w+)")
+    assert re.search(rb"/dev/pts/\d+", data)
+    assert re.search(rb"console (\w+:\w+)", data).group(1) == m.group(1)  # the same pty
     os.write(master, b"hello\n")
     read_until(master, rb"got:hello")
     os.close(master)
