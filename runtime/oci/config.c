@@ -205,6 +205,23 @@ static int build_maps(struct oci_bundle *b, struct moat_err *err)
     return 0;
 }
 
+/* Without AppArmor in the kernel a profile cannot confine anything: a warning.
+ * With it, running unconfined would be weaker than asked: refused. */
+static int apparmor_check(const struct oci_process *p, struct moat_err *err)
+{
+    char on = 'N';
+    _cleanup_close_ int fd = open("/sys/module/apparmor/parameters/enabled", O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0 && read(fd, &on, 1) == 1 && on == 'Y')
+        return moat_err_set(err, ENOTSUP,
+                            "config.json: process.apparmorProfile \"%s\": moat-runtime cannot "
+                            "apply AppArmor profiles, and will not run the process unconfined",
+                            p->apparmor_profile);
+    log_warn("process.apparmorProfile \"%s\" ignored: AppArmor is not enabled in this kernel",
+             p->apparmor_profile);
+    return 0;
+}
+
 static int build_process(struct oci_bundle *b, struct moat_err *err)
 {
     if (!b->spec.has_process)
@@ -231,10 +248,8 @@ int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, st
     b->oci.no_new_privs = p->no_new_privileges;
     b->oci.has_oom_score_adj = p->has_oom_score_adj;
     b->oci.oom_score_adj = p->oom_score_adj;
-    if (p->apparmor_profile && *p->apparmor_profile)
-        log_warn("process.apparmorProfile \"%s\" ignored: moat-runtime does not load AppArmor "
-                 "profiles",
-                 p->apparmor_profile);
+    if (p->apparmor_profile && *p->apparmor_profile && apparmor_check(p, err) < 0)
+        return -1;
     free(b->rlimits);
     b->rlimits = calloc(p->n_rlimits + 1, sizeof(*b->rlimits));
     if (!b->rlimits)

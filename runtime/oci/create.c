@@ -142,6 +142,8 @@ static int create_container(int rootfd, const struct create_opts *o, struct oci_
     pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
     waitpid(c->pid, NULL, 0);
     rt_cgroup_destroy(&c->cg);
+    moat_closep(&c->pidfd);
+    moat_closep(&c->pty_master);
 fail:
     oci_state_remove(rootfd, o->id, &(struct moat_err){0});
     return -1;
@@ -197,8 +199,12 @@ static int parse_create(int argc, char **argv, struct create_opts *o, bool run)
                 return -1;
             o->detach = true;
             break;
-        case 'K':
         case 'F':
+            /* Extra fds are not passed on: say so rather than drop them. */
+            if (strcmp(optarg, "0") != 0)
+                return -2;
+            break;
+        case 'K':
         case 'k':
             break;
         default:
@@ -228,8 +234,10 @@ int oci_cmd_create(const struct oci_globals *g, int argc, char **argv)
     _cleanup_close_ int root = -1;
     int ret;
 
-    if (parse_create(argc, argv, &o, false) < 0)
-        return oci_failf("usage: create --bundle DIR [--pid-file F] [--console-socket S] ID");
+    if ((ret = parse_create(argc, argv, &o, false)) < 0)
+        return ret == -2 ? oci_failf("create --preserve-fds is not supported")
+                         : oci_failf("usage: create --bundle DIR [--pid-file F] "
+                                     "[--console-socket S] ID");
     root = oci_root_open(g, &err);
     ret = root < 0 || prepare(g, &o, false, &b, &err) < 0
               ? -1
@@ -435,9 +443,10 @@ int oci_cmd_run(const struct oci_globals *g, int argc, char **argv)
     sigset_t fwd;
     int ret;
 
-    if (parse_create(argc, argv, &o, true) < 0)
-        return oci_failf("usage: run [--bundle DIR] [--detach] [--pid-file F] "
-                         "[--console-socket S] ID");
+    if ((ret = parse_create(argc, argv, &o, true)) < 0)
+        return ret == -2 ? oci_failf("run --preserve-fds is not supported")
+                         : oci_failf("usage: run [--bundle DIR] [--detach] [--pid-file F] "
+                                     "[--console-socket S] ID");
     /* Blocked before the container exists, so none is lost before the signalfd. */
     rt_forwarded_signals(&fwd);
     sigprocmask(SIG_BLOCK, &fwd, NULL);

@@ -17,7 +17,8 @@ from moat_it import read_until
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "cat", "ls", "id", "sleep", "hostname", "mkdir", "touch", "grep",
-           "stat", "test", "true", "false", "ulimit", "mount", "umask", "tty", "readlink", "wc"]
+           "stat", "test", "true", "false", "ulimit", "mount", "umask", "tty", "readlink", "wc",
+           "uname"]
 
 
 def runtime_bin():
@@ -647,3 +648,21 @@ def test_failing_start_hook_stops_the_process(ctx):
     assert cp.returncode == 125
     assert "must not run" not in cp.stdout
     assert "hook startContainer[0] /bin/false: exit status 1" in cp.stderr
+
+
+def test_personality_and_apparmor(ctx):
+    if os.uname().machine != "x86_64":
+        pytest.skip("LINUX32 is checked on x86_64 (uname -m: i686)")
+    if Path("/sys/module/apparmor/parameters/enabled").exists() and \
+            Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y":
+        pytest.skip("AppArmor is enabled here: the profile would be refused, not ignored")
+
+    def edit(c):
+        c["linux"]["personality"] = {"domain": "LINUX32"}
+        c["process"]["apparmorProfile"] = "moat-test"
+    b = make_bundle(ctx, "b", ["uname", "-m"], edit)
+    cp = run_bundle(ctx, b, "c1")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "i686\n"
+    assert cp.stderr == ('moat-runtime: warning: process.apparmorProfile "moat-test" ignored: '
+                         "AppArmor is not enabled in this kernel\n")
