@@ -188,7 +188,7 @@ static int container_pidfd(const struct oci_state *st, struct moat_err *err)
         fd = -1;
     }
     if (fd < 0)
-        return moat_err_set(err, 0, "container \"%s\" is not running", st->id);
+        return moat_err_set(err, 0, "container \"%s\": container not running", st->id);
     src = ns_source(st);
     if (src == st->pid)
         return fd;
@@ -264,7 +264,7 @@ int oci_cmd_exec(const struct oci_globals *g, int argc, char **argv)
         return oci_fail(&err);
     if (oci_state_status(dir, &st) != OCI_RUNNING) {
         oci_state_free(&st);
-        return oci_failf("container \"%s\" is not running", o.id);
+        return oci_failf("container \"%s\": container not running", o.id);
     }
     /* Blocked before the process exists, so none is lost before the signalfd. */
     rt_forwarded_signals(&fwd);

@@ -78,7 +78,11 @@ static void log_line(int level, const char *msg, void *ctx)
         write_log_json(name, msg);
     } else {
         oci_now_rfc3339(now, sizeof(now));
-        fprintf(log_file, "time=\"%s\" level=%s msg=\"%s\"\n", now, name, msg);
+        fprintf(log_file, "time=\"%s\" level=%s msg=\"", now, name);
+        /* logfmt: quotes and backslashes escaped, so a message cannot end its field. */
+        for (const char *c = msg; *c; c++)
+            fprintf(log_file, "%s%c", (*c == '"' || *c == '\\') ? "\\" : "", *c);
+        fputs("\"\n", log_file);
     }
     fflush(log_file);
 }

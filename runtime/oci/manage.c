@@ -128,7 +128,7 @@ int oci_cmd_kill(const struct oci_globals *g, int argc, char **argv)
     oci_state_free(&st);
     /* The pidfd pins the process: a recycled pid can never get the signal. */
     if ((pidfd = container_pidfd(&st)) < 0)
-        return oci_failf("container \"%s\" is not running", st.id);
+        return oci_failf("container \"%s\": container not running", st.id);
     if (all)
         signal_all(&st, sig);
     if (pidfd_send_signal(pidfd, sig, NULL, 0) < 0) {
@@ -305,7 +305,7 @@ int oci_cmd_ps(const struct oci_globals *g, int argc, char **argv)
     enum oci_status s = oci_state_status(dir, &st);
     oci_state_free(&st);
     if (s == OCI_STOPPED)
-        return oci_failf("container \"%s\" is not running", st.id);
+        return oci_failf("container \"%s\": container not running", st.id);
     if (oci_container_pids(st.pid, &pids, &n, &err) < 0)
         return oci_fail(&err);
     if (!json)
