@@ -127,7 +127,7 @@ __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
     if (oci_setup(cfg, &err) < 0)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (cfg->tty) {
-        struct winsize ws = {0};
+        struct winsize ws = {.ws_row = cfg->oci->console_rows, .ws_col = cfg->oci->console_cols};
         if (tty_open_pty(&ws, &master, &slave, &err) < 0 || bind_console(slave, &err) < 0)
             sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
         if (sync_send(c->sync, SYNC_PTY, NULL, &master, 1) < 0)
@@ -362,7 +362,8 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
     if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(0, 0, &err) < 0)
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (x->cfg->tty) {
-        struct winsize ws = {0};
+        struct winsize ws = {.ws_row = x->cfg->oci->console_rows,
+                             .ws_col = x->cfg->oci->console_cols};
         if (tty_open_pty(&ws, &master, &slave, &err) < 0)
             sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
         if (sync_send(x->sync, SYNC_PTY, NULL, &master, 1) < 0)

@@ -241,7 +241,16 @@ int ocifs_after_pivot(const struct rt_config *cfg, struct moat_err *err)
 {
     unsigned long prop = cfg->oci->rootfs_propagation;
 
-    if (prop && mount(NULL, "/", NULL, MS_REC | prop, NULL) < 0)
+    if (!prop)
+        return 0;
+    if (mount(NULL, "/", NULL, MS_REC | prop, NULL) < 0)
         return moat_err_sys(err, "set the propagation of /");
+    /* The root's setting is the default; a mount's own option still wins, as in runc. */
+    _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return moat_err_sys(err, "open /");
+    for (size_t i = 0; i < cfg->n_mounts; i++)
+        if (ocifs_propagation(root, &cfg->mounts[i], err) < 0)
+            return -1;
     return 0;
 }

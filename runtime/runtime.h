@@ -137,6 +137,7 @@ struct rt_oci {
     const char *domainname;
 
     /* The process. */
+    unsigned short console_rows, console_cols; /* the pty's size; 0: the kernel's default */
     uid_t uid;
     gid_t gid;
     const gid_t *groups;

@@ -235,6 +235,8 @@ int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, st
     b->cfg.envp = (char *const *)p->env;
     b->cfg.cwd = p->cwd;
     b->cfg.tty = p->terminal;
+    b->oci.console_rows = p->console_height;
+    b->oci.console_cols = p->console_width;
     b->oci.uid = p->uid;
     b->oci.gid = p->gid;
     b->oci.groups = p->additional_gids;

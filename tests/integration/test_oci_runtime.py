@@ -18,7 +18,7 @@ from moat_it import read_until
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "cat", "ls", "id", "sleep", "hostname", "mkdir", "touch", "grep",
            "stat", "test", "true", "false", "ulimit", "mount", "umask", "tty", "readlink", "wc",
-           "uname"]
+           "uname", "stty"]
 
 
 def runtime_bin():
@@ -510,7 +510,8 @@ def test_terminal_through_console_socket(ctx):
 
     def edit(c):
         c["process"]["terminal"] = True
-    b = make_bundle(ctx, "b", ["sh", "-c", "tty; stat -c 'console %t:%T' /dev/console; "
+        c["process"]["consoleSize"] = {"height": 33, "width": 101}
+    b = make_bundle(ctx, "b", ["sh", "-c", "tty; stty size; stat -c 'console %t:%T' /dev/console; "
                                            "stat -c 'pts %t:%T' $(tty); read line; "
                                            "echo got:$line"], edit)
     cp = rt(ctx, "create", "--bundle", b, "--console-socket", sock_path, "c1")
@@ -525,6 +526,7 @@ def test_terminal_through_console_socket(ctx):
     master = fds[0]
     rt(ctx, "start", "c1", check=True)
     m, data = read_until(master, rb"pts (\w+:\w+)")
+    assert b"33 101" in data  # process.consoleSize
     assert re.search(rb"/dev/pts/\d+", data)
     assert re.search(rb"console (\w+:\w+)", data).group(1) == m.group(1)  # the same pty
     os.write(master, b"hello\n")
@@ -671,3 +673,22 @@ def test_personality_and_apparmor(ctx):
     assert cp.stdout == "i686\n"
     assert cp.stderr == ('moat-runtime: warning: process.apparmorProfile "moat-test" ignored: '
                          "AppArmor is not enabled in this kernel\n")
+
+
+def test_propagation(ctx):
+    """rootfsPropagation and a mount's own propagation option reach mountinfo."""
+    shared = host_shared_dir(ctx, "shared")
+
+    def edit(c):
+        c["linux"]["rootfsPropagation"] = "shared"
+        c["mounts"].append(bind(shared, "/shared", "rshared"))
+        c["mounts"].append({"destination": "/priv", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["private"]})
+    b = make_bundle(ctx, "b", ["sh", "-c", "grep -E ' / | /shared | /priv ' /proc/self/mountinfo"],
+                    edit)
+    cp = run_bundle(ctx, b, "c1")
+    assert cp.returncode == 0, cp.stderr
+    lines = {l.split()[4]: l for l in cp.stdout.splitlines()}
+    assert "shared:" in lines["/"].split(" - ")[0]
+    assert "shared:" in lines["/shared"].split(" - ")[0]
+    assert "shared:" not in lines["/priv"].split(" - ")[0]
