@@ -44,6 +44,13 @@ int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, i
 int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_max,
                          int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err);
 
+/* The same at the cgroup path AT (OCI linux.cgroupsPath, e.g. "/moat/c1") in every
+ * hierarchy that holds a wanted controller, rather than next to our own cgroup:
+ * missing parents are made (on v2 with the controllers enabled down to it), an
+ * existing AT is joined. rt_cgroup_destroy() removes AT's last directory only. */
+int rt_cgroup_create_at(struct rt_cgroup *cg, const char *at, int64_t pids_max, int64_t memory_max,
+                        const struct rt_cgroup_cpu *cpu, struct moat_err *err);
+
 /* Move PID into every cgroup created above (cgroup.procs); a no-op when none was. */
 int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err);
 

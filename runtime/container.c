@@ -258,6 +258,9 @@ static int await_ready(struct rt_container *c, int sync, struct moat_err *err)
 
 static int limits(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err)
 {
+    if (cfg->oci->cgroup_path)
+        return rt_cgroup_create_at(&c->cg, cfg->oci->cgroup_path, cfg->pids_max, cfg->memory_max,
+                                   &cfg->cpu, err);
     return rt_cgroup_create_cpu(&c->cg, cfg->oci->cgroup_name, cfg->pids_max, cfg->memory_max,
                                 &cfg->cpu, err);
 }

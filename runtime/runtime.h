@@ -169,8 +169,10 @@ struct rt_oci {
     int start_fd;
     const struct rt_hook *start_hooks;
     size_t n_start_hooks;
-    /* The name cgroups are created under. */
+    /* The name cgroups are created under, next to the runtime's own; or, with
+     * cgroup_path (linux.cgroupsPath, absolute), that path in each hierarchy. */
     const char *cgroup_name;
+    const char *cgroup_path;
 };
 
 struct rt_config {

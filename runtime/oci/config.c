@@ -292,6 +292,12 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     b->oci.masked_paths = lx->masked_paths;
     b->oci.readonly_paths = lx->readonly_paths;
     b->oci.rootfs_propagation = lx->rootfs_propagation;
+    if (lx->cgroups_path && lx->cgroups_path[0] == '/')
+        b->oci.cgroup_path = lx->cgroups_path;
+    else if (lx->cgroups_path && *lx->cgroups_path)
+        log_warn("linux.cgroupsPath \"%s\" is not an absolute path (a systemd slice?): the "
+                 "container's cgroups go next to moat-runtime's own",
+                 lx->cgroups_path);
     b->oci.has_personality = lx->has_personality;
     b->oci.personality = lx->personality;
     if (lx->has_resources) {

@@ -692,3 +692,37 @@ def test_propagation(ctx):
     assert "shared:" in lines["/"].split(" - ")[0]
     assert "shared:" in lines["/shared"].split(" - ")[0]
     assert "shared:" not in lines["/priv"].split(" - ")[0]
+
+
+@pytest.mark.variants("root")
+def test_cgroups_path(ctx):
+    """linux.cgroupsPath places the limits at that path in each hierarchy."""
+    top = f"moat-it-{os.getpid()}-{ctx.base.name[:3]}"
+
+    def edit(c):
+        c["linux"]["cgroupsPath"] = f"/{top}/pod/c1"
+        c["linux"]["resources"] = {"pids": {"limit": 40}}
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    try:
+        rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+        pid = state(ctx, "c1")["pid"]
+        pids = _cgroup_file(pid, "pids", "pids.max")
+        assert str(pids.parent).endswith(f"/{top}/pod/c1"), pids
+        assert pids.read_text().strip() == "40"
+        rt(ctx, "delete", "--force", "c1", check=True)
+        assert not pids.parent.exists()
+        assert pids.parent.parent.exists()  # only the container's own directory goes
+    finally:
+        rt(ctx, "delete", "--force", "c1")
+        for hierarchy in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]:
+            for d in (hierarchy / top / "pod", hierarchy / top):
+                if d.is_dir():
+                    d.rmdir()
+
+    def bad(c):
+        c["linux"]["cgroupsPath"] = "/a/../b"
+        c["linux"]["resources"] = {"pids": {"limit": 40}}
+    b2 = make_bundle(ctx, "b2", ["true"], bad)
+    cp = run_bundle(ctx, b2, "c2")
+    assert cp.returncode == 1
+    assert "cgroup path /a/../b: not an absolute path of plain names" in cp.stderr
