@@ -179,14 +179,9 @@ static pid_t ns_source(const struct oci_state *st)
 
 static int container_pidfd(const struct oci_state *st, struct moat_err *err)
 {
-    int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+    int fd = oci_pidfd(st);
     pid_t src;
 
-    /* Pinned first, then checked: a recycled pid is never joined. */
-    if (fd >= 0 && oci_pid_starttime(st->pid) != st->starttime) {
-        close(fd);
-        fd = -1;
-    }
     if (fd < 0)
         return moat_err_set(err, 0, "container \"%s\": container not running", st->id);
     src = ns_source(st);

@@ -28,19 +28,6 @@ static int load(const struct oci_globals *g, const char *id, int *root, int *dir
     return oci_state_load(*dir, id, st, err);
 }
 
-/* A pidfd of the container's pid 1 that is sure to be that process (its start
- * time still matches after the pidfd pins it), or -1 when it is gone. */
-static int container_pidfd(const struct oci_state *st)
-{
-    int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
-
-    if (fd >= 0 && oci_pid_starttime(st->pid) != st->starttime) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 int oci_cmd_state(const struct oci_globals *g, int argc, char **argv)
 {
     struct oci_state st = {0};
@@ -127,7 +114,7 @@ int oci_cmd_kill(const struct oci_globals *g, int argc, char **argv)
         return oci_fail(&err);
     oci_state_free(&st);
     /* The pidfd pins the process: a recycled pid can never get the signal. */
-    if ((pidfd = container_pidfd(&st)) < 0)
+    if ((pidfd = oci_pidfd(&st)) < 0)
         return oci_failf("container \"%s\": container not running", st.id);
     if (all)
         signal_all(&st, sig);
@@ -142,7 +129,7 @@ int oci_cmd_kill(const struct oci_globals *g, int argc, char **argv)
 
 static int kill_and_wait(const struct oci_state *st)
 {
-    _cleanup_close_ int pidfd = container_pidfd(st);
+    _cleanup_close_ int pidfd = oci_pidfd(st);
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
 
     if (pidfd < 0)

@@ -75,6 +75,10 @@ void oci_now_rfc3339(char *buf, size_t len);
 /* Remove the container's directory and what is in it. */
 int oci_state_remove(int rootfd, const char *id, struct moat_err *err);
 
+/* A pidfd of the container's pid 1, sure to be that process (its start time
+ * still matches once the pidfd pins it); -1 when it is gone. */
+int oci_pidfd(const struct oci_state *st);
+
 /* Start time of PID (field 22 of /proc/PID/stat), 0 when it is gone or a zombie. */
 unsigned long long oci_pid_starttime(pid_t pid);
 
@@ -109,8 +113,7 @@ int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals
 void oci_bundle_free(struct oci_bundle *b);
 
 /* Make P (which must outlive B) the process B runs (exec --process). */
-int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p,
-                           struct moat_err *err);
+int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, struct moat_err *err);
 
 /* Parse BUNDLE/config.json alone (for hooks after create). */
 int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *err);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
@@ -256,6 +257,18 @@ unsigned long long oci_pid_starttime(pid_t pid)
     if (!p || sscanf(p + 1, "%llu", &start) != 1)
         return 0;
     return start;
+}
+
+int oci_pidfd(const struct oci_state *st)
+{
+    int fd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+
+    /* Pinned first, then checked: a recycled pid never gets a signal or a setns. */
+    if (fd >= 0 && oci_pid_starttime(st->pid) != st->starttime) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 enum oci_status oci_state_status(int dirfd, const struct oci_state *st)
