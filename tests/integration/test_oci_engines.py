@@ -1,5 +1,5 @@
-"""moat-runtime driven by real engines from Debian: podman (`--runtime`, vfs storage,
-an image imported from a local busybox rootfs) and containerd (started here with its
+"""moat-runtime driven by real engines from Debian: podman as root and rootless
+(`--runtime`, vfs storage, an image imported from a local busybox rootfs) and containerd (started here with its
 own root, state and socket; `ctr run --runc-binary`). Nothing is downloaded."""
 
 import gzip
@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,31 +79,44 @@ def oci_archive(path, ref):
 
 @pytest.fixture
 def podman(ctx):
+    """podman with its own storage, as ctx's user: as root, or rootless (podman makes
+    its user namespace from /etc/subuid and runs moat-runtime inside it)."""
     if not shutil.which("podman"):
         pytest.fail("podman is missing (Debian package podman)")
     base = ctx.base / "podman"
     base.mkdir()
     runroot = tempfile.mkdtemp(prefix="mp-", dir="/tmp")  # podman: at most 50 characters
-    argv = ["podman", "--root", str(base / "storage"), "--runroot", runroot,
+    xdg = Path(runroot, "xdg")
+    xdg.mkdir(mode=0o700)
+    for d in (base, Path(runroot), xdg):
+        os.chown(d, ctx.run_uid, ctx.run_gid)
+    argv = ["podman", "--root", str(base / "storage"), "--runroot", str(Path(runroot, "run")),
             "--tmpdir", str(base / "tmp"), "--storage-driver", "vfs",
             "--runtime", runtime_bin(), "--cgroup-manager", "cgroupfs",
             "--events-backend", "file"]
+    if ctx.rootless:
+        argv = ["setpriv", "--reuid", str(ctx.run_uid), "--regid", str(ctx.run_gid),
+                "--clear-groups", "--", *argv]
+    env = ctx.env({"XDG_RUNTIME_DIR": str(xdg), "HOME": str(base)})
 
     def run(*args, timeout=60, check=True, **kw):
         cp = subprocess.run([*argv, *map(str, args)], capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+                            timeout=timeout, stdin=subprocess.DEVNULL, env=env, cwd=str(base),
+                            **kw)
         if check:
             assert cp.returncode == 0, f"podman {args}: rc={cp.returncode} {cp.stderr}"
         return cp
     tar = base / "rootfs.tar"
     tar.write_bytes(rootfs_tar())
+    os.chown(tar, ctx.run_uid, ctx.run_gid)
     run("import", tar, "localhost/moat-bb:latest")
     yield run
     run("rm", "--all", "--force", check=False)
+    if ctx.rootless:  # vfs layers hold files of the user namespace's ids
+        run("unshare", "rm", "-rf", str(base / "storage"), check=False)
     shutil.rmtree(runroot, ignore_errors=True)
 
 
-@pytest.mark.variants("root")
 def test_podman_run_exec_kill_rm(ctx, podman):
     cp = podman("run", "--rm", "--network", "none", *ULIMITS, "localhost/moat-bb",
                 "sh", "-c", "echo hello; id -u; hostname; exit 3", check=False)
