@@ -1,19 +1,21 @@
 """moat-runtime, the OCI runtime: bundles built here from busybox-static's /bin/busybox,
 driven through runc's command line as root and rootless (`spec --rootless`)."""
 
+import array
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
-import array
 import subprocess
+import termios
 import time
 from pathlib import Path
 
 import pytest
 
-from moat_it import read_until
+from moat_it import read_until, set_winsize
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "cat", "ls", "id", "sleep", "hostname", "mkdir", "touch", "grep",
@@ -726,3 +728,33 @@ def test_cgroups_path(ctx):
     cp = run_bundle(ctx, b2, "c2")
     assert cp.returncode == 1
     assert "cgroup path /a/../b: not an absolute path of plain names" in cp.stderr
+
+
+def test_run_foreground_relays_terminal(ctx):
+    """run without --console-socket on a terminal: the container's pty is relayed,
+    with the terminal's size, and run exits with the process's status."""
+    def edit(c):
+        c["process"]["terminal"] = True
+    b = make_bundle(ctx, "b", ["sh", "-c", "tty; stty size; read l; echo got:$l; exit 9"], edit)
+    master, slave = os.openpty()
+    set_winsize(slave, 30, 90)
+    if ctx.rootless:
+        os.fchown(slave, ctx.run_uid, -1)
+
+    def ctty():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    p = subprocess.Popen(rt_argv(ctx, "run", "--bundle", b, "c1"), stdin=slave, stdout=slave,
+                         stderr=slave, start_new_session=True, preexec_fn=ctty, env=ctx.env(),
+                         cwd=str(ctx.base))
+    try:
+        _, data = read_until(master, rb"30 90")
+        assert re.search(rb"/dev/pts/\d+", data)
+        os.write(master, b"hello\r")
+        read_until(master, rb"got:hello")
+        assert p.wait(timeout=10) == 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        os.close(slave)
