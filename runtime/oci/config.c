@@ -264,10 +264,9 @@ int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, st
     return 0;
 }
 
-static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
+static int build_devices(struct oci_bundle *b, struct moat_err *err)
 {
     const struct oci_linux *lx = &b->spec.lx;
-    char cache[PATH_MAX];
 
     b->devices = calloc(lx->n_devices + 1, sizeof(*b->devices));
     b->sysctl = calloc(lx->n_sysctl + 1, sizeof(*b->sysctl));
@@ -289,28 +288,38 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     b->oci.n_devices = lx->n_devices;
     b->oci.sysctl = b->sysctl;
     b->oci.n_sysctl = lx->n_sysctl;
-    b->oci.masked_paths = lx->masked_paths;
-    b->oci.readonly_paths = lx->readonly_paths;
-    b->oci.rootfs_propagation = lx->rootfs_propagation;
+    return 0;
+}
+
+/* linux.resources and linux.cgroupsPath: what the cgroups get, and where. */
+static void build_cgroups(struct oci_bundle *b)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+    const struct oci_resources *r = &lx->resources;
+
     if (lx->cgroups_path && lx->cgroups_path[0] == '/')
         b->oci.cgroup_path = lx->cgroups_path;
     else if (lx->cgroups_path && *lx->cgroups_path)
         log_warn("linux.cgroupsPath \"%s\" is not an absolute path (a systemd slice?): the "
                  "container's cgroups go next to moat-runtime's own",
                  lx->cgroups_path);
-    b->oci.has_personality = lx->has_personality;
-    b->oci.personality = lx->personality;
-    if (lx->has_resources) {
-        b->cfg.pids_max = lx->resources.pids_limit > 0 ? lx->resources.pids_limit : 0;
-        b->cfg.memory_max = lx->resources.memory_limit > 0 ? lx->resources.memory_limit : 0;
-        const struct oci_resources *r = &lx->resources;
-        /* 1024 shares is every cgroup's default weight: nothing to enforce. */
-        b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
-        b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
-        b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
-        if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
-            log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
-    }
+    if (!lx->has_resources)
+        return;
+    b->cfg.pids_max = r->pids_limit > 0 ? r->pids_limit : 0;
+    b->cfg.memory_max = r->memory_limit > 0 ? r->memory_limit : 0;
+    /* 1024 shares is every cgroup's default weight: nothing to enforce. */
+    b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
+    b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
+    b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
+    if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
+        log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
+}
+
+static int build_seccomp(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+    char cache[PATH_MAX];
+
     if (!lx->seccomp_json)
         return 0;
     /* A notify action needs a seccomp agent to answer; without one the call would hang. */
@@ -326,6 +335,21 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     b->has_seccomp = true;
     b->cfg.seccomp = &b->seccomp;
     return 0;
+}
+
+static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+
+    if (build_devices(b, err) < 0)
+        return -1;
+    b->oci.masked_paths = lx->masked_paths;
+    b->oci.readonly_paths = lx->readonly_paths;
+    b->oci.rootfs_propagation = lx->rootfs_propagation;
+    b->oci.has_personality = lx->has_personality;
+    b->oci.personality = lx->personality;
+    build_cgroups(b);
+    return build_seccomp(b, g, err);
 }
 
 int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *err)
