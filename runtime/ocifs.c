@@ -144,6 +144,9 @@ static int make_device(int root, const struct rt_device *d, struct moat_err *err
         return -1;
     unlinkat(dir, base + 1, 0); /* an image's own node never stands in for the configured one */
     if (mknodat(dir, base + 1, mode, makedev(d->major, d->minor)) == 0) {
+        /* The exact mode asked for: mknod's is cut by the umask. */
+        if (fchmodat(dir, base + 1, d->mode & 07777, 0) < 0)
+            return moat_err_sys(err, "chmod device %s", d->path);
         if (fchownat(dir, base + 1, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
             return moat_err_sys(err, "chown device %s", d->path);
         return 0;

@@ -377,16 +377,19 @@ def test_masked_readonly_paths_and_sysctl(ctx):
 def test_devices(ctx):
     def edit(c):
         c["linux"]["devices"] = [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229,
-                                  "fileMode": 0o666, "uid": 0, "gid": 0}]
+                                  "fileMode": 0o666, "uid": 0, "gid": 0},
+                                 {"type": "p", "path": "/dev/sub/fifo", "fileMode": 0o622}]
     if not os.path.exists("/dev/fuse"):
         pytest.skip("the host has no /dev/fuse to compare with")
     b = make_bundle(ctx, "b", ["sh", "-c", "stat -c '%t:%T %F' /dev/fuse /dev/null; "
+                                           "stat -c '%F %a' /dev/sub/fifo; "
                                            "echo x > /dev/null && echo null-ok; "
                                            "readlink /dev/fd"], edit)
     cp = run_bundle(ctx, b, "c1")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.splitlines() == ["a:e5 character special file",
-                                      "1:3 character special file", "null-ok", "/proc/self/fd"]
+                                      "1:3 character special file", "fifo 622", "null-ok",
+                                      "/proc/self/fd"]
 
 
 def test_seccomp_profile(ctx):
@@ -569,6 +572,15 @@ def test_errors_name_the_field_and_reach_the_log(ctx):
     assert cp.returncode == 1 and 'container ID "../x"' in cp.stderr
     cp = rt(ctx, argv=rt_argv(ctx, "--systemd-cgroup", "list"))
     assert cp.returncode == 1 and "--systemd-cgroup is not supported" in cp.stderr
+
+
+def test_sysctl_name_cannot_leave_proc_sys(ctx):
+    def edit(c):
+        c["linux"]["sysctl"] = {"../../sysrq-trigger": "b"}
+    b = make_bundle(ctx, "b", ["true"], edit)
+    cp = run_bundle(ctx, b, "c1")
+    assert cp.returncode == 1
+    assert "sysctl ../../sysrq-trigger: not a sysctl name" in cp.stderr
 
 
 def test_duplicate_id_refused(ctx):
