@@ -29,24 +29,29 @@ LDLIBS   += $(PKG_LIBS)
 LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c proxy/*.c)
 LIB_ASMS := runtime/seccomp_default.S
 CLI_SRCS := $(wildcard cli/*.c)
+# moat-runtime, the OCI front end: its own main, so not in libmoat.a.
+OCI_SRCS := $(wildcard runtime/oci/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 # cli/ but its main(), for the unit tests of cli/ pieces such as moat.yaml.
 CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
+OCI_OBJS := $(OCI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit integration install bench bench-layer clean deps help format demo
+.PHONY: all test unit integration install bench bench-layer bench-oci clean deps help format demo
 
-all: $(BUILD)/moat
+all: $(BUILD)/moat $(BUILD)/moat-runtime
 
 help:
-	@echo "make              build $(BUILD)/moat"
+	@echo "make              build $(BUILD)/moat and $(BUILD)/moat-runtime"
 	@echo "make test         C unit tests (cmocka), then pytest integration tests"
 	@echo "make test SAN=1   the same under ASan+UBSan (objects in build/san)"
 	@echo "make install      install into PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "make bench        run the side-by-side benchmarks in bench/"
 	@echo "make bench-layer  layer_apply() next to bsdtar -xpf (bench/layer)"
+
+	@echo "make bench-oci    moat-runtime run next to runc and crun (bench/oci)"
 	@echo "make demo         build, then run a real sandbox on the host image"
 	@echo "make deps         install missing Debian packages (scripts/deps)"
 
@@ -72,6 +77,9 @@ $(BUILD)/libmoatcli.a: $(CLI_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/moat-runtime: $(OCI_OBJS) $(BUILD)/libmoat.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) $(shell pkg-config --libs cmocka)
@@ -79,14 +87,16 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; MOAT_BIN=$(CURDIR)/$(BUILD)/moat $$t; done
 
-integration: $(BUILD)/moat
-	MOAT_BIN=$(CURDIR)/$(BUILD)/moat $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
+integration: $(BUILD)/moat $(BUILD)/moat-runtime
+	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
 
 test: all unit integration
 
-install: $(BUILD)/moat
+install: $(BUILD)/moat $(BUILD)/moat-runtime
 	install -D -m 0755 $(BUILD)/moat $(DESTDIR)$(PREFIX)/bin/moat
+	install -D -m 0755 $(BUILD)/moat-runtime $(DESTDIR)$(PREFIX)/bin/moat-runtime
 	install -D -m 0644 docs/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat.1
+	install -D -m 0644 docs/moat-runtime.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat-runtime.1
 	install -D -m 0644 configs/seccomp.json $(DESTDIR)$(PREFIX)/share/moat/seccomp.json
 	install -d $(DESTDIR)$(PREFIX)/share/moat/apparmor
 	sed 's|@MOAT_BIN@|$(PREFIX)/bin/moat|' configs/apparmor/moat > $(DESTDIR)$(PREFIX)/share/moat/apparmor/moat
@@ -112,13 +122,16 @@ $(BUILD)/bench/layer_apply: bench/layer_apply.c $(BUILD)/libmoat.a
 bench-layer: $(BUILD)/bench/layer_apply
 	bench/layer $(BENCH_ARGS)
 
+bench-oci: $(BUILD)/moat-runtime
+	MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime bench/oci
+
 format:
-	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(wildcard */*.h) $(UNIT_SRCS)
+	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(OCI_SRCS) $(wildcard */*.h */*/*.h) $(UNIT_SRCS)
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(OCI_OBJS:.o=.d)
 
 # ---- fuzzing ------------------------------------------------------------------------------
 # test_dns checks interoperability with glibc's resolver (ns_initparse): libresolv.
@@ -136,7 +149,7 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
-FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar
+FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar build/fuzz/fuzz_spec
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
@@ -154,6 +167,11 @@ build/fuzz/fuzz_tar: tests/fuzz/fuzz_tar.c image/layer.c image/layer_write.c ima
                      image/layer.h image/layer_int.h image/archive.h lib/sha256.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+
+build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/err.c runtime/spec.h lib/err.h lib/cleanup.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags yajl) -o $@ $(filter %.c,$^) \
+	  $(shell pkg-config --libs yajl libcap)
 
 fuzz: $(FUZZ_TARGETS)
 

@@ -9,6 +9,8 @@ static const char *const level_names[] = {"error", "warn", "info", "debug", "tra
 
 /* The one piece of process-wide state: set once by the CLI at start-up. */
 static int current_level = MOAT_LOG_WARN;
+static moat_log_sink current_sink;
+static void *current_sink_ctx;
 
 int moat_log_parse_level(const char *name)
 {
@@ -42,6 +44,12 @@ int moat_log_get_level(void)
     return current_level;
 }
 
+void moat_log_set_sink(moat_log_sink sink, void *ctx)
+{
+    current_sink = sink;
+    current_sink_ctx = ctx;
+}
+
 void moat_log(int level, const char *fmt, ...)
 {
     char line[2048];
@@ -50,6 +58,13 @@ void moat_log(int level, const char *fmt, ...)
 
     if (level > current_level)
         return;
+    if (current_sink) {
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        current_sink(level, line, current_sink_ctx);
+        return;
+    }
     n = snprintf(line, sizeof(line), "moat: %s%s", level == MOAT_LOG_WARN ? "warning: " : "",
                  level >= MOAT_LOG_DEBUG ? "debug: " : "");
     va_start(ap, fmt);

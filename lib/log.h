@@ -19,6 +19,11 @@ void moat_log_init(void);
 void moat_log_set_level(int level);
 int moat_log_get_level(void);
 
+/* Send every message that passes the level to SINK (MSG without the "moat: "
+ * prefix) instead of stderr; NULL restores stderr. For moat-runtime's --log. */
+typedef void (*moat_log_sink)(int level, const char *msg, void *ctx);
+void moat_log_set_sink(moat_log_sink sink, void *ctx);
+
 void moat_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) moat_log(MOAT_LOG_ERROR, __VA_ARGS__)

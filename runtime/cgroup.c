@@ -38,9 +38,9 @@
 #include "lib/fd.h"
 #include "lib/log.h"
 
-enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_NCTRL };
+enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_NCTRL };
 
-static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory"};
+static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory", "cpu"};
 
 #define CG_WHY_MAX 512
 #define CG_PROC_MAX (4u << 20)
@@ -48,7 +48,9 @@ static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory"};
 
 /* What rt_cgroup_create() still has to place, and why each hierarchy refused. */
 struct cg_plan {
-    int64_t limit[CG_NCTRL];
+    int64_t limit[CG_NCTRL]; /* CG_CPU: 1 when any cpu limit is set */
+    struct rt_cgroup_cpu cpu;
+    const char *at; /* OCI cgroupsPath: the cgroup's path in every hierarchy, or NULL */
     bool done[CG_NCTRL];
     char why[CG_NCTRL][CG_WHY_MAX];
 };
@@ -391,9 +393,130 @@ static bool v2_ready(int pfd, const char *parent, const bool pick[CG_NCTRL], cha
     return v2_enable(pfd, parent, pick, why, wlen) == 0;
 }
 
+/* ---- a given path (OCI cgroupsPath) ---- */
+
+/* Where the hierarchy of CTRL (v2 when NULL) shows cgroup path AT: the mount point
+ * plus AT seen through the mount's root, into OUT. */
+static int at_dir(const char *ctrl, const char *at, char *out, size_t len, char *why, size_t wlen)
+{
+    _cleanup_free_ char *text = NULL;
+    struct moat_err err;
+    char *save = NULL, *root, *mnt;
+
+    if (read_file_at(AT_FDCWD, "/proc/self/mountinfo", CG_PROC_MAX, &text, NULL, &err) < 0) {
+        snprintf(why, wlen, "cannot read /proc/self/mountinfo");
+        return -1;
+    }
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (mount_matches(line, ctrl, &root, &mnt) &&
+            map_through_mount(at, root, mnt, out, len) == 0)
+            return 0;
+    snprintf(why, wlen, "no mount of the %s hierarchy shows %s", ctrl ? ctrl : "cgroup2", at);
+    return -1;
+}
+
+/* mkdir DIR unless it exists; on v2 (V2) it then enables the PICKed controllers
+ * for its children, which a cgroup needs from every one of its ancestors. */
+static int at_mkdir(const char *dir, bool v2, const bool pick[CG_NCTRL], char *why, size_t wlen)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(why, wlen, "mkdir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!v2)
+        return 0;
+    _cleanup_close_ int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, wlen, "open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return v2_enable(fd, dir, pick, why, wlen);
+}
+
+/* Every directory of DIR below the mount point (MNT_LEN bytes) but its last. */
+static int at_mkdirs(char *dir, size_t mnt_len, bool v2, const bool pick[CG_NCTRL], char *why,
+                     size_t wlen)
+{
+    for (char *slash = strchr(dir + mnt_len + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        int r = at_mkdir(dir, v2, pick, why, wlen);
+        *slash = '/';
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The parent of AT's directory in the hierarchy of CTRL, created as needed, into
+ * PARENT; *LEAF points at the last name of AT. */
+static int at_parent(const char *ctrl, const char *at, const bool pick[CG_NCTRL], char *parent,
+                     size_t len, const char **leaf, char *why, size_t wlen)
+{
+    char top[PATH_MAX];
+
+    if (at_dir(ctrl, "/", top, sizeof(top), why, wlen) < 0 ||
+        at_dir(ctrl, at, parent, len, why, wlen) < 0)
+        return -1;
+    if (at_mkdirs(parent, strlen(top), !ctrl, pick, why, wlen) < 0)
+        return -1;
+    char *slash = strrchr(parent, '/');
+    *slash = '\0';
+    *leaf = at + (strrchr(at, '/') - at) + 1;
+    return 0;
+}
+
+/* The directory LEAF under PFD, made or (another container's, a pod's) joined. */
+static int at_leaf(int pfd, const char *parent, const char *leaf, char *out, size_t len, char *why,
+                   size_t wlen)
+{
+    int fd;
+
+    if (path_join(out, len, parent, leaf) < 0 ||
+        (mkdirat(pfd, leaf, 0755) < 0 && errno != EEXIST)) {
+        snprintf(why, wlen, "mkdir %s/%s: %s", parent, leaf, strerror(errno));
+        out[0] = '\0';
+        return -1;
+    }
+    fd = openat(pfd, leaf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, wlen, "open %s: %s", out, strerror(errno));
+        out[0] = '\0';
+    }
+    return fd;
+}
+
+/* cgroup v1 shares [2, 262144] onto v2 weights [1, 10000], as runc and crun map them. */
+static int64_t shares_to_weight(int64_t shares)
+{
+    if (shares < 2)
+        shares = 2;
+    if (shares > 262144)
+        shares = 262144;
+    return 1 + ((shares - 2) * 9999) / 262142;
+}
+
+static int v2_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    char max[64];
+    int64_t period = cpu->period > 0 ? cpu->period : 100000;
+
+    if (cpu->shares > 0 &&
+        cg_write_i64(fd, dir, "cpu.weight", shares_to_weight(cpu->shares), err) < 0)
+        return -1;
+    if (cpu->quota == 0 && cpu->period <= 0)
+        return 0;
+    if (cpu->quota > 0)
+        snprintf(max, sizeof(max), "%" PRId64 " %" PRId64, cpu->quota, period);
+    else
+        snprintf(max, sizeof(max), "max %" PRId64, period);
+    return cg_write(fd, dir, "cpu.max", max, err);
+}
+
 static int v2_limits(int fd, const char *dir, const bool pick[CG_NCTRL], const struct cg_plan *pl,
                      struct moat_err *err)
 {
+    if (pick[CG_CPU] && v2_cpu(fd, dir, &pl->cpu, err) < 0)
+        return -1;
     if (pick[CG_PIDS] && cg_write_i64(fd, dir, "pids.max", pl->limit[CG_PIDS], err) < 0)
         return -1;
     if (!pick[CG_MEMORY])
@@ -414,7 +537,10 @@ static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
     bool pick[CG_NCTRL];
     _cleanup_close_ int pfd = -1, fd = -1;
 
-    if (v2_parent(parent, sizeof(parent), why, sizeof(why)) < 0)
+    for (int c = 0; c < CG_NCTRL; c++)
+        pick[c] = wanted(pl, c);
+    if (pl->at ? at_parent(NULL, pl->at, pick, parent, sizeof(parent), &leaf, why, sizeof(why)) < 0
+               : v2_parent(parent, sizeof(parent), why, sizeof(why)) < 0)
         goto refused;
     pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (pfd < 0) {
@@ -425,7 +551,8 @@ static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
         return 0;
     if (!v2_ready(pfd, parent, pick, why, sizeof(why)))
         goto refused;
-    fd = make_leaf(pfd, parent, leaf, cg->v2, sizeof(cg->v2), why, sizeof(why));
+    fd = pl->at ? at_leaf(pfd, parent, leaf, cg->v2, sizeof(cg->v2), why, sizeof(why))
+                : make_leaf(pfd, parent, leaf, cg->v2, sizeof(cg->v2), why, sizeof(why));
     if (fd < 0)
         goto refused;
     if (v2_limits(fd, cg->v2, pick, pl, err) < 0)
@@ -442,8 +569,24 @@ refused:
 
 /* ---- cgroup v1 ---- */
 
-static int v1_limits(int fd, const char *dir, int c, int64_t limit, struct moat_err *err)
+static int v1_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
 {
+    if (cpu->shares > 0 && cg_write_i64(fd, dir, "cpu.shares", cpu->shares, err) < 0)
+        return -1;
+    /* The period first: a quota is checked against the period in force. */
+    if (cpu->period > 0 && cg_write_i64(fd, dir, "cpu.cfs_period_us", cpu->period, err) < 0)
+        return -1;
+    if (cpu->quota != 0 && cg_write_i64(fd, dir, "cpu.cfs_quota_us", cpu->quota, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int v1_limits(int fd, const char *dir, int c, const struct cg_plan *pl, struct moat_err *err)
+{
+    int64_t limit = pl->limit[c];
+
+    if (c == CG_CPU)
+        return v1_cpu(fd, dir, &pl->cpu, err);
     if (c == CG_PIDS)
         return cg_write_i64(fd, dir, "pids.max", limit, err);
     if (cg_write_i64(fd, dir, "memory.limit_in_bytes", limit, err) < 0)
@@ -461,17 +604,20 @@ static int setup_v1(char *out, size_t len, int c, const char *leaf, struct cg_pl
     char parent[PATH_MAX], why[CG_WHY_MAX];
     _cleanup_close_ int pfd = -1, fd = -1;
 
-    if (v1_parent(ctrl_names[c], parent, sizeof(parent), why, sizeof(why)) < 0)
+    if (pl->at ? at_parent(ctrl_names[c], pl->at, NULL, parent, sizeof(parent), &leaf, why,
+                           sizeof(why)) < 0
+               : v1_parent(ctrl_names[c], parent, sizeof(parent), why, sizeof(why)) < 0)
         goto refused;
     pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (pfd < 0) {
         snprintf(why, sizeof(why), "open %s: %s", parent, strerror(errno));
         goto refused;
     }
-    fd = make_leaf(pfd, parent, leaf, out, len, why, sizeof(why));
+    fd = pl->at ? at_leaf(pfd, parent, leaf, out, len, why, sizeof(why))
+                : make_leaf(pfd, parent, leaf, out, len, why, sizeof(why));
     if (fd < 0)
         goto refused;
-    if (v1_limits(fd, out, c, pl->limit[c], err) < 0)
+    if (v1_limits(fd, out, c, pl, err) < 0)
         return -1;
     pl->done[c] = true;
     return 0;
@@ -500,11 +646,28 @@ static void report(const struct cg_plan *pl)
 int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
                      struct moat_err *err)
 {
-    struct cg_plan pl = {.limit = {[CG_PIDS] = pids_max, [CG_MEMORY] = memory_max}};
+    struct rt_cgroup_cpu none = {0};
+
+    return rt_cgroup_create_cpu(cg, name, pids_max, memory_max, &none, err);
+}
+
+static bool cpu_wanted(const struct rt_cgroup_cpu *cpu)
+{
+    return cpu->shares > 0 || cpu->quota > 0 || cpu->period > 0;
+}
+
+static int create(struct rt_cgroup *cg, const char *name, const char *at, int64_t pids_max,
+                  int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    struct cg_plan pl = {
+        .limit =
+            {[CG_PIDS] = pids_max, [CG_MEMORY] = memory_max, [CG_CPU] = cpu_wanted(cpu) ? 1 : 0},
+        .cpu = *cpu,
+        .at = at};
     char leaf[NAME_MAX + 1];
 
     memset(cg, 0, sizeof(*cg));
-    if (!wanted(&pl, CG_PIDS) && !wanted(&pl, CG_MEMORY))
+    if (!wanted(&pl, CG_PIDS) && !wanted(&pl, CG_MEMORY) && !wanted(&pl, CG_CPU))
         return 0;
     leaf_name(leaf, sizeof(leaf), name);
     if (setup_v2(cg, leaf, &pl, err) < 0)
@@ -515,11 +678,38 @@ int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, i
     if (wanted(&pl, CG_MEMORY) &&
         setup_v1(cg->v1_memory, sizeof(cg->v1_memory), CG_MEMORY, leaf, &pl, err) < 0)
         goto fail;
+    if (wanted(&pl, CG_CPU) && setup_v1(cg->v1_cpu, sizeof(cg->v1_cpu), CG_CPU, leaf, &pl, err) < 0)
+        goto fail;
     report(&pl);
     return 0;
 fail:
     rt_cgroup_destroy(cg);
     return -1;
+}
+
+int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_max,
+                         int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    return create(cg, name, NULL, pids_max, memory_max, cpu, err);
+}
+
+/* An absolute path of plain names: nothing that could climb out of a hierarchy. */
+static bool valid_at(const char *at)
+{
+    size_t n = strlen(at);
+
+    return at[0] == '/' && n > 1 && n < PATH_MAX / 2 && at[n - 1] != '/' && !strstr(at, "//") &&
+           !has_dotdot(at) && !strstr(at, "/./");
+}
+
+int rt_cgroup_create_at(struct rt_cgroup *cg, const char *at, int64_t pids_max, int64_t memory_max,
+                        const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+{
+    if (!valid_at(at)) {
+        memset(cg, 0, sizeof(*cg));
+        return moat_err_set(err, EINVAL, "cgroup path %s: not an absolute path of plain names", at);
+    }
+    return create(cg, "", at, pids_max, memory_max, cpu, err);
 }
 
 static int attach_one(const char *dir, const char *pid, struct moat_err *err)
@@ -540,7 +730,7 @@ int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err
 
     snprintf(buf, sizeof(buf), "%d", (int)pid);
     if (attach_one(cg->v2, buf, err) < 0 || attach_one(cg->v1_pids, buf, err) < 0 ||
-        attach_one(cg->v1_memory, buf, err) < 0)
+        attach_one(cg->v1_memory, buf, err) < 0 || attach_one(cg->v1_cpu, buf, err) < 0)
         return -1;
     return 0;
 }
@@ -569,6 +759,7 @@ void rt_cgroup_destroy(struct rt_cgroup *cg)
     remove_dir(cg->v2);
     remove_dir(cg->v1_pids);
     remove_dir(cg->v1_memory);
+    remove_dir(cg->v1_cpu);
 }
 
 /* The supervisor pid in "moat-<pid>-...", or -1 when NAME is not one of ours. */

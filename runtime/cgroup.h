@@ -20,6 +20,14 @@ struct rt_cgroup {
     char v2[PATH_MAX];        /* created cgroup v2 directory, "" when unused */
     char v1_pids[PATH_MAX];   /* created v1 pids directory, "" when unused */
     char v1_memory[PATH_MAX]; /* created v1 memory directory, "" when unused */
+    char v1_cpu[PATH_MAX];    /* created v1 cpu directory, "" when unused */
+};
+
+/* CPU limits (OCI linux.resources.cpu); 0 = not set. SHARES is v1's weight
+ * (2-262144, 1024 the default), mapped to cpu.weight on v2; QUOTA/PERIOD in
+ * microseconds (cpu.max, cpu.cfs_quota_us/cfs_period_us), QUOTA -1 = no limit. */
+struct rt_cgroup_cpu {
+    int64_t shares, quota, period;
 };
 
 /* Create the cgroup(s) for the run NAME and write the limits (<= 0 = no limit; memory
@@ -31,6 +39,17 @@ struct rt_cgroup {
  * created is removed again then. */
 int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
                      struct moat_err *err);
+
+/* The same, with CPU limits too. */
+int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_max,
+                         int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err);
+
+/* The same at the cgroup path AT (OCI linux.cgroupsPath, e.g. "/moat/c1") in every
+ * hierarchy that holds a wanted controller, rather than next to our own cgroup:
+ * missing parents are made (on v2 with the controllers enabled down to it), an
+ * existing AT is joined. rt_cgroup_destroy() removes AT's last directory only. */
+int rt_cgroup_create_at(struct rt_cgroup *cg, const char *at, int64_t pids_max, int64_t memory_max,
+                        const struct rt_cgroup_cpu *cpu, struct moat_err *err);
 
 /* Move PID into every cgroup created above (cgroup.procs); a no-op when none was. */
 int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err);

@@ -19,6 +19,7 @@ enum sync_type {
     SYNC_NET,           /* child -> parent: the network's fds (rt_net.setup), as SCM_RIGHTS */
     SYNC_ERROR,         /* child -> parent: setup failed; errnum + message */
     SYNC_EXEC_ERROR,    /* agent -> parent: execve failed; errnum + message */
+    SYNC_PID,           /* child -> parent: the host pid of a process it forked, in msg */
 };
 
 /* The most fds one message carries. */
@@ -45,7 +46,7 @@ __attribute__((noreturn)) void sync_fail(int sock, enum sync_type type, const st
 
 /* ---- idmap.c: uid/gid maps of the sandbox's user namespace ---- */
 
-#define IDMAP_MAX_RANGES 3
+#define IDMAP_MAX_RANGES 8
 
 struct idmap_range {
     uint32_t inside, outside, count;
@@ -92,6 +93,41 @@ int caps_drop_all(struct moat_err *err);
  * controlling terminal. */
 __attribute__((noreturn)) void exec_agent(const struct rt_config *cfg, int sync_sock,
                                           const int stdio[3], bool ctty);
+
+/* ---- sandbox.c: steps the setup child of moat run and of an OCI container share ---- */
+
+/* Take UID/GID inside the new user namespace, keeping every capability over it. */
+int rt_setup_identity(uid_t uid, gid_t gid, struct moat_err *err);
+
+/* Bring up lo in the sandbox's new network namespace. */
+int rt_loopback_up(struct moat_err *err);
+
+/* Pid 1 once the command is forked: own session, /dev/null stdio, non-dumpable,
+ * no capabilities. */
+int rt_init_harden(struct moat_err *err);
+
+/* ---- container.c / ocifs.c: OCI containers (rt_config.oci set) ---- */
+
+/* The OCI part of the root: devices, sysctl, masked and read-only paths, the
+ * process's cwd; called by rootfs_setup() before pivot_root. */
+int ocifs_finish(int root, const struct rt_config *cfg, struct moat_err *err);
+
+/* Mount M (RT_MOUNT_FS: proc, sysfs, tmpfs, devpts, mqueue, cgroup, ...) in ROOT. */
+int ocifs_mount(int root, const struct rt_mount *m, struct moat_err *err);
+
+/* Set M's propagation (M->propagation, 0 = leave) once it is attached in ROOT. */
+int ocifs_propagation(int root, const struct rt_mount *m, struct moat_err *err);
+
+/* After pivot_root: the root's propagation. */
+int ocifs_after_pivot(const struct rt_config *cfg, struct moat_err *err);
+
+/* OCI: mask PATH (a tmpfs or /dev/null over it) / make it read-only, in ROOT;
+ * a missing path is skipped (rootfs.c). */
+int rootfs_mask_path(int root, const char *path, struct moat_err *err);
+int rootfs_readonly_path(int root, const char *path, struct moat_err *err);
+
+/* OCI: the agent's identity and capabilities from CFG->oci (exec.c). */
+int exec_become_oci(const struct rt_config *cfg, struct moat_err *err);
 
 /* ---- init.c: pid 1 of the sandbox ---- */
 

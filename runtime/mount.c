@@ -16,7 +16,9 @@
 
 static int set_attrs(int mfd, uint64_t attrs, bool recursive)
 {
-    struct mount_attr attr = {.attr_set = attrs};
+    /* An access-time mode is a field, not a flag: the old one must be cleared. */
+    struct mount_attr attr = {.attr_set = attrs,
+                              .attr_clr = (attrs & MOUNT_ATTR__ATIME) ? MOUNT_ATTR__ATIME : 0};
 
     if (!attrs)
         return 0;

@@ -32,8 +32,10 @@ static const char *const readonly_paths[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
-static uint64_t bind_attrs(const struct rt_mount *m)
+static uint64_t bind_attrs(const struct rt_config *cfg, const struct rt_mount *m)
 {
+    if (cfg->oci)
+        return m->attrs; /* exactly what config.json asks for */
     return MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m->readonly ? MOUNT_ATTR_RDONLY : 0);
 }
 
@@ -44,7 +46,7 @@ static int clone_sources(const struct rt_config *cfg, int *fds, struct moat_err 
         const struct rt_mount *m = &cfg->mounts[i];
         if (m->kind != RT_MOUNT_BIND)
             continue;
-        fds[i] = mnt_clone(AT_FDCWD, m->source, bind_attrs(m), err);
+        fds[i] = mnt_clone(AT_FDCWD, m->source, bind_attrs(cfg, m), err);
         if (fds[i] < 0 && !(m->optional && err->errnum == ENOENT))
             return -1;
     }
@@ -153,11 +155,13 @@ static int apply_mount(int root, const struct rt_mount *m, int src, const struct
         return make_symlink(root, m, err);
     case RT_MOUNT_OVERLAY_ETC:
         return mount_etc(root, m, cfg, err);
+    case RT_MOUNT_FS:
+        return ocifs_mount(root, m, err);
     }
     return moat_err_set(err, EINVAL, "mount %s: unknown kind", m->target);
 }
 
-static int mask_path(int root, const char *path, struct moat_err *err)
+int rootfs_mask_path(int root, const char *path, struct moat_err *err)
 {
     struct stat st;
     _cleanup_close_ int t = mnt_open_in_root(root, path, O_PATH | O_NOFOLLOW, err);
@@ -183,7 +187,7 @@ static int mask_path(int root, const char *path, struct moat_err *err)
     return 0;
 }
 
-static int readonly_path(int root, const char *path, struct moat_err *err)
+int rootfs_readonly_path(int root, const char *path, struct moat_err *err)
 {
     _cleanup_close_ int t = mnt_open_in_root(root, path, O_PATH | O_NOFOLLOW, err);
     _cleanup_close_ int ro = -1;
@@ -207,7 +211,7 @@ static int mount_proc(int root, struct moat_err *err)
     if (proc < 0 || mnt_attach(proc, root, "/proc", true, err) < 0)
         return -1;
     for (size_t i = 0; i < ARRAY_SIZE(readonly_paths); i++)
-        if (readonly_path(root, readonly_paths[i], err) < 0)
+        if (rootfs_readonly_path(root, readonly_paths[i], err) < 0)
             return -1;
     return 0;
 }
@@ -290,6 +294,17 @@ static int root_mount(const struct rt_root *r, struct moat_err *err)
     return fd < 0 ? moat_err_prefix(err, "root") : fd;
 }
 
+/* moat run's /proc, /sys, /dev and masked paths (an OCI config lists its own). */
+static int moat_defaults(int root, struct moat_err *err)
+{
+    if (mount_proc(root, err) < 0 || mount_sys(root, err) < 0 || dev_setup(root, err) < 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(masked_paths); i++)
+        if (rootfs_mask_path(root, masked_paths[i], err) < 0)
+            return -1;
+    return 0;
+}
+
 int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
 {
     int src[cfg->n_mounts + 1];
@@ -311,15 +326,15 @@ int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
         goto out;
     }
     for (size_t i = 0; i < cfg->n_mounts; i++)
-        if (apply_mount(root, &cfg->mounts[i], src[i], cfg, err) < 0)
+        if (apply_mount(root, &cfg->mounts[i], src[i], cfg, err) < 0 ||
+            (cfg->oci && ocifs_propagation(root, &cfg->mounts[i], err) < 0))
             goto out;
-    if (mount_proc(root, err) < 0 || mount_sys(root, err) < 0 || dev_setup(root, err) < 0)
+    if (cfg->oci ? ocifs_finish(root, cfg, err) < 0 : moat_defaults(root, err) < 0)
         goto out;
-    for (size_t i = 0; i < ARRAY_SIZE(masked_paths); i++)
-        if (mask_path(root, masked_paths[i], err) < 0)
-            goto out;
     /* The tmpfs root holds only mount points: read-only, like a bound root asked to be. */
     ret = pivot_into(root, !cfg->root.path || (cfg->root.readonly && !cfg->root.upper), err);
+    if (ret == 0 && cfg->oci)
+        ret = ocifs_after_pivot(cfg, err);
 out:
     for (size_t i = 0; i < cfg->n_mounts; i++)
         if (src[i] >= 0)

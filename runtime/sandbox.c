@@ -42,22 +42,8 @@ struct child_ctx {
  * (an unmapped owner, e.g. host root, makes tmpfs refuse to create them). */
 static int become_setup_user(struct moat_err *err)
 {
-    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-
-    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-        return moat_err_sys(err, "keep capabilities");
-    if (setresgid(RT_SANDBOX_GID, RT_SANDBOX_GID, RT_SANDBOX_GID) < 0)
-        return moat_err_sys(err, "setresgid %d", RT_SANDBOX_GID);
-    if (setresuid(RT_SANDBOX_UID, RT_SANDBOX_UID, RT_SANDBOX_UID) < 0)
-        return moat_err_sys(err, "setresuid %d", RT_SANDBOX_UID);
-    if (capget(&hdr, data) < 0)
-        return moat_err_sys(err, "read capabilities");
-    data[0].effective = data[0].permitted;
-    data[1].effective = data[1].permitted;
-    if (capset(&hdr, data) < 0)
-        return moat_err_sys(err, "raise capabilities");
-    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    if (rt_setup_identity(RT_SANDBOX_UID, RT_SANDBOX_GID, err) < 0)
+        return -1;
     /* A credential change clears the parent-death signal: set it again, so a
      * killed supervisor takes the sandbox down with it. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -65,7 +51,28 @@ static int become_setup_user(struct moat_err *err)
     return 0;
 }
 
-static int loopback_up(struct moat_err *err)
+int rt_setup_identity(uid_t uid, gid_t gid, struct moat_err *err)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return moat_err_sys(err, "keep capabilities");
+    if (setresgid(gid, gid, gid) < 0)
+        return moat_err_sys(err, "setresgid %d", (int)gid);
+    if (setresuid(uid, uid, uid) < 0)
+        return moat_err_sys(err, "setresuid %d", (int)uid);
+    if (capget(&hdr, data) < 0)
+        return moat_err_sys(err, "read capabilities");
+    data[0].effective = data[0].permitted;
+    data[1].effective = data[1].permitted;
+    if (capset(&hdr, data) < 0)
+        return moat_err_sys(err, "raise capabilities");
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    return 0;
+}
+
+int rt_loopback_up(struct moat_err *err)
 {
     struct ifreq ifr = {.ifr_name = "lo"};
     _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -89,7 +96,7 @@ static int setup_namespaces(const struct rt_config *cfg, struct moat_err *err)
         return moat_err_sys(err, "unshare the cgroup namespace");
     if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
         return moat_err_sys(err, "sethostname %s", cfg->hostname);
-    if (loopback_up(err) < 0)
+    if (rt_loopback_up(err) < 0)
         return -1;
     return 0;
 }
@@ -137,7 +144,7 @@ static void rename_init(void)
 
 /* pid 1 runs no untrusted code, but the command shares its uid: leave it
  * nothing worth taking over. */
-static int init_harden(struct moat_err *err)
+int rt_init_harden(struct moat_err *err)
 {
     int null;
 
@@ -193,7 +200,7 @@ __attribute__((noreturn)) static void child_main(const struct child_ctx *c)
     close(c->sync);
     if (slave >= 0)
         close(slave);
-    if (init_harden(&err) < 0)
+    if (rt_init_harden(&err) < 0)
         _exit(RT_EXIT_FAILURE);
     init_run(agent);
 }

@@ -209,6 +209,71 @@ static void test_create_writes_limits(void **state)
     rt_cgroup_destroy(&cg);
 }
 
+/* CPU limits: v1 cpu.shares/cfs_* on hybrid hosts, v2 cpu.weight/cpu.max elsewhere. */
+static void test_cpu_limits(void **state)
+{
+    struct rt_cgroup_cpu cpu = {.shares = 512, .quota = 25000, .period = 50000};
+    struct rt_cgroup cg;
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64];
+
+    (void)state;
+    require_root();
+    if (rt_cgroup_create_cpu(&cg, "cpu", 0, 0, &cpu, &err) < 0)
+        fail_msg("rt_cgroup_create_cpu: %s", moat_err_str(&err, buf, sizeof(buf)));
+    if (cg.v1_cpu[0]) {
+        assert_int_equal(read_value(cg.v1_cpu, "cpu.shares"), 512);
+        assert_int_equal(read_value(cg.v1_cpu, "cpu.cfs_quota_us"), 25000);
+        assert_int_equal(read_value(cg.v1_cpu, "cpu.cfs_period_us"), 50000);
+    } else if (cg.v2[0]) {
+        /* 512 shares -> 1 + (510 * 9999) / 262142 = 20 */
+        assert_int_equal(read_value(cg.v2, "cpu.weight"), 20);
+        assert_int_equal(read_value(cg.v2, "cpu.max"), 25000);
+    } else {
+        fprintf(stderr, "skipped: no writable cpu cgroup on this host\n");
+        skip();
+    }
+    assert_string_equal(cg.v1_pids, "");
+    assert_string_equal(cg.v1_memory, "");
+    rt_cgroup_destroy(&cg);
+    assert_string_equal(cg.v1_cpu, "");
+}
+
+/* A given path (OCI cgroupsPath): made with its parents, joined when it exists,
+ * and only its last directory removed; paths that could climb out are refused. */
+static void test_create_at_path(void **state)
+{
+    struct rt_cgroup_cpu none = {0};
+    struct rt_cgroup cg, again;
+    struct moat_err err = {0};
+    char at[64], parent[PATH_MAX], buf[MOAT_ERR_MSG_MAX + 64];
+
+    (void)state;
+    require_root();
+    assert_int_equal(rt_cgroup_create_at(&cg, "/a/../b", 8, 0, &none, &err), -1);
+    assert_string_equal(err.msg, "cgroup path /a/../b: not an absolute path of plain names");
+    assert_int_equal(rt_cgroup_create_at(&cg, "rel/x", 8, 0, &none, &err), -1);
+    snprintf(at, sizeof(at), "/moat-unit-%d/pod/c", (int)getpid());
+    if (rt_cgroup_create_at(&cg, at, 8, 0, &none, &err) < 0)
+        fail_msg("rt_cgroup_create_at: %s", moat_err_str(&err, buf, sizeof(buf)));
+    if (!pids_dir(&cg)[0]) {
+        fprintf(stderr, "skipped: no writable pids cgroup on this host\n");
+        skip();
+    }
+    assert_non_null(strstr(pids_dir(&cg), at));
+    assert_int_equal(read_value(pids_dir(&cg), "pids.max"), 8);
+    /* A second container at the same path joins it (a pod's cgroup). */
+    assert_int_equal(rt_cgroup_create_at(&again, at, 8, 0, &none, &err), 0);
+    assert_string_equal(pids_dir(&again), pids_dir(&cg));
+    parent_of(pids_dir(&cg), parent, sizeof(parent));
+    rt_cgroup_destroy(&cg);
+    assert_false(dir_exists(pids_dir(&again)));
+    assert_true(dir_exists(parent));
+    assert_int_equal(rmdir(parent), 0);
+    parent_of(parent, buf, sizeof(buf));
+    assert_int_equal(rmdir(buf), 0);
+}
+
 static void test_attach_moves_child(void **state)
 {
     struct rt_cgroup cg;
@@ -336,6 +401,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_writes_limits),
+        cmocka_unit_test(test_cpu_limits),
+        cmocka_unit_test(test_create_at_path),
         cmocka_unit_test(test_attach_moves_child),
         cmocka_unit_test(test_pids_max_stops_forks),
         cmocka_unit_test(test_destroy_removes_dirs),

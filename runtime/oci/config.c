@@ -1,0 +1,430 @@
+/* BUNDLE/config.json -> struct rt_config: the engine's terms for what the spec
+ * says. Refusals name the field; what moat cannot do is refused, not skipped. */
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "lib/cleanup.h"
+#include "lib/fd.h"
+#include "lib/log.h"
+#include "runtime/oci/oci.h"
+
+/* Mount options that are MOUNT_ATTR_* flags; the "clear" ones reset a flag. */
+static const struct {
+    const char *name;
+    uint64_t set, clear;
+} attr_opts[] = {
+    {"ro", MOUNT_ATTR_RDONLY, 0},
+    {"rw", 0, MOUNT_ATTR_RDONLY},
+    {"nosuid", MOUNT_ATTR_NOSUID, 0},
+    {"suid", 0, MOUNT_ATTR_NOSUID},
+    {"nodev", MOUNT_ATTR_NODEV, 0},
+    {"dev", 0, MOUNT_ATTR_NODEV},
+    {"noexec", MOUNT_ATTR_NOEXEC, 0},
+    {"exec", 0, MOUNT_ATTR_NOEXEC},
+    {"noatime", MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME},
+    {"strictatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME},
+    {"relatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME},
+    {"nodiratime", MOUNT_ATTR_NODIRATIME, 0},
+    {"diratime", 0, MOUNT_ATTR_NODIRATIME},
+};
+
+static const struct {
+    const char *name;
+    uint64_t flag;
+} prop_opts[] = {
+    {"shared", MS_SHARED},         {"rshared", MS_SHARED},         {"slave", MS_SLAVE},
+    {"rslave", MS_SLAVE},          {"private", MS_PRIVATE},        {"rprivate", MS_PRIVATE},
+    {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE},
+};
+
+/* Options with no effect here: defaults, podman's and SELinux's. */
+static const char *const ignored_opts[] = {"defaults",    "bind",  "rbind", "tmpcopyup",
+                                           "notmpcopyup", "z",     "Z",     "copy",
+                                           "nocopy",      "async", "U",     NULL};
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+static bool is_bind(const struct oci_mount *m)
+{
+    if (m->type && strcmp(m->type, "bind") == 0)
+        return true;
+    for (const char **o = m->options; *o; o++)
+        if (strcmp(*o, "bind") == 0 || strcmp(*o, "rbind") == 0)
+            return true;
+    return false;
+}
+
+/* Sort M's options into attributes, propagation and filesystem data. */
+static int mount_options(const struct oci_mount *m, size_t i, struct rt_mount *out, char **data,
+                         struct moat_err *err)
+{
+    char buf[4096] = "";
+    size_t len = 0;
+
+    for (const char **o = m->options; *o; o++) {
+        size_t k;
+        bool done = false;
+        for (k = 0; k < ARRAY_SIZE(attr_opts) && !done; k++)
+            if (strcmp(*o, attr_opts[k].name) == 0) {
+                out->attrs = (out->attrs & ~attr_opts[k].clear) | attr_opts[k].set;
+                done = true;
+            }
+        for (k = 0; k < ARRAY_SIZE(prop_opts) && !done; k++)
+            if (strcmp(*o, prop_opts[k].name) == 0) {
+                out->propagation = prop_opts[k].flag;
+                done = true;
+            }
+        if (done || in_list(*o, ignored_opts))
+            continue;
+        if (out->kind == RT_MOUNT_BIND)
+            return moat_err_set(err, EINVAL,
+                                "config.json: mounts[%zu] (%s): option \"%s\" "
+                                "is not supported for a bind mount",
+                                i, m->destination, *o);
+        int n = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "," : "", *o);
+        if (n < 0 || (size_t)n >= sizeof(buf) - len)
+            return moat_err_set(err, E2BIG, "config.json: mounts[%zu]: options too long", i);
+        len += (size_t)n;
+    }
+    if (len && !(*data = strdup(buf)))
+        return moat_err_set(err, ENOMEM, "config.json: mounts[%zu]", i);
+    out->data = *data;
+    return 0;
+}
+
+/* A path of the bundle: absolute as given, else under the bundle directory. */
+static int bundle_path(const struct oci_bundle *b, const char *p, char *out, size_t len,
+                       struct moat_err *err)
+{
+    int n = p[0] == '/' ? snprintf(out, len, "%s", p) : snprintf(out, len, "%s/%s", b->bundle, p);
+
+    return n < 0 || (size_t)n >= len ? moat_err_set(err, ENAMETOOLONG, "path %s", p) : 0;
+}
+
+static int build_mounts(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_spec *s = &b->spec;
+    char path[PATH_MAX];
+
+    b->mounts = calloc(s->n_mounts + 1, sizeof(*b->mounts));
+    b->mount_data = calloc(s->n_mounts + 1, sizeof(char *));
+    b->mount_sources = calloc(s->n_mounts + 1, sizeof(char *));
+    if (!b->mounts || !b->mount_data || !b->mount_sources)
+        return moat_err_set(err, ENOMEM, "config.json: mounts");
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        const struct oci_mount *m = &s->mounts[i];
+        struct rt_mount *r = &b->mounts[i];
+        r->target = m->destination;
+        if (is_bind(m)) {
+            r->kind = RT_MOUNT_BIND;
+            if (!m->source || !*m->source)
+                return moat_err_set(err, EINVAL,
+                                    "config.json: mounts[%zu] (%s): a bind needs "
+                                    "a source",
+                                    i, m->destination);
+            if (bundle_path(b, m->source, path, sizeof(path), err) < 0 ||
+                !(b->mount_sources[i] = strdup(path)))
+                return moat_err_prefix(err, "config.json: mounts[%zu]", i);
+            r->source = b->mount_sources[i];
+        } else {
+            if (!m->type || !*m->type)
+                return moat_err_set(err, EINVAL, "config.json: mounts[%zu] (%s): no type", i,
+                                    m->destination);
+            r->kind = RT_MOUNT_FS;
+            r->fstype = m->type;
+            r->source = m->source;
+        }
+        if (mount_options(m, i, r, &b->mount_data[i], err) < 0)
+            return -1;
+    }
+    b->cfg.mounts = b->mounts;
+    b->cfg.n_mounts = s->n_mounts;
+    return 0;
+}
+
+static int build_namespaces(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+
+    b->join = calloc(lx->n_namespaces + 1, sizeof(*b->join));
+    if (!b->join)
+        return moat_err_set(err, ENOMEM, "config.json: linux.namespaces");
+    for (size_t i = 0; i < lx->n_namespaces; i++) {
+        if (lx->namespaces[i].path)
+            b->join[b->oci.n_join++] =
+                (struct rt_ns_join){lx->namespaces[i].type, lx->namespaces[i].path};
+        else
+            b->oci.clone_flags |= lx->namespaces[i].type;
+    }
+    b->oci.join = b->join;
+    /* Mounting the root in the host's own mount namespace would change the host. */
+    if (!(b->oci.clone_flags & CLONE_NEWNS))
+        return moat_err_set(err, EINVAL,
+                            "config.json: linux.namespaces: moat-runtime needs a "
+                            "new mount namespace (add {\"type\": \"mount\"})");
+    bool userns = b->oci.clone_flags & CLONE_NEWUSER;
+    for (size_t i = 0; i < b->oci.n_join && !userns; i++)
+        userns = b->join[i].type == CLONE_NEWUSER;
+    if (geteuid() != 0 && !userns)
+        return moat_err_set(err, EPERM,
+                            "config.json: linux.namespaces: rootless containers "
+                            "need a user namespace (moat-runtime spec --rootless)");
+    return 0;
+}
+
+static int build_maps(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+
+    b->uid_map = calloc(lx->n_uid_mappings + 1, sizeof(*b->uid_map));
+    b->gid_map = calloc(lx->n_gid_mappings + 1, sizeof(*b->gid_map));
+    if (!b->uid_map || !b->gid_map)
+        return moat_err_set(err, ENOMEM, "config.json: id mappings");
+    for (size_t i = 0; i < lx->n_uid_mappings; i++)
+        b->uid_map[i] = (struct rt_idmap){lx->uid_mappings[i].container, lx->uid_mappings[i].host,
+                                          lx->uid_mappings[i].size};
+    for (size_t i = 0; i < lx->n_gid_mappings; i++)
+        b->gid_map[i] = (struct rt_idmap){lx->gid_mappings[i].container, lx->gid_mappings[i].host,
+                                          lx->gid_mappings[i].size};
+    b->oci.uid_map = b->uid_map;
+    b->oci.gid_map = b->gid_map;
+    b->oci.n_uid_map = lx->n_uid_mappings;
+    b->oci.n_gid_map = lx->n_gid_mappings;
+    return 0;
+}
+
+/* Without AppArmor in the kernel a profile cannot confine anything: a warning.
+ * With it, running unconfined would be weaker than asked: refused. */
+static int apparmor_check(const struct oci_process *p, struct moat_err *err)
+{
+    char on = 'N';
+    _cleanup_close_ int fd = open("/sys/module/apparmor/parameters/enabled", O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0 && read(fd, &on, 1) == 1 && on == 'Y')
+        return moat_err_set(err, ENOTSUP,
+                            "config.json: process.apparmorProfile \"%s\": moat-runtime cannot "
+                            "apply AppArmor profiles, and will not run the process unconfined",
+                            p->apparmor_profile);
+    log_warn("process.apparmorProfile \"%s\" ignored: AppArmor is not enabled in this kernel",
+             p->apparmor_profile);
+    return 0;
+}
+
+static int build_process(struct oci_bundle *b, struct moat_err *err)
+{
+    if (!b->spec.has_process)
+        return moat_err_set(err, EINVAL, "config.json: process: missing");
+    return oci_bundle_use_process(b, &b->spec.process, err);
+}
+
+int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, struct moat_err *err)
+{
+    b->cfg.argv = (char *const *)p->args;
+    b->cfg.envp = (char *const *)p->env;
+    b->cfg.cwd = p->cwd;
+    b->cfg.tty = p->terminal;
+    b->oci.console_rows = p->console_height;
+    b->oci.console_cols = p->console_width;
+    b->oci.uid = p->uid;
+    b->oci.gid = p->gid;
+    b->oci.groups = p->additional_gids;
+    b->oci.n_groups = p->n_additional_gids;
+    b->oci.umask = p->has_umask ? p->umask : 022;
+    b->oci.cap_bounding = p->caps.bounding;
+    b->oci.cap_effective = p->caps.effective;
+    b->oci.cap_inheritable = p->caps.inheritable;
+    b->oci.cap_permitted = p->caps.permitted;
+    b->oci.cap_ambient = p->caps.ambient;
+    b->oci.no_new_privs = p->no_new_privileges;
+    b->oci.has_oom_score_adj = p->has_oom_score_adj;
+    b->oci.oom_score_adj = p->oom_score_adj;
+    if (p->apparmor_profile && *p->apparmor_profile && apparmor_check(p, err) < 0)
+        return -1;
+    free(b->rlimits);
+    b->rlimits = calloc(p->n_rlimits + 1, sizeof(*b->rlimits));
+    if (!b->rlimits)
+        return moat_err_set(err, ENOMEM, "config.json: process.rlimits");
+    for (size_t i = 0; i < p->n_rlimits; i++)
+        b->rlimits[i] =
+            (struct rt_rlimit){p->rlimits[i].resource, p->rlimits[i].soft, p->rlimits[i].hard};
+    b->oci.rlimits = b->rlimits;
+    b->oci.n_rlimits = p->n_rlimits;
+    return 0;
+}
+
+static int build_devices(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+
+    b->devices = calloc(lx->n_devices + 1, sizeof(*b->devices));
+    b->sysctl = calloc(lx->n_sysctl + 1, sizeof(*b->sysctl));
+    if (!b->devices || !b->sysctl)
+        return moat_err_set(err, ENOMEM, "config.json: linux");
+    for (size_t i = 0; i < lx->n_devices; i++) {
+        const struct oci_device *d = &lx->devices[i];
+        b->devices[i] = (struct rt_device){d->type,
+                                           d->path,
+                                           (uint32_t)(d->major < 0 ? 0 : d->major),
+                                           (uint32_t)(d->minor < 0 ? 0 : d->minor),
+                                           d->has_mode ? d->file_mode : 0666,
+                                           d->uid,
+                                           d->gid};
+    }
+    for (size_t i = 0; i < lx->n_sysctl; i++)
+        b->sysctl[i] = (struct rt_sysctl){lx->sysctl[i].key, lx->sysctl[i].value};
+    b->oci.devices = b->devices;
+    b->oci.n_devices = lx->n_devices;
+    b->oci.sysctl = b->sysctl;
+    b->oci.n_sysctl = lx->n_sysctl;
+    return 0;
+}
+
+/* linux.resources and linux.cgroupsPath: what the cgroups get, and where. */
+static void build_cgroups(struct oci_bundle *b)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+    const struct oci_resources *r = &lx->resources;
+
+    if (lx->cgroups_path && lx->cgroups_path[0] == '/')
+        b->oci.cgroup_path = lx->cgroups_path;
+    else if (lx->cgroups_path && *lx->cgroups_path)
+        log_warn("linux.cgroupsPath \"%s\" is not an absolute path (a systemd slice?): the "
+                 "container's cgroups go next to moat-runtime's own",
+                 lx->cgroups_path);
+    if (!lx->has_resources)
+        return;
+    b->cfg.pids_max = r->pids_limit > 0 ? r->pids_limit : 0;
+    b->cfg.memory_max = r->memory_limit > 0 ? r->memory_limit : 0;
+    /* 1024 shares is every cgroup's default weight: nothing to enforce. */
+    b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
+    b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
+    b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
+    if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
+        log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
+}
+
+static int build_seccomp(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+    char cache[PATH_MAX];
+
+    if (!lx->seccomp_json)
+        return 0;
+    /* A notify action needs a seccomp agent to answer; without one the call would hang. */
+    if (lx->seccomp_notify)
+        return moat_err_set(err, ENOTSUP,
+                            "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not "
+                            "supported (moat-runtime has no seccomp agent)");
+    /* A leading dot: no container ID can take the name (oci_check_id). */
+    snprintf(cache, sizeof(cache), "%s/.seccomp-cache", g->root);
+    if (rt_seccomp_load_profile("config.json: linux.seccomp", lx->seccomp_json, lx->seccomp_len,
+                                cache, &b->seccomp, err) < 0)
+        return -1;
+    b->has_seccomp = true;
+    b->cfg.seccomp = &b->seccomp;
+    return 0;
+}
+
+static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+
+    if (build_devices(b, err) < 0)
+        return -1;
+    b->oci.masked_paths = lx->masked_paths;
+    b->oci.readonly_paths = lx->readonly_paths;
+    b->oci.rootfs_propagation = lx->rootfs_propagation;
+    b->oci.has_personality = lx->has_personality;
+    b->oci.personality = lx->personality;
+    build_cgroups(b);
+    return build_seccomp(b, g, err);
+}
+
+int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *err)
+{
+    _cleanup_close_ int dir = open(bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+
+    memset(spec, 0, sizeof(*spec));
+    if (dir < 0)
+        return moat_err_sys(err, "open bundle %s", bundle);
+    if (read_file_at(dir, "config.json", OCI_SPEC_MAX_BYTES, &text, &len, err) < 0)
+        return moat_err_prefix(err, "bundle %s", bundle);
+    return oci_spec_parse("config.json", text, len, spec, err);
+}
+
+/* startContainer hooks run in the container, by its process (runtime/exec.c). */
+static int build_start_hooks(struct oci_bundle *b, struct moat_err *err)
+{
+    size_t n = b->spec.hooks.n[OCI_HOOK_START_CONTAINER];
+    const struct oci_hook *h = b->spec.hooks.list[OCI_HOOK_START_CONTAINER];
+
+    b->start_hooks = calloc(n + 1, sizeof(*b->start_hooks));
+    if (!b->start_hooks)
+        return moat_err_set(err, ENOMEM, "config.json: hooks.startContainer");
+    for (size_t i = 0; i < n; i++)
+        b->start_hooks[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args,
+                                             (char *const *)h[i].env, h[i].timeout};
+    b->oci.start_hooks = b->start_hooks;
+    b->oci.n_start_hooks = n;
+    return 0;
+}
+
+int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals *g,
+                    struct oci_bundle *b, struct moat_err *err)
+{
+    memset(b, 0, sizeof(*b));
+    if (!realpath(bundle, b->bundle))
+        return moat_err_sys(err, "bundle %s", bundle);
+    if (oci_spec_load(b->bundle, &b->spec, err) < 0)
+        return -1;
+    b->cfg.oci = &b->oci;
+    b->oci.cgroup_name = id;
+    b->oci.start_fd = -1;
+    if (!b->spec.root_path)
+        return moat_err_set(err, EINVAL, "config.json: root: missing");
+    if (bundle_path(b, b->spec.root_path, b->root, sizeof(b->root), err) < 0)
+        return moat_err_prefix(err, "config.json: root.path");
+    b->cfg.root = (struct rt_root){.path = b->root, .readonly = b->spec.root_readonly};
+    b->cfg.hostname = b->spec.hostname;
+    b->oci.domainname = b->spec.domainname;
+    if (build_process(b, err) < 0 || build_namespaces(b, err) < 0 || build_maps(b, err) < 0 ||
+        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_start_hooks(b, err) < 0)
+        return -1;
+    return 0;
+}
+
+void oci_bundle_free(struct oci_bundle *b)
+{
+    for (size_t i = 0; b->mount_data && i < b->spec.n_mounts; i++)
+        free(b->mount_data[i]);
+    for (size_t i = 0; b->mount_sources && i < b->spec.n_mounts; i++)
+        free(b->mount_sources[i]);
+    free(b->mount_data);
+    free(b->mount_sources);
+    free(b->mounts);
+    free(b->join);
+    free(b->uid_map);
+    free(b->gid_map);
+    free(b->rlimits);
+    free(b->devices);
+    free(b->sysctl);
+    free(b->start_hooks);
+    if (b->has_seccomp)
+        rt_seccomp_free(&b->seccomp);
+    oci_spec_free(&b->spec);
+    memset(b, 0, sizeof(*b));
+}
