@@ -143,7 +143,8 @@ build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c n
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
 
-build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c cli/config.h
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c lib/yaml.c \
+                        cli/config.h lib/yaml.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyaml
 
