@@ -27,7 +27,7 @@ LDLIBS   += $(PKG_LIBS)
 
 # Every subsystem but cli/ goes into one static library the binaries and tests link.
 LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c proxy/*.c)
-LIB_ASMS := runtime/seccomp_default.S
+LIB_ASMS := runtime/seccomp_default.S proxy/providers_builtin.S
 CLI_SRCS := $(wildcard cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -58,6 +58,10 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/runtime/seccomp_default.o: runtime/seccomp_default.S configs/seccomp.json
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/obj/proxy/providers_builtin.o: proxy/providers_builtin.S $(wildcard configs/providers/*.yaml)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -c $< -o $@
 
