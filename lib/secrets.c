@@ -426,7 +426,7 @@ int secrets_remove(struct secret_store *s, const char *name, struct moat_err *er
     struct secret *sec = (struct secret *)secrets_get(s, name);
 
     if (!sec)
-        return moat_err_set(err, ENOENT, "no grant named %s (see moat grant list)", name);
+        return moat_err_set(err, 0, "no grant named %s (see moat grant list)", name);
     wipe(sec);
     memmove(sec, sec + 1, (size_t)(&s->v[s->n] - (sec + 1)) * sizeof(*sec));
     s->n--;

@@ -53,7 +53,7 @@ const struct secret *secrets_get(const struct secret_store *s, const char *name)
 int secrets_put(struct secret_store *s, const char *name, const char *provider, const char *value,
                 size_t len, struct moat_err *err);
 
-/* Remove NAME; -1 with ENOENT when there is none. */
+/* Remove NAME; -1 when there is none. */
 int secrets_remove(struct secret_store *s, const char *name, struct moat_err *err);
 
 /* Seal the store with a fresh nonce and replace the file atomically (0600);
