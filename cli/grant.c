@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,17 @@ static void chomp(struct secret_buf *b)
     b->v[b->len] = '\0';
 }
 
+static struct termios prompt_saved; /* the terminal as it was before the prompt */
+
+/* A signal during the prompt: give the terminal back, then die of the signal
+ * (tcsetattr, signal and raise are async-signal-safe). */
+static void on_prompt_signal(int sig)
+{
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &prompt_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int read_into(int fd, const char *what, bool line, struct secret_buf *b,
                      struct moat_err *err)
 {
@@ -95,23 +107,32 @@ static int read_into(int fd, const char *what, bool line, struct secret_buf *b,
     return 0;
 }
 
-/* A prompt on the terminal with echo off; echo comes back whatever happens. */
+/* A prompt on the terminal with echo off; echo comes back whatever happens,
+ * Ctrl-C included. */
 static int prompt(const char *name, const char *provider, struct secret_buf *b,
                   struct moat_err *err)
 {
-    struct termios old, quiet;
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    struct sigaction sa = {.sa_handler = on_prompt_signal}, saved[ARRAY_SIZE(sigs)];
+    struct termios quiet;
 
-    if (tcgetattr(STDIN_FILENO, &old) < 0)
+    if (tcgetattr(STDIN_FILENO, &prompt_saved) < 0)
         return moat_err_sys(err, "terminal");
-    quiet = old;
+    quiet = prompt_saved;
     /* No echo: the secret must not stay on the screen or in a recording of it. */
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-    fprintf(stderr, "Secret for %s (provider %s): ", name, provider);
-    fflush(stderr);
-    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
-        return moat_err_sys(err, "terminal");
-    int r = read_into(STDIN_FILENO, "the terminal", true, b, err);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+        sigaction(sigs[i], &sa, &saved[i]);
+    int r = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0 ? moat_err_sys(err, "terminal") : 0;
+    if (r == 0) {
+        /* The prompt only once echo is off: nothing typed after it shows. */
+        fprintf(stderr, "Secret for %s (provider %s): ", name, provider);
+        fflush(stderr);
+        r = read_into(STDIN_FILENO, "the terminal", true, b, err);
+    }
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &prompt_saved);
+    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+        sigaction(sigs[i], &saved[i], NULL);
     fputc('\n', stderr);
     return r;
 }

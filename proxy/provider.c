@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,14 +452,18 @@ static const struct builtin {
 int provider_user_dir(char *buf, size_t len, struct moat_err *err)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    struct passwd *pw;
     int n;
 
+    if ((!home || home[0] != '/') && (pw = getpwuid(geteuid())))
+        home = pw->pw_dir;
     if (xdg && xdg[0] == '/')
         n = snprintf(buf, len, "%s/moat/providers", xdg);
     else if (home && home[0] == '/')
         n = snprintf(buf, len, "%s/.config/moat/providers", home);
     else
-        return moat_err_set(err, 0, "neither XDG_CONFIG_HOME nor HOME is an absolute path");
+        return moat_err_set(err, 0, "cannot find the home directory of uid %d; set XDG_CONFIG_HOME",
+                            (int)geteuid());
     if (n < 0 || (size_t)n >= len)
         return moat_err_set(err, ENAMETOOLONG, "the providers directory");
     return 0;

@@ -7,13 +7,15 @@ import json
 import os
 import re
 import secrets
+import signal
 import struct
+import termios
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from moat_it import assert_one_error_line, run_moat
+from moat_it import PtySession, assert_one_error_line, run_moat
 
 # Also as the user without subordinate ids: grants need none.
 pytestmark = pytest.mark.all_users
@@ -270,3 +272,59 @@ def test_user_provider(ctx):
     cp = run_moat(ctx, "-g", "mine", "--", "true", env=env)
     assert cp.returncode == 125, cp
     assert_one_error_line(cp, "acme.yaml:2:9: inject: expected a list")
+
+
+def _echo_on(fd):
+    return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+
+
+def test_grant_prompt_without_echo(ctx):
+    secret = "sk-proj-" + secrets.token_hex(20)
+    s = PtySession(ctx, "grant", "openai", sub=None)
+    try:
+        s.expect(r"Secret for openai \(provider openai\): ")
+        assert not _echo_on(s.slave)
+        s.send(secret + "\n")
+        assert s.wait() == 0, s.data
+        assert b"granted openai (provider openai)" in s.data
+        assert secret.encode() not in s.data  # never echoed
+        assert _echo_on(s.slave)
+    finally:
+        s.close()
+    assert [(r[0], r[1], r[3]) for r in unseal(ctx)] == [("openai", "openai", secret)]
+
+
+def test_grant_prompt_interrupted(ctx):
+    s = PtySession(ctx, "grant", "openai", sub=None)
+    try:
+        s.expect(r"Secret for openai")
+        s.send("half-typed")
+        s.signal(signal.SIGINT)
+        assert s.wait() == -signal.SIGINT, s.data
+        assert _echo_on(s.slave)  # the terminal is given back as it was
+    finally:
+        s.close()
+    assert not (ctx.moat_home / "secrets" / "store").exists()
+
+
+def test_grant_github_from_gh(ctx):
+    token = "gho_" + secrets.token_hex(18)
+    bindir = ctx.mkdir("bin")
+    ctx.write(bindir / "gh", f'#!/bin/sh\n[ "$*" = "auth token" ] || exit 3\necho {token}\n',
+              mode=0o755)
+    # A terminal on stdin and gh installed: gh's token, no prompt.
+    s = PtySession(ctx, "grant", "github", sub=None, env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    try:
+        assert s.wait() == 0, s.data
+        assert b"Secret for" not in s.data and token.encode() not in s.data
+    finally:
+        s.close()
+    assert [(r[0], r[3]) for r in unseal(ctx)] == [("github", token)]
+    # gh failing (not logged in) is an error that says what to do.
+    ctx.write(bindir / "gh", "#!/bin/sh\nexit 1\n", mode=0o755)
+    s = PtySession(ctx, "grant", "github", sub=None, env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    try:
+        assert s.wait() == 125, s.data
+        assert b"gh auth token failed" in s.data
+    finally:
+        s.close()
