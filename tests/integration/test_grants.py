@@ -249,6 +249,9 @@ def test_run_unknown_grant(ctx):
     cp = run_moat(ctx, "-g", "github", "--network", "none", "--", "true")
     assert cp.returncode == 125, cp
     assert_one_error_line(cp, "-g needs the network")
+    cp = run_moat(ctx, "-g", "github", "-g", "github", "--", "true")
+    assert cp.returncode == 125, cp
+    assert_one_error_line(cp, "-g github: given twice")
 
 
 def test_user_provider(ctx):
