@@ -27,7 +27,7 @@ LDLIBS   += $(PKG_LIBS)
 
 # Every subsystem but cli/ goes into one static library the binaries and tests link.
 LIB_SRCS := $(wildcard lib/*.c runtime/*.c image/*.c netns/*.c proxy/*.c)
-LIB_ASMS := runtime/seccomp_default.S
+LIB_ASMS := runtime/seccomp_default.S proxy/providers_builtin.S
 CLI_SRCS := $(wildcard cli/*.c)
 # moat-runtime, the OCI front end: its own main, so not in libmoat.a.
 OCI_SRCS := $(wildcard runtime/oci/*.c)
@@ -63,6 +63,10 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/runtime/seccomp_default.o: runtime/seccomp_default.S configs/seccomp.json
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/obj/proxy/providers_builtin.o: proxy/providers_builtin.S $(wildcard configs/providers/*.yaml)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -c $< -o $@
 
@@ -149,14 +153,16 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
-FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar build/fuzz/fuzz_spec
+FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
+                build/fuzz/fuzz_spec build/fuzz/fuzz_provider
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
 
-build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c cli/config.h
+build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c lib/parse.c lib/yaml.c \
+                        cli/config.h lib/yaml.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyaml
 
@@ -172,6 +178,15 @@ build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/err.c runtime/sp
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags yajl) -o $@ $(filter %.c,$^) \
 	  $(shell pkg-config --libs yajl libcap)
+
+# The built-in providers come along (provider_set_load), as do lib/secrets.c's
+# name check and the OpenSSL table it brings (never loaded here).
+build/fuzz/fuzz_provider: tests/fuzz/fuzz_provider.c proxy/provider.c proxy/providers_builtin.S \
+                          lib/secrets.c lib/openssl.c lib/dl.c lib/sha256.c lib/log.c lib/err.c \
+                          lib/fd.c lib/parse.c lib/yaml.c proxy/provider.h lib/yaml.h \
+                          $(wildcard configs/providers/*.yaml)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c %.S,$^) -lyaml
 
 fuzz: $(FUZZ_TARGETS)
 

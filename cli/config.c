@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "cli/config.h"
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/parse.h"
+#include "lib/yaml.h"
 
 #define STRV_MAX 4096 /* entries in one list */
 
@@ -35,8 +35,7 @@ static int fail_at(const struct walk *w, const yaml_node_t *n, const char *path,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return moat_err_set(w->err, 0, "%s:%zu:%zu: %s%s%s", w->file, n->start_mark.line + 1,
-                        n->start_mark.column + 1, path, *path ? ": " : "", msg);
+    return yaml_err_at(w->err, w->file, n, "%s%s%s", path, *path ? ": " : "", msg);
 }
 
 static yaml_node_t *node(const struct walk *w, int i)
@@ -518,74 +517,21 @@ static const struct key top_keys[] = {
 
 /* ---- loading ---- */
 
-static int yaml_fail(const char *name, const yaml_parser_t *p, struct moat_err *err)
-{
-    const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
-    return moat_err_set(err, 0, "%s:%zu:%zu: %s", name, m->line + 1, m->column + 1,
-                        p->problem ? p->problem : "not valid YAML");
-}
-
-/* Anchors and aliases would let a few lines stand for a huge document. */
-static int refuse_aliases(const char *name, const char *text, size_t len, struct moat_err *err)
-{
-    yaml_parser_t p;
-    yaml_event_t ev;
-    int r = 0;
-
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-    for (bool done = false; !done && r == 0;) {
-        if (!yaml_parser_parse(&p, &ev)) {
-            r = yaml_fail(name, &p, err);
-            break;
-        }
-        bool anchored = (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor) ||
-                        (ev.type == YAML_SEQUENCE_START_EVENT && ev.data.sequence_start.anchor) ||
-                        (ev.type == YAML_MAPPING_START_EVENT && ev.data.mapping_start.anchor);
-        if (ev.type == YAML_ALIAS_EVENT || anchored)
-            r = moat_err_set(err, 0, "%s:%zu:%zu: anchors and aliases are not supported", name,
-                             ev.start_mark.line + 1, ev.start_mark.column + 1);
-        done = ev.type == YAML_STREAM_END_EVENT;
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&p);
-    return r;
-}
-
 int config_parse(const char *name, const char *text, size_t len, struct config *cfg,
                  struct moat_err *err)
 {
-    yaml_parser_t p;
-    yaml_document_t doc, extra;
-    int r = -1;
+    yaml_document_t doc;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->interactive = -1;
     snprintf(cfg->path, sizeof(cfg->path), "%s", name);
-    if (refuse_aliases(name, text, len, err) < 0)
+    if (yaml_load_one(name, text, len, &doc, err) < 0)
         return -1;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&p, &doc)) {
-        r = yaml_fail(name, &p, err);
-        yaml_parser_delete(&p);
-        return r;
-    }
     struct walk w = {.doc = &doc, .file = name, .cfg = cfg, .err = err};
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root) {
-        r = 0; /* an empty file: nothing set */
-    } else if (!yaml_parser_load(&p, &extra)) {
-        r = yaml_fail(name, &p, err);
-    } else {
-        if (yaml_document_get_root_node(&extra))
-            r = moat_err_set(err, 0, "%s: holds more than one YAML document", name);
-        else
-            r = walk_map(&w, root, "", top_keys, ARRAY_SIZE(top_keys));
-        yaml_document_delete(&extra);
-    }
+    /* An empty file: nothing set. */
+    int r = root ? walk_map(&w, root, "", top_keys, ARRAY_SIZE(top_keys)) : 0;
     yaml_document_delete(&doc);
-    yaml_parser_delete(&p);
     return r;
 }
 

@@ -18,6 +18,8 @@ static const struct command {
     {"run", cmd_run, "run a command in a new sandbox"},
     {"doctor", cmd_doctor, "check what this host lets moat do, and how to fix the rest"},
     {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
+    {"grant", cmd_grant, "save a credential for moat run -g; grant list shows them"},
+    {"revoke", cmd_revoke, "delete a saved credential"},
 };
 
 static void usage(FILE *out)

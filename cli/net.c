@@ -46,6 +46,14 @@ static int net_ready(void *ctx, const int *fds, size_t n, struct moat_err *err)
         log_warn("nf_tables is not available on this host: only the explicit proxy "
                  "(HTTP_PROXY, %s:%d) leads out of the sandbox; other connections fail",
                  NETNS_GW_ADDR_STR, NETNS_PROXY_PORT);
+    /* Only now, with the sandbox's processes cloned, do the secrets enter memory. */
+    if (net->grants.n && run_grants_unseal(&net->grants, err) < 0) {
+        for (size_t i = 0; i < n; i++)
+            close(fds[i]);
+        return -1;
+    }
+    net->cfg.grants = net->grants.v;
+    net->cfg.n_grants = net->grants.n;
     return proxy_start(&net->cfg, &socks, &net->proxy, err);
 }
 
@@ -82,6 +90,7 @@ void run_net_stop(struct run_net *net)
 {
     proxy_stop(net->proxy);
     net->proxy = NULL;
+    run_grants_free(&net->grants); /* the secrets are wiped as soon as nothing serves */
     if (net->cfg.audit_fd >= 0)
         close(net->cfg.audit_fd);
     net->cfg.audit_fd = -1;

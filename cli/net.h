@@ -3,6 +3,7 @@
 #ifndef MOAT_CLI_NET_H
 #define MOAT_CLI_NET_H
 
+#include "cli/grant.h"
 #include "proxy/proxy.h"
 #include "runtime/runtime.h"
 
@@ -11,6 +12,7 @@ struct run_net {
     size_t n_rules;
     struct proxy_host *hosts; /* --add-host */
     size_t n_hosts;
+    struct run_grants grants; /* -g */
     struct proxy_config cfg;
     struct proxy *proxy; /* serving, between the sandbox's start and run_net_stop */
 };

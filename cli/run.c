@@ -62,6 +62,10 @@ static const char run_usage[] =
     "      --deny NAME       NAME (or *.NAME) does not resolve and is refused; deny wins\n"
     "      --add-host NAME:ADDR[:PORT]  your own mapping of NAME, trusted even for\n"
     "                        private addresses (repeatable)\n"
+    "  -g, --grant NAME      use the credential saved with `moat grant NAME`: the sandbox\n"
+    "                        gets placeholders in its provider's variables (GH_TOKEN...),\n"
+    "                        the proxy injects the real one into TLS requests to the\n"
+    "                        provider's hosts (repeatable; implies --network proxy)\n"
     "      --seccomp FILE    seccomp profile in OCI runtime-spec JSON (default: built in)\n"
     "      --pids N          at most N processes\n"
     "      --memory SIZE     memory limit, e.g. 512m or 2g\n"
@@ -77,6 +81,8 @@ static void free_opts(struct run_opts *o)
     free(o->env);
     free(o->net.rules);
     free(o->net.hosts);
+    run_grants_free(&o->net.grants);
+    free(o->net.grants.names);
 }
 
 static int add_env(struct run_opts *o, const char *kv, struct moat_err *err)
@@ -149,6 +155,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"allow", required_argument, NULL, OPT_ALLOW},
         {"deny", required_argument, NULL, OPT_DENY},
         {"add-host", required_argument, NULL, OPT_HOST},
+        {"grant", required_argument, NULL, 'g'},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"pids", required_argument, NULL, OPT_PIDS},
         {"memory", required_argument, NULL, OPT_MEMORY},
@@ -159,7 +166,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
 
     optind = 1;
     opterr = 0;
-    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:ith", opts, NULL)) != -1) {
+    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:g:ith", opts, NULL)) != -1) {
         switch (c) {
         case 'w':
             o->workspace = optarg;
@@ -172,6 +179,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
             break;
         case 'n':
             o->name = optarg;
+            break;
+        case 'g':
+            o->net.grants.names[o->net.grants.n_names++] = optarg;
             break;
         case 'i':
             o->interactive = true;
@@ -213,7 +223,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         return -1;
     if (o->network && strcmp(o->network, "none") != 0 && strcmp(o->network, "proxy") != 0)
         return moat_err_set(err, 0, "--network %s: expected proxy or none", o->network);
-    o->proxy_net = o->network && strcmp(o->network, "proxy") == 0;
+    if (o->net.grants.n_names && o->network && strcmp(o->network, "none") == 0)
+        return moat_err_set(err, 0, "-g needs the network: a grant is used by moat's proxy");
+    o->proxy_net = (o->network && strcmp(o->network, "proxy") == 0) || o->net.grants.n_names;
     if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts))
         return moat_err_set(err, 0,
                             "--allow, --deny and --add-host need --network proxy (the sandbox "
@@ -302,7 +314,7 @@ static char *str_printf(const char *fmt, ...)
 static char **build_env(const struct run_opts *o, bool tty)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
-    size_t n = 0, cap = 14 + o->n_env;
+    size_t n = 0, cap = 14 + o->net.grants.n_env + o->n_env;
     char **env = calloc(cap, sizeof(char *));
 
     if (!env)
@@ -323,6 +335,8 @@ static char **build_env(const struct run_opts *o, bool tty)
         env[n++] = strdup("NO_PROXY=localhost,127.0.0.1");
         env[n++] = strdup("no_proxy=localhost,127.0.0.1");
     }
+    for (size_t i = 0; i < o->net.grants.n_env; i++) /* placeholders, never a secret */
+        env[n++] = strdup(o->net.grants.env[i]);
     for (size_t i = 0; i < o->n_env; i++) {
         size_t klen = strcspn(o->env[i], "=") + 1;
         size_t j = 0;
@@ -414,6 +428,8 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     image_etc_generate(&etc, name, o->proxy_net ? NETNS_GW_ADDR_STR : NULL);
     cfg.etc_files = etc.files;
     cfg.n_etc_files = IMAGE_ETC_FILES;
+    if (o->net.grants.n_names && run_grants_prepare(&o->net.grants, err) < 0)
+        return -1;
     mounts = calloc(host.n_mounts + 4 + o->n_mounts, sizeof(*mounts));
     env = build_env(o, cfg.tty);
     if (!mounts || !env) {
@@ -451,8 +467,9 @@ int cmd_run(int argc, char **argv)
     o.mounts = calloc((size_t)argc, sizeof(*o.mounts));
     o.net.rules = calloc((size_t)argc, sizeof(*o.net.rules));
     o.net.hosts = calloc((size_t)argc, sizeof(*o.net.hosts));
+    o.net.grants.names = calloc((size_t)argc, sizeof(*o.net.grants.names));
     o.net.cfg.audit_fd = -1;
-    if (!o.env || !o.mounts || !o.net.rules || !o.net.hosts) {
+    if (!o.env || !o.mounts || !o.net.rules || !o.net.hosts || !o.net.grants.names) {
         free_opts(&o);
         return CLI_EXIT_USAGE;
     }

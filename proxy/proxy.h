@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "lib/err.h"
+#include "proxy/provider.h"
 
 #define PROXY_NAME_BUF 254 /* a DNS name as text, NUL included */
 
@@ -38,6 +39,10 @@ struct proxy_config {
     size_t n_hosts;
     int audit_fd;         /* append-only audit log, -1 for none; the proxy dups it */
     const char *run_name; /* in every audit record */
+    /* -g: the grants enabled for the run, secrets unsealed; for provider_inject().
+     * Not copied: the caller keeps them alive until proxy_stop(). */
+    const struct grant *grants;
+    size_t n_grants;
 };
 
 int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err);

@@ -229,7 +229,7 @@ class PtySession:
     the way a user's terminal would run it. The test holds the master side
     (what a terminal emulator sees) and the slave fd (to inspect termios)."""
 
-    def __init__(self, ctx, *args, rows=24, cols=80, env=None):
+    def __init__(self, ctx, *args, rows=24, cols=80, env=None, sub="run"):
         self.master, self.slave = os.openpty()
         set_winsize(self.slave, rows, cols)
         if ctx.rootless:
@@ -244,7 +244,7 @@ class PtySession:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self.proc = subprocess.Popen(
-            ctx.argv(*args),
+            ctx.argv(*args, sub=sub),
             env=ctx.env({"TERM": "xterm", **(env or {})}),
             cwd=str(ctx.workspace),
             stdin=slave,
