@@ -1,0 +1,37 @@
+/* JSON helpers over yajl's tree API, for documents that may be hostile:
+ * capped in size and nesting before yajl sees them. */
+#ifndef MOAT_LIB_JSON_H
+#define MOAT_LIB_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <yajl/yajl_tree.h>
+
+#include "lib/err.h"
+
+static inline void json_freep(yajl_val *v)
+{
+    if (*v)
+        yajl_tree_free(*v);
+}
+
+#define _cleanup_json_ __attribute__((cleanup(json_freep)))
+
+/* Parse the LEN bytes of TEXT (NUL-terminated at LEN) as one JSON document of
+ * at most MAX bytes nested at most MAX_DEPTH deep. NAME is what errors talk
+ * about. */
+int json_parse(const char *text, size_t len, size_t max, int max_depth, const char *name,
+               yajl_val *out, struct moat_err *err);
+
+/* The value of KEY in object OBJ, or NULL; JSON null counts as absent. */
+yajl_val json_get(yajl_val obj, const char *key);
+
+/* The string at KEY, NULL when absent; *BAD set when present but not a string. */
+const char *json_get_string(yajl_val obj, const char *key, bool *bad);
+
+/* A JSON integer in [0, INT64_MAX], read from its text so all 63 bits survive;
+ * -1 when V is not one. */
+int64_t json_int(yajl_val v);
+
+#endif
