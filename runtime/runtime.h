@@ -244,6 +244,18 @@ int rt_create(const struct rt_config *cfg, struct rt_container *c, struct moat_e
 int rt_exec(const struct rt_config *cfg, int container, int ns_flags, const struct rt_cgroup *cg,
             struct rt_container *c, struct moat_err *err);
 
+/* Image trees (runtime/userns.c). Whether the caller (not root) has a
+ * subordinate id range and newuidmap/newgidmap, so rt_userns_call() can map
+ * every id a sandbox maps. */
+bool rt_userns_full_map(void);
+
+/* Run FN(ARG) in a forked child inside a new user namespace mapped exactly as
+ * a sandbox's is (container 5000 = the caller, the other ids = its
+ * subordinate range), as that namespace's root with full capabilities in it:
+ * files it creates and chowns get the owners a run will see. Returns FN's
+ * result; FN's error comes back in ERR. */
+int rt_userns_call(int (*fn)(void *arg, struct moat_err *err), void *arg, struct moat_err *err);
+
 /* Seccomp (runtime/seccomp.c). Compile the OCI-format (runtime-spec linux.seccomp)
  * JSON profile JSON of length LEN; the result is cached under CACHE_DIR (may be NULL),
  * keyed by the SHA-256 of the profile, so later runs skip libseccomp entirely.
