@@ -1,0 +1,768 @@
+/* The cached images: image.json beside each roots/HEX/rootfs (its digests,
+ * the references that name it), and what `moat image ls/inspect/rm/prune`
+ * do with them. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+
+#include "image/internal.h"
+#include "lib/cleanup.h"
+#include "lib/fd.h"
+#include "lib/json.h"
+
+#define META_NAME "image.json"
+#define META_MAX (1u << 20)
+#define REFS_MAX 256
+
+static void gen_freep(yajl_gen *g)
+{
+    if (*g)
+        yajl_gen_free(*g);
+}
+
+#define _cleanup_gen_ __attribute__((cleanup(gen_freep)))
+
+static void gen_str(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void gen_kv(yajl_gen g, const char *key, const char *val)
+{
+    gen_str(g, key);
+    gen_str(g, val);
+}
+
+static void gen_ku(yajl_gen g, const char *key, uint64_t v)
+{
+    gen_str(g, key);
+    yajl_gen_integer(g, (long long)v);
+}
+
+static void gen_strv(yajl_gen g, const char *key, char **v)
+{
+    gen_str(g, key);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; v && v[i]; i++)
+        gen_str(g, v[i]);
+    yajl_gen_array_close(g);
+}
+
+static int gen_take(yajl_gen g, char **out, struct moat_err *err)
+{
+    const unsigned char *buf;
+    size_t len;
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+        return moat_err_set(err, EINVAL, "generate JSON");
+    *out = strndup((const char *)buf, len);
+    return *out ? 0 : moat_err_set(err, ENOMEM, "generate JSON");
+}
+
+/* ---- image.json ---- */
+
+void image_entries_free(struct image_entry *e, size_t n)
+{
+    for (size_t i = 0; e && i < n; i++) {
+        for (size_t j = 0; e[i].refs && e[i].refs[j]; j++)
+            free(e[i].refs[j]);
+        free(e[i].refs);
+    }
+    free(e);
+}
+
+static void free_entry(struct image_entry *e)
+{
+    for (size_t i = 0; e->refs && e->refs[i]; i++)
+        free(e->refs[i]);
+    free(e->refs);
+    e->refs = NULL;
+}
+
+static int meta_write(int dirfd, const struct image_entry *e, struct moat_err *err)
+{
+    _cleanup_gen_ yajl_gen g = yajl_gen_alloc(NULL);
+    _cleanup_free_ char *text = NULL;
+
+    if (!g)
+        return moat_err_set(err, ENOMEM, META_NAME);
+    yajl_gen_map_open(g);
+    gen_kv(g, "chain_id", e->chain_id.str);
+    gen_kv(g, "manifest", e->manifest.str);
+    gen_kv(g, "config", e->config.str);
+    gen_strv(g, "refs", e->refs);
+    gen_ku(g, "size", e->size);
+    gen_kv(g, "created", e->created);
+    yajl_gen_map_close(g);
+    if (gen_take(g, &text, err) < 0)
+        return -1;
+    return write_file_atomic_at(dirfd, META_NAME, text, strlen(text), 0600, err);
+}
+
+static int meta_digest(yajl_val root, const char *key, struct image_digest *d, struct moat_err *err)
+{
+    bool bad = false;
+
+    return image_digest_parse(json_get_string(root, key, &bad), key, d, err);
+}
+
+static int meta_refs(yajl_val arr, struct image_entry *e, struct moat_err *err)
+{
+    size_t n = YAJL_IS_ARRAY(arr) ? arr->u.array.len : 0;
+
+    if (n > REFS_MAX)
+        return moat_err_set(err, E2BIG, "refs: more than %d", REFS_MAX);
+    e->refs = calloc(n + 2, sizeof(char *)); /* room for one more, and the NULL */
+    if (!e->refs)
+        return moat_err_set(err, ENOMEM, "refs");
+    for (size_t i = 0, k = 0; i < n; i++) {
+        yajl_val v = arr->u.array.values[i];
+        if (YAJL_IS_STRING(v) && !(e->refs[k++] = strdup(v->u.string)))
+            return moat_err_set(err, ENOMEM, "refs");
+    }
+    return 0;
+}
+
+/* image.json of roots/HEX into E (E->refs malloc'd). */
+static int meta_read(struct image_store *st, const char *hex, struct image_entry *e,
+                     struct moat_err *err)
+{
+    _cleanup_close_ int dir =
+        openat(st->roots_fd, hex, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_free_ char *text = NULL;
+    _cleanup_json_ yajl_val root = NULL;
+    bool bad = false;
+    size_t len;
+
+    memset(e, 0, sizeof(*e));
+    if (dir < 0)
+        return moat_err_sys(err, "open images/roots/%s", hex);
+    if (read_file_at(dir, META_NAME, META_MAX, &text, &len, err) < 0 ||
+        json_parse(text, len, META_MAX, 8, META_NAME, &root, err) < 0 ||
+        meta_digest(root, "chain_id", &e->chain_id, err) < 0 ||
+        meta_digest(root, "manifest", &e->manifest, err) < 0 ||
+        meta_digest(root, "config", &e->config, err) < 0 ||
+        meta_refs(json_get(root, "refs"), e, err) < 0)
+        return moat_err_prefix(err, "images/roots/%s", hex);
+    int64_t size = json_int(json_get(root, "size"));
+    e->size = size > 0 ? (uint64_t)size : 0;
+    const char *created = json_get_string(root, "created", &bad);
+    snprintf(e->created, sizeof(e->created), "%s", created ? created : "");
+    return 0;
+}
+
+int image_meta_create(int dirfd, const struct image_resolved *r, const char *refname,
+                      struct moat_err *err)
+{
+    char *refs[] = {(char *)refname, NULL};
+    struct image_entry e = {.chain_id = r->chain_id,
+                            .manifest = r->manifest_desc.digest,
+                            .config = r->manifest.config.digest,
+                            .refs = refs};
+
+    for (size_t i = 0; i < r->manifest.n_layers; i++)
+        e.size += (uint64_t)r->manifest.layers[i].size;
+    snprintf(e.created, sizeof(e.created), "%s", r->config.created);
+    return meta_write(dirfd, &e, err);
+}
+
+static bool has_ref(char **refs, const char *name)
+{
+    for (size_t i = 0; refs && refs[i]; i++)
+        if (strcmp(refs[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int meta_save(struct image_store *st, const char *hex, const struct image_entry *e,
+                     struct moat_err *err)
+{
+    _cleanup_close_ int dir =
+        openat(st->roots_fd, hex, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+    if (dir < 0)
+        return moat_err_sys(err, "open images/roots/%s", hex);
+    return meta_write(dir, e, err);
+}
+
+int image_meta_add_ref(struct image_store *st, const char *hex, const char *refname,
+                       struct moat_err *err)
+{
+    struct image_entry e;
+    size_t n = 0;
+    int r = 0;
+
+    if (meta_read(st, hex, &e, err) < 0) {
+        free_entry(&e);
+        return -1;
+    }
+    while (e.refs[n])
+        n++;
+    if (!has_ref(e.refs, refname)) {
+        e.refs[n] = strdup(refname);
+        r = e.refs[n] ? meta_save(st, hex, &e, err) : moat_err_set(err, ENOMEM, "refs");
+    }
+    free_entry(&e);
+    return r;
+}
+
+static void drop_ref(char **refs, const char *name)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; refs && refs[i]; i++) {
+        if (strcmp(refs[i], name) == 0)
+            free(refs[i]);
+        else
+            refs[k++] = refs[i];
+    }
+    if (refs)
+        refs[k] = NULL;
+}
+
+/* ---- walking the cache ---- */
+
+static bool is_hex64(const char *s)
+{
+    return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* Call FN for each cached image's HEX; stops at the first error. */
+static int each_root(struct image_store *st,
+                     int (*fn)(struct image_store *, const char *, void *, struct moat_err *),
+                     void *arg, struct moat_err *err)
+{
+    int dfd = openat(st->roots_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return moat_err_sys(err, "read images/roots");
+    }
+    while ((de = readdir(d)))
+        if (is_hex64(de->d_name) && fn(st, de->d_name, arg, err) < 0)
+            return -1;
+    return 0;
+}
+
+struct drop_ctx {
+    const char *keep, *refname;
+};
+
+static int drop_one(struct image_store *st, const char *hex, void *arg, struct moat_err *err)
+{
+    struct drop_ctx *c = arg;
+    struct image_entry e;
+    struct image_digest d;
+    _cleanup_close_ int lock = -1;
+    int r = 0;
+
+    if (strcmp(hex, c->keep) == 0)
+        return 0;
+    snprintf(d.str, sizeof(d.str), "sha256:%s", hex);
+    if (image_store_lock(st, &d, &lock, err) < 0)
+        return -1;
+    if (meta_read(st, hex, &e, err) < 0) {
+        free_entry(&e);
+        return 0; /* being removed, or not ours: nothing to drop */
+    }
+    if (has_ref(e.refs, c->refname)) {
+        drop_ref(e.refs, c->refname);
+        r = meta_save(st, hex, &e, err);
+    }
+    free_entry(&e);
+    return r;
+}
+
+int image_meta_drop_ref_elsewhere(struct image_store *st, const char *hex, const char *refname,
+                                  struct moat_err *err)
+{
+    struct drop_ctx c = {hex, refname};
+
+    return each_root(st, drop_one, &c, err);
+}
+
+struct list_ctx {
+    struct image_entry *e;
+    size_t n, cap;
+};
+
+static int list_one(struct image_store *st, const char *hex, void *arg, struct moat_err *err)
+{
+    struct list_ctx *c = arg;
+    struct moat_err ignored;
+
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        struct image_entry *e = realloc(c->e, cap * sizeof(*e));
+        if (!e)
+            return moat_err_set(err, ENOMEM, "list images");
+        c->e = e;
+        c->cap = cap;
+    }
+    if (meta_read(st, hex, &c->e[c->n], &ignored) < 0) {
+        free_entry(&c->e[c->n]);
+        return 0; /* removed meanwhile */
+    }
+    c->n++;
+    return 0;
+}
+
+static int list_store(struct image_store *st, struct image_entry **out, size_t *n,
+                      struct moat_err *err)
+{
+    struct list_ctx c = {0};
+
+    if (each_root(st, list_one, &c, err) < 0) {
+        image_entries_free(c.e, c.n);
+        return -1;
+    }
+    *out = c.e;
+    *n = c.n;
+    return 0;
+}
+
+int image_list(struct image_entry **out, size_t *n, struct moat_err *err)
+{
+    struct image_store st;
+    int r;
+
+    *out = NULL;
+    *n = 0;
+    if (image_store_open(&st, err) < 0)
+        return -1;
+    r = list_store(&st, out, n, err);
+    image_store_close(&st);
+    return r;
+}
+
+/* ---- finding one image by name ---- */
+
+/* "sha256:" optional, then at least 4 hex digits: a digest prefix. */
+static const char *hex_prefix(const char *name)
+{
+    if (strncmp(name, "sha256:", 7) == 0)
+        name += 7;
+    size_t n = strlen(name);
+    return n >= 4 && n <= 64 && strspn(name, "0123456789abcdef") == n ? name : NULL;
+}
+
+/* The entry of E (N of them) NAME means; *BY_REF when NAME was a reference. */
+static int find_entry(struct image_entry *e, size_t n, const char *name, size_t *idx, bool *by_ref,
+                      struct moat_err *err)
+{
+    const char *hex = hex_prefix(name);
+    char canon[PATH_MAX + 64];
+    struct image_ref ref;
+    struct moat_err ignored;
+    size_t found = 0;
+
+    *by_ref = false;
+    for (size_t i = 0; hex && i < n; i++) {
+        if (strncmp(image_digest_hex(&e[i].chain_id), hex, strlen(hex)) == 0 ||
+            strncmp(image_digest_hex(&e[i].manifest), hex, strlen(hex)) == 0) {
+            *idx = i;
+            found++;
+        }
+    }
+    if (found > 1)
+        return moat_err_set(err, EINVAL, "%s: more than one image matches; give more digits", name);
+    if (found == 1)
+        return 0;
+    if (image_ref_parse(name, &ref, &ignored) < 0 ||
+        image_ref_canonical(&ref, canon, sizeof(canon)) < 0)
+        snprintf(canon, sizeof(canon), "%s", name);
+    for (size_t i = 0; i < n; i++) {
+        if (has_ref(e[i].refs, canon) || has_ref(e[i].refs, name)) {
+            *idx = i;
+            *by_ref = true;
+            return 0;
+        }
+    }
+    return moat_err_set(err, ENOENT, "image %s is not in the cache (see moat image ls)", name);
+}
+
+static int read_blob(struct image_store *st, const struct image_digest *d, size_t max, char **out,
+                     size_t *len, struct moat_err *err)
+{
+    return read_file_at(st->blobs_fd, image_digest_hex(d), max, out, len, err) < 0
+               ? moat_err_prefix(err, "blob %s", d->str)
+               : 0;
+}
+
+int image_lookup(const char *name, struct image_info *info, struct moat_err *err)
+{
+    struct image_store st;
+    struct image_entry *e = NULL;
+    struct image_config c = {0};
+    _cleanup_free_ char *json = NULL;
+    size_t n = 0, i, len;
+    bool by_ref;
+    char dir[PATH_MAX];
+    int r = -1;
+
+    memset(info, 0, sizeof(*info));
+    if (image_store_open(&st, err) < 0)
+        return -1;
+    if (list_store(&st, &e, &n, err) == 0 && find_entry(e, n, name, &i, &by_ref, err) == 0 &&
+        read_blob(&st, &e[i].config, IMAGE_CONFIG_MAX, &json, &len, err) == 0 &&
+        image_config_parse(json, len, e[i].config.str, &c, err) == 0 &&
+        moat_home_sub("images", dir, sizeof(dir), err) == 0) {
+        info->chain_id = e[i].chain_id;
+        info->manifest = e[i].manifest;
+        info->config = e[i].config;
+        info->env = steal_ptr(&c.env);
+        info->entrypoint = steal_ptr(&c.entrypoint);
+        info->cmd = steal_ptr(&c.cmd);
+        info->workdir = steal_ptr(&c.workdir);
+        info->user = steal_ptr(&c.user);
+        snprintf(info->rootfs, sizeof(info->rootfs), "%s/roots/%s/rootfs", dir,
+                 image_digest_hex(&e[i].chain_id));
+        r = 0;
+    }
+    image_config_free(&c);
+    image_entries_free(e, n);
+    image_store_close(&st);
+    return r;
+}
+
+void image_info_free(struct image_info *info)
+{
+    char **v[] = {info->env, info->entrypoint, info->cmd};
+
+    for (size_t k = 0; k < ARRAY_SIZE(v); k++) {
+        for (size_t i = 0; v[k] && v[k][i]; i++)
+            free(v[k][i]);
+        free(v[k]);
+    }
+    free(info->workdir);
+    free(info->user);
+    memset(info, 0, sizeof(*info));
+}
+
+/* ---- removing ---- */
+
+/* Out of roots/ by one rename (no run can pick it up after that), then gone. */
+static int delete_image(struct image_store *st, const char *hex, struct moat_err *err)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "%s.rm.%d", hex, (int)getpid());
+    if (renameat(st->roots_fd, hex, st->tmp_fd, name) < 0)
+        return errno == ENOENT ? 0 : moat_err_sys(err, "move images/roots/%s aside", hex);
+    return image_tree_remove(st->tmp_fd, name, err);
+}
+
+static int remove_entry(struct image_store *st, const char *name, const struct image_entry *e,
+                        bool by_ref, struct moat_err *err)
+{
+    const char *hex = image_digest_hex(&e->chain_id);
+    _cleanup_close_ int lock = -1;
+    struct image_entry cur;
+    char canon[PATH_MAX + 64];
+    struct image_ref ref;
+    struct moat_err ignored;
+    int r;
+
+    if (image_store_lock(st, &e->chain_id, &lock, err) < 0)
+        return -1;
+    if (!by_ref)
+        return delete_image(st, hex, err);
+    if (meta_read(st, hex, &cur, err) < 0) {
+        free_entry(&cur);
+        return -1;
+    }
+    if (image_ref_parse(name, &ref, &ignored) < 0 ||
+        image_ref_canonical(&ref, canon, sizeof(canon)) < 0)
+        snprintf(canon, sizeof(canon), "%s", name);
+    drop_ref(cur.refs, canon);
+    drop_ref(cur.refs, name);
+    r = cur.refs[0] ? meta_save(st, hex, &cur, err) : delete_image(st, hex, err);
+    free_entry(&cur);
+    return r;
+}
+
+int image_remove(const char *name, struct moat_err *err)
+{
+    struct image_store st;
+    struct image_entry *e = NULL;
+    size_t n = 0, i;
+    bool by_ref;
+    int r = -1;
+
+    if (image_store_open(&st, err) < 0)
+        return -1;
+    if (list_store(&st, &e, &n, err) == 0 && find_entry(e, n, name, &i, &by_ref, err) == 0)
+        r = remove_entry(&st, name, &e[i], by_ref, err);
+    image_entries_free(e, n);
+    image_store_close(&st);
+    return r;
+}
+
+/* ---- prune ---- */
+
+/* images/tmp/HEX.PID or HEX.rm.PID whose process is gone. */
+static bool stale_tmp(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    long pid = dot ? strtol(dot + 1, NULL, 10) : 0;
+
+    if (strlen(name) < 64 || pid <= 0)
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static int prune_tmp(struct image_store *st, uint64_t *freed, struct moat_err *err)
+{
+    int dfd = openat(st->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return moat_err_sys(err, "read images/tmp");
+    }
+    while ((de = readdir(d))) {
+        if (!stale_tmp(de->d_name))
+            continue;
+        if (image_tree_remove(st->tmp_fd, de->d_name, err) < 0)
+            return -1;
+        (*freed)++;
+    }
+    return 0;
+}
+
+struct keep_set {
+    struct image_digest *d;
+    size_t n, cap;
+};
+
+static int keep(struct keep_set *k, const struct image_digest *d, struct moat_err *err)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 64;
+        struct image_digest *nd = realloc(k->d, cap * sizeof(*nd));
+        if (!nd)
+            return moat_err_set(err, ENOMEM, "prune");
+        k->d = nd;
+        k->cap = cap;
+    }
+    k->d[k->n++] = *d;
+    return 0;
+}
+
+/* Every blob a kept image names: its manifest, config and layers. */
+static int keep_image(struct image_store *st, const struct image_entry *e, struct keep_set *k,
+                      struct moat_err *err)
+{
+    _cleanup_free_ char *json = NULL;
+    struct image_manifest m;
+    size_t len;
+
+    if (keep(k, &e->manifest, err) < 0 || keep(k, &e->config, err) < 0)
+        return -1;
+    if (read_blob(st, &e->manifest, IMAGE_MANIFEST_MAX, &json, &len, err) < 0 ||
+        image_manifest_parse(json, len, e->manifest.str, &m, err) < 0)
+        return -1;
+    for (size_t i = 0; i < m.n_layers; i++)
+        if (keep(k, &m.layers[i].digest, err) < 0) {
+            image_manifest_free(&m);
+            return -1;
+        }
+    image_manifest_free(&m);
+    return 0;
+}
+
+static bool kept(const struct keep_set *k, const char *hex)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(image_digest_hex(&k->d[i]), hex) == 0)
+            return true;
+    return false;
+}
+
+static int prune_blobs(struct image_store *st, const struct keep_set *k, uint64_t *freed,
+                       struct moat_err *err)
+{
+    int dfd = openat(st->blobs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return moat_err_sys(err, "read images/blobs");
+    }
+    while ((de = readdir(d))) {
+        if (!is_hex64(de->d_name) || kept(k, de->d_name))
+            continue;
+        if (unlinkat(st->blobs_fd, de->d_name, 0) < 0 && errno != ENOENT)
+            return moat_err_sys(err, "remove images/blobs/sha256/%s", de->d_name);
+        (*freed)++;
+    }
+    return 0;
+}
+
+static int prune_store(struct image_store *st, uint64_t *freed, struct moat_err *err)
+{
+    struct image_entry *e = NULL;
+    struct keep_set k = {0};
+    size_t n = 0;
+    int r = -1;
+
+    if (list_store(st, &e, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].refs && e[i].refs[0]) {
+            if (keep_image(st, &e[i], &k, err) < 0)
+                goto out;
+        } else {
+            if (remove_entry(st, "", &e[i], false, err) < 0)
+                goto out;
+            (*freed)++;
+        }
+    }
+    r = prune_blobs(st, &k, freed, err) < 0 || prune_tmp(st, freed, err) < 0 ? -1 : 0;
+out:
+    free(k.d);
+    image_entries_free(e, n);
+    return r;
+}
+
+int image_prune(uint64_t *freed, struct moat_err *err)
+{
+    struct image_store st;
+    int r;
+
+    *freed = 0;
+    if (image_store_open(&st, err) < 0)
+        return -1;
+    /* Alone in the store: a pull's archive blobs are unreferenced until it ends. */
+    r = image_store_exclusive(&st, err) < 0 ? -1 : prune_store(&st, freed, err);
+    image_store_close(&st);
+    return r;
+}
+
+/* ---- inspect ---- */
+
+static void gen_value(yajl_gen g, yajl_val v)
+{
+    if (YAJL_IS_STRING(v)) {
+        gen_str(g, v->u.string);
+    } else if (YAJL_IS_NUMBER(v)) {
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_OBJECT(v)) {
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            gen_str(g, v->u.object.keys[i]);
+            gen_value(g, v->u.object.values[i]);
+        }
+        yajl_gen_map_close(g);
+    } else if (YAJL_IS_ARRAY(v)) {
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            gen_value(g, v->u.array.values[i]);
+        yajl_gen_array_close(g);
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        yajl_gen_bool(g, YAJL_IS_TRUE(v));
+    } else {
+        yajl_gen_null(g);
+    }
+}
+
+static void gen_layers(yajl_gen g, const struct image_manifest *m, const struct image_config *c)
+{
+    gen_str(g, "layers");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        yajl_gen_map_open(g);
+        gen_kv(g, "media_type", m->layers[i].media_type);
+        gen_kv(g, "digest", m->layers[i].digest.str);
+        gen_ku(g, "size", (uint64_t)m->layers[i].size);
+        gen_kv(g, "diff_id", i < c->n_diff_ids ? c->diff_ids[i].str : "");
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
+struct inspect_docs {
+    char *manifest_json, *config_json;
+    size_t manifest_len, config_len;
+    struct image_manifest m;
+    struct image_config c;
+    yajl_val config_tree;
+};
+
+static void inspect_docs_free(struct inspect_docs *d)
+{
+    free(d->manifest_json);
+    free(d->config_json);
+    image_manifest_free(&d->m);
+    image_config_free(&d->c);
+    json_freep(&d->config_tree);
+}
+
+static int inspect_gen(const struct image_entry *e, const struct inspect_docs *d,
+                       const char *rootfs, char **out, struct moat_err *err)
+{
+    _cleanup_gen_ yajl_gen g = yajl_gen_alloc(NULL);
+
+    if (!g)
+        return moat_err_set(err, ENOMEM, "inspect");
+    yajl_gen_config(g, yajl_gen_beautify, 1);
+    yajl_gen_map_open(g);
+    gen_strv(g, "refs", e->refs);
+    gen_kv(g, "chain_id", e->chain_id.str);
+    gen_kv(g, "manifest_digest", e->manifest.str);
+    gen_kv(g, "config_digest", e->config.str);
+    gen_kv(g, "created", d->c.created);
+    gen_kv(g, "os", d->c.os);
+    gen_kv(g, "architecture", d->c.arch);
+    gen_ku(g, "size", e->size);
+    gen_kv(g, "rootfs", rootfs);
+    gen_layers(g, &d->m, &d->c);
+    gen_str(g, "config");
+    gen_value(g, d->config_tree);
+    yajl_gen_map_close(g);
+    return gen_take(g, out, err);
+}
+
+int image_inspect_json(const char *name, char **out, struct moat_err *err)
+{
+    struct image_store st;
+    struct image_entry *e = NULL;
+    struct inspect_docs d = {0};
+    size_t n = 0, i;
+    bool by_ref;
+    char dir[PATH_MAX], rootfs[PATH_MAX + 100];
+    int r = -1;
+
+    if (image_store_open(&st, err) < 0)
+        return -1;
+    if (list_store(&st, &e, &n, err) < 0 || find_entry(e, n, name, &i, &by_ref, err) < 0 ||
+        read_blob(&st, &e[i].manifest, IMAGE_MANIFEST_MAX, &d.manifest_json, &d.manifest_len, err) <
+            0 ||
+        read_blob(&st, &e[i].config, IMAGE_CONFIG_MAX, &d.config_json, &d.config_len, err) < 0 ||
+        image_manifest_parse(d.manifest_json, d.manifest_len, e[i].manifest.str, &d.m, err) < 0 ||
+        image_config_parse(d.config_json, d.config_len, e[i].config.str, &d.c, err) < 0 ||
+        json_parse(d.config_json, d.config_len, IMAGE_CONFIG_MAX, IMAGE_JSON_DEPTH_MAX,
+                   e[i].config.str, &d.config_tree, err) < 0 ||
+        moat_home_sub("images", dir, sizeof(dir), err) < 0)
+        goto out;
+    snprintf(rootfs, sizeof(rootfs), "%s/roots/%s/rootfs", dir, image_digest_hex(&e[i].chain_id));
+    r = inspect_gen(&e[i], &d, rootfs, out, err);
+out:
+    inspect_docs_free(&d);
+    image_entries_free(e, n);
+    image_store_close(&st);
+    return r;
+}
