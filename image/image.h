@@ -149,4 +149,31 @@ int image_remove(const char *name, struct moat_err *err);
  * interrupted pulls. *FREED counts the removed entries. */
 int image_prune(uint64_t *freed, struct moat_err *err);
 
+/* ---- a run's root on a cached image (image/run_root.c) ---- */
+
+struct image_run_root {
+    struct rt_root root; /* for rt_config.root */
+    /* Without overlayfs in a user namespace: the generated /etc files, bound
+     * read-only over the image's (the root itself is read-only). */
+    struct rt_mount mounts[IMAGE_ETC_FILES];
+    size_t n_mounts;
+    char dir[PATH_MAX]; /* MOAT_HOME/runs/NAME */
+    char name[64];
+    char lower[PATH_MAX], upper[PATH_MAX + 8], work[PATH_MAX + 8];
+    char files[IMAGE_ETC_FILES][PATH_MAX + 32], targets[IMAGE_ETC_FILES][32];
+    int runs_fd;
+};
+
+/* The run NAME's own layer on INFO's cached tree: MOAT_HOME/runs/NAME/upper
+ * and work (owned by UID:GID, the ids the sandbox user stands for) with
+ * /etc/passwd and /etc/group (the image's, plus moatuser) and ETC's hosts,
+ * hostname and resolv.conf. The cache is never written. */
+int image_run_root_create(const struct image_info *info, const char *name,
+                          const struct image_etc *etc, uid_t uid, gid_t gid,
+                          struct image_run_root *rr, struct moat_err *err);
+
+/* After the run: close what was kept open and remove MOAT_HOME/runs/NAME
+ * (KEEP: leave it, and say where). */
+int image_run_root_remove(struct image_run_root *rr, bool keep, struct moat_err *err);
+
 #endif

@@ -233,6 +233,12 @@ int image_tree_call(int (*fn)(void *arg, struct moat_err *err), void *arg, struc
 /* image_rm_tree_at() through image_tree_call(). */
 int image_tree_remove(int dirfd, const char *name, struct moat_err *err);
 
+/* ---- run_root.c ---- */
+
+/* Mount points and /etc files a read-only run root needs, made in a freshly
+ * unpacked tree (never in a cached one) where the image lacks them. */
+int image_root_prepare(int root_fd, struct moat_err *err);
+
 /* ---- cache.c: image.json beside each cached rootfs ---- */
 
 /* Write image.json for R, with the one reference REFNAME, into DIRFD. */

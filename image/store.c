@@ -317,6 +317,7 @@ static int rm_children(int dfd, const char *path, struct moat_err *err)
             close(dup_fd);
         return moat_err_sys(err, "read %s", path);
     }
+    rewinddir(d); /* the dup shares DFD's offset, wherever an earlier reader left it */
     while ((errno = 0, e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
