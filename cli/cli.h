@@ -15,6 +15,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_grant(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 /* Print "moat: <error>" as one line. */
 void cli_print_err(const struct moat_err *err);

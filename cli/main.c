@@ -20,6 +20,7 @@ static const struct command {
     {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
     {"grant", cmd_grant, "save a credential for moat run -g; grant list shows them"},
     {"revoke", cmd_revoke, "delete a saved credential"},
+    {"image", cmd_image, "pull, list, inspect, remove and unpack images"},
 };
 
 static void usage(FILE *out)

@@ -131,14 +131,21 @@ static const struct ar_entry *find_entry(const struct ar_state *s, const char *n
     return NULL;
 }
 
+/* Where a top-level document is kept in memory; NULL for other members. */
 static char **top_doc_slot(struct ar_state *s, const char *name, size_t **len)
 {
-    if (strcmp(name, "manifest.json") == 0)
-        return *len = &s->manifest_len, &s->manifest_json;
-    if (strcmp(name, "index.json") == 0)
-        return *len = &s->index_len, &s->index_json;
-    if (strcmp(name, "oci-layout") == 0)
-        return *len = &s->layout_len, &s->layout_json;
+    if (strcmp(name, "manifest.json") == 0) {
+        *len = &s->manifest_len;
+        return &s->manifest_json;
+    }
+    if (strcmp(name, "index.json") == 0) {
+        *len = &s->index_len;
+        return &s->index_json;
+    }
+    if (strcmp(name, "oci-layout") == 0) {
+        *len = &s->layout_len;
+        return &s->layout_json;
+    }
     return NULL;
 }
 

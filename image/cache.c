@@ -204,10 +204,14 @@ int image_meta_add_ref(struct image_store *st, const char *hex, const char *refn
     }
     while (e.refs[n])
         n++;
-    if (!has_ref(e.refs, refname)) {
-        e.refs[n] = strdup(refname);
-        r = e.refs[n] ? meta_save(st, hex, &e, err) : moat_err_set(err, ENOMEM, "refs");
-    }
+    if (has_ref(e.refs, refname))
+        r = 0;
+    else if (n >= REFS_MAX)
+        r = moat_err_set(err, E2BIG, "images/roots/%s: more than %d references", hex, REFS_MAX);
+    else if (!(e.refs[n] = strdup(refname)))
+        r = moat_err_set(err, ENOMEM, "refs");
+    else
+        r = meta_save(st, hex, &e, err) < 0 ? -1 : 1;
     free_entry(&e);
     return r;
 }

@@ -245,7 +245,8 @@ int image_root_prepare(int root_fd, struct moat_err *err);
 int image_meta_create(int dirfd, const struct image_resolved *r, const char *refname,
                       struct moat_err *err);
 
-/* Add REFNAME to the cached image HEX (caller holds its lock). */
+/* Add REFNAME to the cached image HEX (caller holds its lock): 1 when added,
+ * 0 when it was there already. */
 int image_meta_add_ref(struct image_store *st, const char *hex, const char *refname,
                        struct moat_err *err);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -269,6 +270,14 @@ struct rm_job {
 static int rm_job_run(void *arg, struct moat_err *err)
 {
     struct rm_job *job = arg;
+    struct rlimit nofile;
+
+    /* Removal holds two fds per directory level; an image can nest deeper than
+     * the default soft limit allows. */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     return image_rm_tree_at(job->dirfd, job->name, err);
 }
