@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/net.h"
+#include "cli/run_image.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
 #include "lib/fd.h"
@@ -32,7 +33,8 @@ struct user_mount {
 
 struct run_opts {
     const char *workspace, *name, *network, *seccomp;
-    bool interactive, tty;
+    const char *image; /* --image REF; NULL: the host image */
+    bool interactive, tty, keep;
     int64_t pids, memory;
     const char **env; /* -e KEY=VAL, in order; later wins */
     size_t n_env;
@@ -51,6 +53,11 @@ static const char run_usage[] =
     "  -e, --env KEY=VAL     set an environment variable (repeatable)\n"
     "  -m, --mount SRC:DST[:ro]  bind a host path into the sandbox (repeatable)\n"
     "  -n, --name NAME       run name, also the sandbox's hostname\n"
+    "      --image REF       run on an OCI/Docker image (see moat image --help) instead\n"
+    "                        of the host's system, pulled when not cached (a ChainID or\n"
+    "                        digest prefix names a cached one); its Env, WorkingDir,\n"
+    "                        Entrypoint and Cmd are the defaults, its User is ignored\n"
+    "      --keep            with --image: keep the run's own layer (MOAT_HOME/runs/NAME)\n"
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
@@ -143,7 +150,17 @@ static int add_mount(struct run_opts *o, char *spec, struct moat_err *err)
 
 static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_err *err)
 {
-    enum { OPT_NETWORK = 256, OPT_SECCOMP, OPT_PIDS, OPT_MEMORY, OPT_ALLOW, OPT_DENY, OPT_HOST };
+    enum {
+        OPT_NETWORK = 256,
+        OPT_SECCOMP,
+        OPT_PIDS,
+        OPT_MEMORY,
+        OPT_ALLOW,
+        OPT_DENY,
+        OPT_HOST,
+        OPT_IMAGE,
+        OPT_KEEP
+    };
     static const struct option opts[] = {
         {"workspace", required_argument, NULL, 'w'},
         {"env", required_argument, NULL, 'e'},
@@ -159,6 +176,8 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"pids", required_argument, NULL, OPT_PIDS},
         {"memory", required_argument, NULL, OPT_MEMORY},
+        {"image", required_argument, NULL, OPT_IMAGE},
+        {"keep", no_argument, NULL, OPT_KEEP},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -202,6 +221,12 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         case OPT_SECCOMP:
             o->seccomp = optarg;
             break;
+        case OPT_IMAGE:
+            o->image = strcmp(optarg, "host") == 0 ? NULL : optarg;
+            break;
+        case OPT_KEEP:
+            o->keep = true;
+            break;
         case OPT_PIDS:
             r = parse_count("--pids", optarg, &o->pids, err);
             break;
@@ -235,7 +260,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
                             "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
                             "with a letter or digit",
                             o->name);
-    if (optind >= argc)
+    if (optind >= argc && !o->image)
         return moat_err_set(err, 0,
                             "run: no command given (usage: moat run [flags] -- CMD [ARGS...])");
     if (o->tty && o->interactive)
@@ -311,10 +336,42 @@ static char *str_printf(const char *fmt, ...)
 }
 
 /* PATH, HOME, USER, TERM, LANG, TZ and the -e values: nothing else of the host's. */
-static char **build_env(const struct run_opts *o, bool tty)
+/* KEY=VALUE into ENV (N entries): replaces KEY's entry, or is added. With
+ * ONLY_NEW, a KEY already set stays. */
+static void put_env(char **env, size_t *n, const char *kv, bool only_new)
+{
+    size_t klen = strcspn(kv, "=") + 1;
+    size_t j = 0;
+
+    while (j < *n && (!env[j] || strncmp(env[j], kv, klen) != 0))
+        j++;
+    if (j < *n && only_new)
+        return;
+    if (j == *n)
+        (*n)++;
+    else
+        free(env[j]);
+    env[j] = strdup(kv);
+}
+
+/* An image's Env: its PATH, LANG and TZ win over moat's defaults; the other
+ * variables moat sets (HOME, USER, TERM, the proxy's) stay moat's. */
+static void put_image_env(char **env, size_t *n, char *const *image_env)
+{
+    for (size_t i = 0; image_env && image_env[i]; i++) {
+        bool mine = strncmp(image_env[i], "PATH=", 5) == 0 ||
+                    strncmp(image_env[i], "LANG=", 5) == 0 || strncmp(image_env[i], "TZ=", 3) == 0;
+        put_env(env, n, image_env[i], !mine);
+    }
+}
+
+static char **build_env(const struct run_opts *o, bool tty, char *const *image_env)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
     size_t n = 0, cap = 14 + o->net.grants.n_env + o->n_env;
+
+    for (size_t i = 0; image_env && image_env[i]; i++)
+        cap++;
     char **env = calloc(cap, sizeof(char *));
 
     if (!env)
@@ -337,17 +394,9 @@ static char **build_env(const struct run_opts *o, bool tty)
     }
     for (size_t i = 0; i < o->net.grants.n_env; i++) /* placeholders, never a secret */
         env[n++] = strdup(o->net.grants.env[i]);
-    for (size_t i = 0; i < o->n_env; i++) {
-        size_t klen = strcspn(o->env[i], "=") + 1;
-        size_t j = 0;
-        while (j < n && (!env[j] || strncmp(env[j], o->env[i], klen) != 0))
-            j++;
-        if (j == n)
-            n++;
-        else
-            free(env[j]);
-        env[j] = strdup(o->env[i]);
-    }
+    put_image_env(env, &n, image_env);
+    for (size_t i = 0; i < o->n_env; i++)
+        put_env(env, &n, o->env[i], false);
     for (size_t i = 0; i < n; i++) {
         if (env[i])
             continue;
@@ -403,6 +452,21 @@ static size_t build_mounts(const struct image_host *h, const char *workspace,
     return n;
 }
 
+/* --image: the image's root with the run's own layer, and its defaults. */
+static int use_image(const struct run_opts *o, const char *name, const struct image_etc *etc,
+                     struct rt_config *cfg, struct image_host *host, struct run_image *ri,
+                     struct moat_err *err)
+{
+    if (run_image_prepare(o->image, name, etc, cfg->host_uid, cfg->host_gid, ri, err) < 0)
+        return -1;
+    host->n_mounts = 0;
+    cfg->root = ri->rr.root;
+    cfg->etc_files = NULL;
+    cfg->n_etc_files = 0;
+    cfg->cwd = ri->info.workdir ? ri->info.workdir : "/workspace";
+    return run_image_argv(ri, o->cmd, &cfg->argv, err);
+}
+
 static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
 {
     char workspace[PATH_MAX], name[64];
@@ -413,6 +477,7 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     struct rt_config cfg = {
         .cwd = "/workspace", .argv = o->cmd, .pids_max = o->pids, .memory_max = o->memory};
     struct rt_mount *mounts = NULL;
+    struct run_image ri = {0};
     char **env = NULL;
     int ret = -1;
 
@@ -430,14 +495,18 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     cfg.n_etc_files = IMAGE_ETC_FILES;
     if (o->net.grants.n_names && run_grants_prepare(&o->net.grants, err) < 0)
         return -1;
-    mounts = calloc(host.n_mounts + 4 + o->n_mounts, sizeof(*mounts));
-    env = build_env(o, cfg.tty);
+    if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
+        goto out;
+    mounts = calloc(host.n_mounts + 4 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
+    env = build_env(o, cfg.tty, ri.info.env);
     if (!mounts || !env) {
         moat_err_set(err, ENOMEM, "run");
         goto out;
     }
     cfg.mounts = mounts;
     cfg.n_mounts = build_mounts(&host, workspace, o, mounts);
+    for (size_t i = 0; i < ri.rr.n_mounts; i++)
+        mounts[cfg.n_mounts++] = ri.rr.mounts[i];
     cfg.envp = env;
     if (load_seccomp(o->seccomp, &filter, err) < 0)
         goto out;
@@ -452,6 +521,7 @@ out:
     if (o->proxy_net)
         run_net_stop(&o->net);
     rt_seccomp_free(&filter);
+    run_image_finish(&ri, o->keep);
     free_env(env);
     free(mounts);
     return ret;

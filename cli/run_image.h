@@ -1,0 +1,27 @@
+/* moat run --image (cli/run_image.c): the image pulled or found in the cache,
+ * the run's own layer on it, and the image's defaults for the command. */
+#ifndef MOAT_CLI_RUN_IMAGE_H
+#define MOAT_CLI_RUN_IMAGE_H
+
+#include "image/image.h"
+
+struct run_image {
+    struct image_info info;
+    struct image_run_root rr;
+    char **argv; /* malloc'd vector of borrowed strings */
+    bool active;
+};
+
+/* Pull REF if it is not cached (progress on a terminal), then make the run
+ * NAME's layer with ETC's files; UID:GID are the ids moatuser stands for. */
+int run_image_prepare(const char *ref, const char *name, const struct image_etc *etc, uid_t uid,
+                      gid_t gid, struct run_image *ri, struct moat_err *err);
+
+/* The command: the image's Entrypoint, then CMD (NULL or empty: the image's
+ * Cmd). An error when neither the image nor the caller gives one. */
+int run_image_argv(struct run_image *ri, char **cmd, char *const **argv, struct moat_err *err);
+
+/* After the run: the run's layer goes (unless KEEP), the rest is freed. */
+void run_image_finish(struct run_image *ri, bool keep);
+
+#endif

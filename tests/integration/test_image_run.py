@@ -1,0 +1,137 @@
+"""moat run --image: the image's root with the run's own layer, its config's
+defaults, and a cache no run ever writes."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import image_fixtures as fx
+from moat_it import run_moat
+from test_image import TRANSPORTS, cached_roots, fixture_dir, images_dir, make_ref
+
+
+def runs(ctx):
+    d = ctx.moat_home / "runs"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def run_image(ctx, ref, *cmd, env=None, flags=()):
+    return run_moat(ctx, "--image", ref, *flags, *(["--", *cmd] if cmd else []), env=env,
+                    timeout=60)
+
+
+PROBE = ("id -u; pwd; grep -c '^moatuser:x:5000:5000:' /etc/passwd; "
+         "grep -c '^daemon:' /etc/passwd; grep -c '^moatuser:x:5000:' /etc/group; "
+         "echo $IMAGE_VAR $PATH; cat /etc/os-release; stat -c %u /etc/owned-by-daemon")
+
+
+@pytest.mark.all_users
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_run_every_transport(ctx, kind):
+    d = fixture_dir(ctx, "in")
+    ref = make_ref(kind, d)
+    cp = run_image(ctx, ref, "sh", "-c", PROBE)
+    assert cp.returncode == 0, cp
+    lines = cp.stdout.splitlines()
+    assert lines[:5] == ["5000", "/", "1", "1", "1"], cp.stdout
+    assert lines[5] == "from-image /usr/bin:/bin"
+    assert lines[6] == "NAME=moat-test"
+    # with subordinate ids the image's owners survive; otherwise nothing else is mapped
+    assert lines[7] == ("1" if ctx.variant == "user" else
+                        str(5000 if ctx.variant == "nosub" else 65534)), (ctx.variant, lines)
+    assert runs(ctx) == []
+
+
+@pytest.mark.all_users
+def test_run_defaults_and_cache_untouched(ctx):
+    d = fixture_dir(ctx, "in")
+    ref = make_ref("oci-gzip", d)
+    # the image's Cmd when none is given
+    cp = run_image(ctx, ref)
+    assert (cp.returncode, cp.stdout) == (0, "hello from the image\n"), cp
+    # writes land in the run's own layer, never in the cache, and go with the run
+    cp = run_image(ctx, ref, "sh", "-c",
+                   "echo x > /etc/from-run && cat /etc/from-run && echo y >> /etc/passwd")
+    assert (cp.returncode, cp.stdout) == (0, "x\n"), cp
+    (chain,) = cached_roots(ctx)
+    rootfs = images_dir(ctx) / "roots" / chain / "rootfs"
+    assert not (rootfs / "etc/from-run").exists()
+    assert "moatuser" not in (rootfs / "etc/passwd").read_text()
+    assert runs(ctx) == []
+    cp = run_image(ctx, ref, "sh", "-c", "test ! -e /etc/from-run && tail -n1 /etc/passwd")
+    assert cp.returncode == 0 and cp.stdout.startswith("moatuser:"), cp
+    # a cached image by its ChainID prefix, without its reference
+    cp = run_image(ctx, chain[:10], "cat", "/etc/os-release")
+    assert (cp.returncode, cp.stdout) == (0, "NAME=moat-test\n"), cp
+    cp = run_image(ctx, "sha256:ffff", "true")
+    assert cp.returncode == 125 and "not in the cache" in cp.stderr, cp
+    # -e wins over the image's Env; the workspace is there
+    (ctx.workspace / "note").write_text("ws\n")
+    cp = run_image(ctx, ref, "sh", "-c", "echo $IMAGE_VAR; cat /workspace/note; echo $HOME",
+                   flags=("-e", "IMAGE_VAR=mine"))
+    assert cp.stdout == "mine\nws\n/home/moatuser\n", cp
+
+
+def test_keep_keeps_the_run_layer(ctx):
+    d = fixture_dir(ctx, "in")
+    ref = make_ref("oci-gzip", d)
+    cp = run_image(ctx, ref, "sh", "-c", "echo kept > /etc/kept", flags=("--keep", "-n", "k1"))
+    assert cp.returncode == 0, cp
+    assert runs(ctx) == ["k1"]
+    assert (ctx.moat_home / "runs/k1/upper/etc/kept").read_text() == "kept\n"
+    # the name is taken while the layer is kept
+    cp = run_image(ctx, ref, "true", flags=("-n", "k1"))
+    assert cp.returncode == 125 and "exists" in cp.stderr, cp
+
+
+def test_entrypoint_workdir_user(ctx):
+    d = fixture_dir(ctx, "in")
+    tar = fx.busybox_tar()
+    img = fx.Image(layers=[tar, fx.Tar().dir("srv").file("srv/data", "d\n").bytes()],
+                   config={"config": {"Entrypoint": ["/bin/echo", "ep"], "Cmd": ["default"],
+                                      "WorkingDir": "/srv", "User": "daemon"}})
+    fx.write_oci(d / "layout", img)
+    ref = f"oci:{d}/layout:latest"
+    cp = run_image(ctx, ref)
+    assert (cp.returncode, cp.stdout) == (0, "ep default\n"), cp
+    cp = run_image(ctx, ref, "given", "args")
+    assert (cp.returncode, cp.stdout) == (0, "ep given args\n"), cp
+    # User is ignored: the agent is moatuser; WorkingDir is the cwd
+    img2 = fx.Image(config={"config": {"WorkingDir": "/etc", "User": "daemon"}})
+    fx.write_oci(d / "l2", img2)
+    cp = run_image(ctx, f"oci:{d}/l2", "sh", "-c", "id -u; pwd")
+    assert cp.stdout == "5000\n/etc\n", cp
+    # no WorkingDir: /workspace; no Cmd and no command: a clear error
+    img3 = fx.Image(config={"config": {}})
+    fx.write_oci(d / "l3", img3)
+    cp = run_image(ctx, f"oci:{d}/l3", "pwd")
+    assert cp.stdout == "/workspace\n", cp
+    cp = run_image(ctx, f"oci:{d}/l3")
+    assert cp.returncode == 125 and "no Entrypoint or Cmd" in cp.stderr, cp
+
+
+def test_without_userns_overlay_root_is_read_only(ctx):
+    d = fixture_dir(ctx, "in")
+    ref = make_ref("oci-gzip", d)
+    env = {"MOAT_ROOT_OVERLAY": "0"}
+    cp = run_image(ctx, ref, "sh", "-c",
+                   "touch /x 2>/dev/null && echo wrote; touch /tmp/y && echo tmp; "
+                   "grep -c ^moatuser: /etc/passwd; cat /etc/hostname", env=env,
+                   flags=("-n", "ro1"))
+    assert cp.returncode == 0, cp
+    assert cp.stdout == "tmp\n1\nro1\n", cp
+    assert runs(ctx) == []
+    (chain,) = cached_roots(ctx)
+    assert not (images_dir(ctx) / "roots" / chain / "rootfs/x").exists()
+
+
+def test_bad_image_reference(ctx):
+    cp = run_moat(ctx, "--image", "oci:", "true")
+    assert cp.returncode == 125 and "no path" in cp.stderr, cp
+    cp = run_moat(ctx, "--image", f"oci:{ctx.base}/nothing-here", "true")
+    assert cp.returncode == 125 and "nothing-here" in cp.stderr, cp
+    assert runs(ctx) == []
+    # --image host is the host image
+    cp = run_moat(ctx, "--image", "host", "true")
+    assert cp.returncode == 0, cp
