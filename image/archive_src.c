@@ -18,6 +18,8 @@
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/json.h"
+#include "lib/log.h"
+#include "lib/sha256.h"
 
 #define ARCHIVE_ENTRIES_MAX 65536
 #define ARCHIVE_LINK_HOPS 8
@@ -253,21 +255,14 @@ static int import_entry(struct ar_state *s, struct archive *a, struct archive_en
     return import_file(s, a, ae, e, err);
 }
 
-static int read_archive(const char *path, struct ar_state *s, struct moat_err *err)
+static int read_archive(int fd, const char *path, struct ar_state *s, struct moat_err *err)
 {
     _cleanup_archive_ struct archive *a = NULL;
-    _cleanup_close_ int fd = -1;
     struct archive_entry *ae;
-    struct stat st;
     int r;
 
     if (archive_lib_load(err) < 0)
         return -1;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0 || fstat(fd, &st) < 0)
-        return moat_err_sys(err, "open %s", path);
-    if (!S_ISREG(st.st_mode))
-        return moat_err_set(err, EINVAL, "%s: not a regular file", path);
     a = la.archive_read_new();
     if (!a || la.archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
         la.archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
@@ -482,31 +477,115 @@ static const struct image_source_ops archive_ops = {
     .close = ar_close,
 };
 
-int image_source_archive(const struct image_ref *ref, struct image_store *st,
-                         struct image_source *src, struct moat_err *err)
+/* ---- the memo: an archive imported before is not read again ---- */
+
+/* Named by the file's identity (device, inode, size, change times) and what
+ * the reference selects; any change to the file makes a new name. */
+static void memo_name(const struct image_ref *ref, const struct stat *sb, char name[72])
+{
+    unsigned char sum[SHA256_DIGEST_LEN];
+    char hex[65];
+    struct sha256 h;
+    const long long ids[] = {(long long)ref->transport, (long long)sb->st_dev,
+                             (long long)sb->st_ino,     (long long)sb->st_size,
+                             sb->st_mtim.tv_sec,        sb->st_mtim.tv_nsec,
+                             sb->st_ctim.tv_sec,        sb->st_ctim.tv_nsec};
+
+    sha256_init(&h);
+    sha256_update(&h, ids, sizeof(ids));
+    sha256_update(&h, ref->path, strlen(ref->path) + 1);
+    sha256_update(&h, ref->host, strlen(ref->host) + 1);
+    sha256_update(&h, ref->repo, strlen(ref->repo) + 1);
+    sha256_update(&h, ref->tag, strlen(ref->tag) + 1);
+    sha256_final(&h, sum);
+    sha256_hex(sum, hex);
+    snprintf(name, 72, "%s", hex);
+}
+
+/* The memo is "MEDIA_TYPE\nDOCUMENT"; 1 when found. */
+static int memo_load(struct image_store *st, const char *name, struct image_source *src)
+{
+    struct moat_err ignored;
+    char *text = NULL, *nl;
+    size_t len;
+
+    if (read_file_at(st->memo_fd, name, IMAGE_MANIFEST_MAX + 256, &text, &len, &ignored) < 0)
+        return 0;
+    nl = memchr(text, '\n', len);
+    if (!nl || (size_t)(nl - text) >= sizeof(src->top_type)) {
+        free(text);
+        return 0;
+    }
+    snprintf(src->top_type, sizeof(src->top_type), "%.*s", (int)(nl - text), text);
+    src->top_len = len - (size_t)(nl - text) - 1;
+    memmove(text, nl + 1, src->top_len + 1);
+    src->top_doc = text;
+    return 1;
+}
+
+static void memo_save(struct image_store *st, const char *name, const struct image_source *src)
+{
+    struct moat_err ignored;
+    size_t tlen = strlen(src->top_type);
+    _cleanup_free_ char *text = malloc(tlen + 1 + src->top_len);
+
+    if (!text)
+        return;
+    memcpy(text, src->top_type, tlen);
+    text[tlen] = '\n';
+    memcpy(text + tlen + 1, src->top_doc, src->top_len);
+    if (write_file_atomic_at(st->memo_fd, name, text, tlen + 1 + src->top_len, 0600, &ignored) < 0)
+        log_debug("%s: not remembered: %s", src->name, ignored.msg);
+}
+
+static int import(const struct image_ref *ref, struct image_store *st, int fd,
+                  struct image_source *src, struct moat_err *err)
 {
     struct ar_state s = {.st = st};
+    int r = read_archive(fd, ref->path, &s, err);
+
+    if (r == 0 && ref->transport == IMAGE_OCI_ARCHIVE)
+        r = take_index(&s, src, err);
+    else if (r == 0)
+        r = s.manifest_json ? synth_manifest(&s, src, err)
+                            : moat_err_set(err, ENOENT,
+                                           "%s: no manifest.json: not a Docker archive", src->name);
+    ar_state_free(&s);
+    return r;
+}
+
+int image_source_archive(const struct image_ref *ref, struct image_store *st, bool fresh,
+                         struct image_source *src, struct moat_err *err)
+{
     bool oci = ref->transport == IMAGE_OCI_ARCHIVE;
-    int r;
+    _cleanup_close_ int fd = -1;
+    struct stat sb;
+    char memo[72];
 
     memset(src, 0, sizeof(*src));
     src->dir_fd = -1;
     src->ops = &archive_ops;
     src->ref = ref;
     src->priv = st;
+    src->select_tag = oci && ref->tag[0] ? ref->tag : NULL;
     snprintf(src->name, sizeof(src->name), "%s:%s", oci ? "oci-archive" : "docker-archive",
              ref->path);
-    r = read_archive(ref->path, &s, err);
-    if (r == 0 && oci) {
-        src->select_tag = ref->tag[0] ? ref->tag : NULL;
-        r = take_index(&s, src, err);
-    } else if (r == 0) {
-        r = s.manifest_json ? synth_manifest(&s, src, err)
-                            : moat_err_set(err, ENOENT,
-                                           "%s: no manifest.json: not a Docker archive", src->name);
+    fd = open(ref->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 || fstat(fd, &sb) < 0)
+        return moat_err_sys(err, "open %s", ref->path);
+    /* A FIFO or device would never end, or change under the memo. */
+    if (!S_ISREG(sb.st_mode))
+        return moat_err_set(err, EINVAL, "%s: not a regular file", ref->path);
+    memo_name(ref, &sb, memo);
+    if (!fresh && memo_load(st, memo, src)) {
+        log_debug("%s: imported before, unchanged: not read again", src->name);
+        src->from_memo = true;
+        return 0;
     }
-    ar_state_free(&s);
-    if (r < 0)
+    if (import(ref, st, fd, src, err) < 0) {
         ar_close(src);
-    return r;
+        return -1;
+    }
+    memo_save(st, memo, src);
+    return 0;
 }

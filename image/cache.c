@@ -616,6 +616,28 @@ static int prune_blobs(struct image_store *st, const struct keep_set *k, uint64_
     return 0;
 }
 
+/* Every archive memo: they name blobs that may be gone now (cheap to remake). */
+static int prune_memos(struct image_store *st, uint64_t *freed, struct moat_err *err)
+{
+    int dfd = openat(st->memo_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return moat_err_sys(err, "read images/archives");
+    }
+    while ((de = readdir(d))) {
+        if (!is_hex64(de->d_name))
+            continue;
+        if (unlinkat(st->memo_fd, de->d_name, 0) < 0 && errno != ENOENT)
+            return moat_err_sys(err, "remove images/archives/%s", de->d_name);
+        (*freed)++;
+    }
+    return 0;
+}
+
 static int prune_store(struct image_store *st, uint64_t *freed, struct moat_err *err)
 {
     struct image_entry *e = NULL;
@@ -635,7 +657,10 @@ static int prune_store(struct image_store *st, uint64_t *freed, struct moat_err 
             (*freed)++;
         }
     }
-    r = prune_blobs(st, &k, freed, err) < 0 || prune_tmp(st, freed, err) < 0 ? -1 : 0;
+    r = prune_blobs(st, &k, freed, err) < 0 || prune_tmp(st, freed, err) < 0 ||
+                prune_memos(st, freed, err) < 0
+            ? -1
+            : 0;
 out:
     free(k.d);
     image_entries_free(e, n);

@@ -125,6 +125,7 @@ struct image_source {
     size_t top_len;
     char top_type[128];
     void *priv;
+    bool from_memo; /* archives: served from the memo, not read this time */
 };
 
 /* oci:DIR (oci.c). */
@@ -132,9 +133,10 @@ int image_source_oci(const struct image_ref *ref, struct image_source *src, stru
 
 /* oci-archive: and docker-archive: (archive_src.c): the archive's blobs are
  * copied into the blob store (each checked against its digest) and served
- * from there. */
+ * from there. An archive imported before (same file, same reference) is
+ * served from its memo without being read, unless FRESH. */
 struct image_store;
-int image_source_archive(const struct image_ref *ref, struct image_store *st,
+int image_source_archive(const struct image_ref *ref, struct image_store *st, bool fresh,
                          struct image_source *src, struct moat_err *err);
 
 /* ---- resolve.c: a reference's documents, resolved and verified ---- */
@@ -162,6 +164,7 @@ struct image_store {
     int roots_fd; /* roots: one directory per ChainID */
     int tmp_fd;   /* staging: same filesystem, so rename(2) is atomic */
     int locks_fd;
+    int memo_fd;    /* archives/: what an imported archive held (archive_src.c) */
     int store_lock; /* locks/store.lock, held shared while the store is open */
 };
 
@@ -220,8 +223,9 @@ bool image_rootless_mapped(void);
 
 /* ---- pull.c ---- */
 
-int image_source_open(const struct image_ref *ref, struct image_store *st, struct image_source *src,
-                      struct moat_err *err);
+/* FRESH: archives are read again even when remembered. */
+int image_source_open(const struct image_ref *ref, struct image_store *st, bool fresh,
+                      struct image_source *src, struct moat_err *err);
 
 /* ---- store.c, continued ---- */
 

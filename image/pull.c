@@ -152,15 +152,15 @@ static int unpack_layers(void *arg, struct moat_err *err)
     return 0;
 }
 
-int image_source_open(const struct image_ref *ref, struct image_store *st, struct image_source *src,
-                      struct moat_err *err)
+int image_source_open(const struct image_ref *ref, struct image_store *st, bool fresh,
+                      struct image_source *src, struct moat_err *err)
 {
     switch (ref->transport) {
     case IMAGE_OCI:
         return image_source_oci(ref, src, err);
     case IMAGE_OCI_ARCHIVE:
     case IMAGE_DOCKER_ARCHIVE:
-        return image_source_archive(ref, st, src, err);
+        return image_source_archive(ref, st, fresh, src, err);
     case IMAGE_DOCKER:
         /* image-registry's client fills the same table (image/registry.h). */
         return moat_err_set(err, ENOTSUP, "docker://%s/%s: registry pulls are not in this build",
@@ -168,6 +168,25 @@ int image_source_open(const struct image_ref *ref, struct image_store *st, struc
     default:
         return moat_err_set(err, EINVAL, "host: the host image is not pulled or unpacked");
     }
+}
+
+/* SRC opened and resolved into R. An archive's memo that no longer resolves
+ * (its blobs were removed) gives way to reading the archive again. */
+static int open_resolved(const struct image_ref *ref, struct image_store *st,
+                         struct image_source *src, struct image_resolved *r, struct moat_err *err)
+{
+    if (image_source_open(ref, st, false, src, err) < 0)
+        return -1;
+    if (image_resolve(src, r, err) == 0)
+        return 0;
+    if (!src->from_memo)
+        return -1;
+    log_debug("%s: remembered import does not resolve (%s): reading it again", src->name, err->msg);
+    image_resolved_free(r);
+    src->ops->close(src);
+    if (image_source_open(ref, st, true, src, err) < 0)
+        return -1;
+    return image_resolve(src, r, err);
 }
 
 static void fill_info(const struct image_resolved *r, struct image_config *c, const char *rootfs,
@@ -299,7 +318,7 @@ int image_pull(const struct image_ref *ref, const struct image_pull_opts *opts,
     memset(info, 0, sizeof(*info));
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (image_source_open(ref, &st, &src, err) == 0 && image_resolve(&src, &r, err) == 0)
+    if (open_resolved(ref, &st, &src, &r, err) == 0)
         ret = pull_resolved(&st, &src, &r, opts, info, err);
     image_resolved_free(&r);
     if (src.ops)
@@ -350,7 +369,7 @@ int image_unpack(const struct image_ref *ref, const struct image_pull_opts *opts
     job.show_progress = !opts->quiet && isatty(STDERR_FILENO);
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (image_source_open(ref, &st, &src, err) == 0 && image_resolve(&src, &r, err) == 0 &&
+    if (open_resolved(ref, &st, &src, &r, err) == 0 &&
         open_target(dir, &made, &job.root_fd, err) == 0) {
         ret = unpack_layers(&job, err);
         if (ret < 0 && image_rm_contents(job.root_fd, dir, &(struct moat_err){0}) == 0 && made)

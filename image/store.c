@@ -51,7 +51,7 @@ int image_store_open(struct image_store *st, struct moat_err *err)
     char path[PATH_MAX];
     _cleanup_close_ int blobs = -1;
 
-    *st = (struct image_store){-1, -1, -1, -1, -1, -1};
+    *st = (struct image_store){-1, -1, -1, -1, -1, -1, -1};
     if (moat_home_sub("images", path, sizeof(path), err) < 0)
         return -1;
     st->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -61,7 +61,9 @@ int image_store_open(struct image_store *st, struct moat_err *err)
         open_sub(blobs, "sha256", &st->blobs_fd, err) < 0 ||
         open_sub(st->dir_fd, "roots", &st->roots_fd, err) < 0 ||
         open_sub(st->dir_fd, "tmp", &st->tmp_fd, err) < 0 ||
-        open_sub(st->dir_fd, "locks", &st->locks_fd, err) < 0 || store_lock(st, LOCK_SH, err) < 0) {
+        open_sub(st->dir_fd, "locks", &st->locks_fd, err) < 0 ||
+        open_sub(st->dir_fd, "archives", &st->memo_fd, err) < 0 ||
+        store_lock(st, LOCK_SH, err) < 0) {
         image_store_close(st);
         return -1;
     }
@@ -78,8 +80,8 @@ int image_store_exclusive(struct image_store *st, struct moat_err *err)
 
 void image_store_close(struct image_store *st)
 {
-    int *fds[] = {&st->dir_fd, &st->blobs_fd, &st->roots_fd,
-                  &st->tmp_fd, &st->locks_fd, &st->store_lock};
+    int *fds[] = {&st->dir_fd,   &st->blobs_fd, &st->roots_fd,  &st->tmp_fd,
+                  &st->locks_fd, &st->memo_fd,  &st->store_lock};
 
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
         if (*fds[i] >= 0)

@@ -457,3 +457,34 @@ def test_layer_error_names_blob_and_entry(ctx):
     assert cp.stderr.startswith(f"moat: layer {digest}: entry ../escape: "), cp.stderr
     assert cached_roots(ctx) == [] and leftovers(ctx) == []
     assert not (ctx.base / "escape").exists() and not (d / "escape").exists()
+
+
+def test_archive_memo(ctx):
+    """An archive imported once is not read again while unchanged; any change to it is."""
+    d = fixture_dir(ctx, "in")
+    ref = make_ref("docker-archive-24", d)
+    archive = d / "img.tar"
+    ok(image(ctx, "pull", "-q", ref))
+    cp = ok(run_moat(ctx, "--log-level", "debug", "image", "pull", "-q", ref, sub=None))
+    assert "not read again" in cp.stderr, cp.stderr
+    # rewritten with a corrupted layer (same size, same mtime): read again; the image
+    # its config names is still the verified one in the cache
+    st = archive.stat()
+    data = bytearray(archive.read_bytes())
+    i = data.index(b"NAME=moat-test")
+    data[i:i + 4] = b"EVIL"
+    archive.write_bytes(bytes(data))
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cp = ok(run_moat(ctx, "--log-level", "debug", "image", "pull", "-q", ref, sub=None))
+    assert "not read again" not in cp.stderr, cp.stderr
+    # without that image, the corrupted layer must be unpacked, and is refused
+    ok(image(ctx, "rm", ref))
+    cp = run_moat(ctx, "--log-level", "debug", "image", "pull", "-q", ref, sub=None)
+    assert cp.returncode == 125 and "diff_id is sha256:" in cp.stderr, cp
+    assert cached_roots(ctx) == []
+    # prune forgets every memo with the blobs; a pull reads the archive again
+    fx.write_docker_archive_legacy(archive)
+    ok(image(ctx, "prune"))
+    assert list((images_dir(ctx) / "archives").iterdir()) == []
+    cp = ok(run_moat(ctx, "--log-level", "debug", "image", "pull", "-q", ref, sub=None))
+    assert "not read again" not in cp.stderr
