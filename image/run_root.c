@@ -319,9 +319,12 @@ int image_run_root_remove(struct image_run_root *rr, bool keep, struct moat_err 
 
     if (rr->runs_fd < 0)
         return 0;
-    if (!keep)
+    /* Mostly the sandbox user's files, which are the caller's: removed right
+     * here; only a layer holding subordinate ids (copied-up directories) needs
+     * the mapped user namespace, which costs two setuid helpers. */
+    if (!keep && image_rm_tree_at(rr->runs_fd, rr->name, err) < 0)
         r = image_tree_remove(rr->runs_fd, rr->name, err);
-    else
+    else if (keep)
         log_info("run %s: its layer is kept in %s", rr->name, rr->dir);
     close(rr->runs_fd);
     rr->runs_fd = -1;
