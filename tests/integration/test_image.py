@@ -488,3 +488,17 @@ def test_archive_memo(ctx):
     assert list((images_dir(ctx) / "archives").iterdir()) == []
     cp = ok(run_moat(ctx, "--log-level", "debug", "image", "pull", "-q", ref, sub=None))
     assert "not read again" not in cp.stderr
+
+
+def test_concurrent_prunes(ctx):
+    d = fixture_dir(ctx, "in")
+    ok(image(ctx, "pull", "-q", make_ref("oci-gzip", d)))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(image(ctx, "prune", timeout=30)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [cp.returncode for cp in results] == [0, 0, 0], results
+    assert len(cached_roots(ctx)) == 1
