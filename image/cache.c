@@ -1,15 +1,12 @@
 /* The cached images: image.json beside each roots/HEX/rootfs (its digests,
- * the references that name it), and what `moat image ls/inspect/rm/prune`
- * do with them. */
-#include <ctype.h>
+ * the references that name it), finding an image by name, `moat image ls`
+ * and `moat image rm`. prune.c and inspect.c build on these. */
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yajl/yajl_gen.h>
 
 #include "image/internal.h"
 #include "lib/cleanup.h"
@@ -19,51 +16,6 @@
 #define META_NAME "image.json"
 #define META_MAX (1u << 20)
 #define REFS_MAX 256
-
-static void gen_freep(yajl_gen *g)
-{
-    if (*g)
-        yajl_gen_free(*g);
-}
-
-#define _cleanup_gen_ __attribute__((cleanup(gen_freep)))
-
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gen_kv(yajl_gen g, const char *key, const char *val)
-{
-    gen_str(g, key);
-    gen_str(g, val);
-}
-
-static void gen_ku(yajl_gen g, const char *key, uint64_t v)
-{
-    gen_str(g, key);
-    yajl_gen_integer(g, (long long)v);
-}
-
-static void gen_strv(yajl_gen g, const char *key, char **v)
-{
-    gen_str(g, key);
-    yajl_gen_array_open(g);
-    for (size_t i = 0; v && v[i]; i++)
-        gen_str(g, v[i]);
-    yajl_gen_array_close(g);
-}
-
-static int gen_take(yajl_gen g, char **out, struct moat_err *err)
-{
-    const unsigned char *buf;
-    size_t len;
-
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
-        return moat_err_set(err, EINVAL, "generate JSON");
-    *out = strndup((const char *)buf, len);
-    return *out ? 0 : moat_err_set(err, ENOMEM, "generate JSON");
-}
 
 /* ---- image.json ---- */
 
@@ -77,7 +29,7 @@ void image_entries_free(struct image_entry *e, size_t n)
     free(e);
 }
 
-static void free_entry(struct image_entry *e)
+void image_entry_clear(struct image_entry *e)
 {
     for (size_t i = 0; e->refs && e->refs[i]; i++)
         free(e->refs[i]);
@@ -87,20 +39,20 @@ static void free_entry(struct image_entry *e)
 
 static int meta_write(int dirfd, const struct image_entry *e, struct moat_err *err)
 {
-    _cleanup_gen_ yajl_gen g = yajl_gen_alloc(NULL);
+    _cleanup_json_gen_ yajl_gen g = yajl_gen_alloc(NULL);
     _cleanup_free_ char *text = NULL;
 
     if (!g)
         return moat_err_set(err, ENOMEM, META_NAME);
     yajl_gen_map_open(g);
-    gen_kv(g, "chain_id", e->chain_id.str);
-    gen_kv(g, "manifest", e->manifest.str);
-    gen_kv(g, "config", e->config.str);
-    gen_strv(g, "refs", e->refs);
-    gen_ku(g, "size", e->size);
-    gen_kv(g, "created", e->created);
+    json_gen_kv(g, "chain_id", e->chain_id.str);
+    json_gen_kv(g, "manifest", e->manifest.str);
+    json_gen_kv(g, "config", e->config.str);
+    json_gen_strv(g, "refs", e->refs);
+    json_gen_ku(g, "size", e->size);
+    json_gen_kv(g, "created", e->created);
     yajl_gen_map_close(g);
-    if (gen_take(g, &text, err) < 0)
+    if (json_gen_take(g, &text, err) < 0)
         return -1;
     return write_file_atomic_at(dirfd, META_NAME, text, strlen(text), 0600, err);
 }
@@ -199,7 +151,7 @@ int image_meta_add_ref(struct image_store *st, const char *hex, const char *refn
     int r = 0;
 
     if (meta_read(st, hex, &e, err) < 0) {
-        free_entry(&e);
+        image_entry_clear(&e);
         return -1;
     }
     while (e.refs[n])
@@ -212,7 +164,7 @@ int image_meta_add_ref(struct image_store *st, const char *hex, const char *refn
         r = moat_err_set(err, ENOMEM, "refs");
     else
         r = meta_save(st, hex, &e, err) < 0 ? -1 : 1;
-    free_entry(&e);
+    image_entry_clear(&e);
     return r;
 }
 
@@ -232,7 +184,7 @@ static void drop_ref(char **refs, const char *name)
 
 /* ---- walking the cache ---- */
 
-static bool is_hex64(const char *s)
+bool image_is_hex64(const char *s)
 {
     return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
 }
@@ -252,7 +204,7 @@ static int each_root(struct image_store *st,
         return moat_err_sys(err, "read images/roots");
     }
     while ((de = readdir(d)))
-        if (is_hex64(de->d_name) && fn(st, de->d_name, arg, err) < 0)
+        if (image_is_hex64(de->d_name) && fn(st, de->d_name, arg, err) < 0)
             return -1;
     return 0;
 }
@@ -275,14 +227,14 @@ static int drop_one(struct image_store *st, const char *hex, void *arg, struct m
     if (image_store_lock(st, &d, &lock, err) < 0)
         return -1;
     if (meta_read(st, hex, &e, err) < 0) {
-        free_entry(&e);
+        image_entry_clear(&e);
         return 0; /* being removed, or not ours: nothing to drop */
     }
     if (has_ref(e.refs, c->refname)) {
         drop_ref(e.refs, c->refname);
         r = meta_save(st, hex, &e, err);
     }
-    free_entry(&e);
+    image_entry_clear(&e);
     return r;
 }
 
@@ -313,15 +265,15 @@ static int list_one(struct image_store *st, const char *hex, void *arg, struct m
         c->cap = cap;
     }
     if (meta_read(st, hex, &c->e[c->n], &ignored) < 0) {
-        free_entry(&c->e[c->n]);
+        image_entry_clear(&c->e[c->n]);
         return 0; /* removed meanwhile */
     }
     c->n++;
     return 0;
 }
 
-static int list_store(struct image_store *st, struct image_entry **out, size_t *n,
-                      struct moat_err *err)
+int image_cache_list(struct image_store *st, struct image_entry **out, size_t *n,
+                     struct moat_err *err)
 {
     struct list_ctx c = {0};
 
@@ -343,7 +295,7 @@ int image_list(struct image_entry **out, size_t *n, struct moat_err *err)
     *n = 0;
     if (image_store_open(&st, err) < 0)
         return -1;
-    r = list_store(&st, out, n, err);
+    r = image_cache_list(&st, out, n, err);
     image_store_close(&st);
     return r;
 }
@@ -360,8 +312,8 @@ static const char *hex_prefix(const char *name)
 }
 
 /* The entry of E (N of them) NAME means; *BY_REF when NAME was a reference. */
-static int find_entry(struct image_entry *e, size_t n, const char *name, size_t *idx, bool *by_ref,
-                      struct moat_err *err)
+int image_cache_find(struct image_entry *e, size_t n, const char *name, size_t *idx, bool *by_ref,
+                     struct moat_err *err)
 {
     const char *hex = hex_prefix(name);
     char canon[PATH_MAX + 64];
@@ -394,8 +346,8 @@ static int find_entry(struct image_entry *e, size_t n, const char *name, size_t 
     return moat_err_set(err, ENOENT, "image %s is not in the cache (see moat image ls)", name);
 }
 
-static int read_blob(struct image_store *st, const struct image_digest *d, size_t max, char **out,
-                     size_t *len, struct moat_err *err)
+int image_cache_read_blob(struct image_store *st, const struct image_digest *d, size_t max,
+                          char **out, size_t *len, struct moat_err *err)
 {
     return read_file_at(st->blobs_fd, image_digest_hex(d), max, out, len, err) < 0
                ? moat_err_prefix(err, "blob %s", d->str)
@@ -416,8 +368,9 @@ int image_lookup(const char *name, struct image_info *info, struct moat_err *err
     memset(info, 0, sizeof(*info));
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (list_store(&st, &e, &n, err) == 0 && find_entry(e, n, name, &i, &by_ref, err) == 0 &&
-        read_blob(&st, &e[i].config, IMAGE_CONFIG_MAX, &json, &len, err) == 0 &&
+    if (image_cache_list(&st, &e, &n, err) == 0 &&
+        image_cache_find(e, n, name, &i, &by_ref, err) == 0 &&
+        image_cache_read_blob(&st, &e[i].config, IMAGE_CONFIG_MAX, &json, &len, err) == 0 &&
         image_config_parse(json, len, e[i].config.str, &c, err) == 0 &&
         moat_home_sub("images", dir, sizeof(dir), err) == 0) {
         info->chain_id = e[i].chain_id;
@@ -465,8 +418,8 @@ static int delete_image(struct image_store *st, const char *hex, struct moat_err
     return image_tree_remove(st->tmp_fd, name, err);
 }
 
-static int remove_entry(struct image_store *st, const char *name, const struct image_entry *e,
-                        bool by_ref, struct moat_err *err)
+int image_cache_remove(struct image_store *st, const char *name, const struct image_entry *e,
+                       bool by_ref, struct moat_err *err)
 {
     const char *hex = image_digest_hex(&e->chain_id);
     _cleanup_close_ int lock = -1;
@@ -481,7 +434,7 @@ static int remove_entry(struct image_store *st, const char *name, const struct i
     if (!by_ref)
         return delete_image(st, hex, err);
     if (meta_read(st, hex, &cur, err) < 0) {
-        free_entry(&cur);
+        image_entry_clear(&cur);
         return -1;
     }
     if (image_ref_parse(name, &ref, &ignored) < 0 ||
@@ -490,7 +443,7 @@ static int remove_entry(struct image_store *st, const char *name, const struct i
     drop_ref(cur.refs, canon);
     drop_ref(cur.refs, name);
     r = cur.refs[0] ? meta_save(st, hex, &cur, err) : delete_image(st, hex, err);
-    free_entry(&cur);
+    image_entry_clear(&cur);
     return r;
 }
 
@@ -504,293 +457,9 @@ int image_remove(const char *name, struct moat_err *err)
 
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (list_store(&st, &e, &n, err) == 0 && find_entry(e, n, name, &i, &by_ref, err) == 0)
-        r = remove_entry(&st, name, &e[i], by_ref, err);
-    image_entries_free(e, n);
-    image_store_close(&st);
-    return r;
-}
-
-/* ---- prune ---- */
-
-/* images/tmp/HEX.PID or HEX.rm.PID whose process is gone. */
-static bool stale_tmp(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    long pid = dot ? strtol(dot + 1, NULL, 10) : 0;
-
-    if (strlen(name) < 64 || pid <= 0)
-        return false;
-    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
-static int prune_tmp(struct image_store *st, uint64_t *freed, struct moat_err *err)
-{
-    int dfd = openat(st->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    struct dirent *de;
-
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return moat_err_sys(err, "read images/tmp");
-    }
-    while ((de = readdir(d))) {
-        if (!stale_tmp(de->d_name))
-            continue;
-        if (image_tree_remove(st->tmp_fd, de->d_name, err) < 0)
-            return -1;
-        (*freed)++;
-    }
-    return 0;
-}
-
-struct keep_set {
-    struct image_digest *d;
-    size_t n, cap;
-};
-
-static int keep(struct keep_set *k, const struct image_digest *d, struct moat_err *err)
-{
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? 2 * k->cap : 64;
-        struct image_digest *nd = realloc(k->d, cap * sizeof(*nd));
-        if (!nd)
-            return moat_err_set(err, ENOMEM, "prune");
-        k->d = nd;
-        k->cap = cap;
-    }
-    k->d[k->n++] = *d;
-    return 0;
-}
-
-/* Every blob a kept image names: its manifest, config and layers. */
-static int keep_image(struct image_store *st, const struct image_entry *e, struct keep_set *k,
-                      struct moat_err *err)
-{
-    _cleanup_free_ char *json = NULL;
-    struct image_manifest m;
-    size_t len;
-
-    if (keep(k, &e->manifest, err) < 0 || keep(k, &e->config, err) < 0)
-        return -1;
-    if (read_blob(st, &e->manifest, IMAGE_MANIFEST_MAX, &json, &len, err) < 0 ||
-        image_manifest_parse(json, len, e->manifest.str, &m, err) < 0)
-        return -1;
-    for (size_t i = 0; i < m.n_layers; i++)
-        if (keep(k, &m.layers[i].digest, err) < 0) {
-            image_manifest_free(&m);
-            return -1;
-        }
-    image_manifest_free(&m);
-    return 0;
-}
-
-static bool kept(const struct keep_set *k, const char *hex)
-{
-    for (size_t i = 0; i < k->n; i++)
-        if (strcmp(image_digest_hex(&k->d[i]), hex) == 0)
-            return true;
-    return false;
-}
-
-static int prune_blobs(struct image_store *st, const struct keep_set *k, uint64_t *freed,
-                       struct moat_err *err)
-{
-    int dfd = openat(st->blobs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    struct dirent *de;
-
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return moat_err_sys(err, "read images/blobs");
-    }
-    while ((de = readdir(d))) {
-        if (!is_hex64(de->d_name) || kept(k, de->d_name))
-            continue;
-        if (unlinkat(st->blobs_fd, de->d_name, 0) < 0 && errno != ENOENT)
-            return moat_err_sys(err, "remove images/blobs/sha256/%s", de->d_name);
-        (*freed)++;
-    }
-    return 0;
-}
-
-/* Every archive memo: they name blobs that may be gone now (cheap to remake). */
-static int prune_memos(struct image_store *st, uint64_t *freed, struct moat_err *err)
-{
-    int dfd = openat(st->memo_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    struct dirent *de;
-
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return moat_err_sys(err, "read images/archives");
-    }
-    while ((de = readdir(d))) {
-        if (!is_hex64(de->d_name))
-            continue;
-        if (unlinkat(st->memo_fd, de->d_name, 0) < 0 && errno != ENOENT)
-            return moat_err_sys(err, "remove images/archives/%s", de->d_name);
-        (*freed)++;
-    }
-    return 0;
-}
-
-static int prune_store(struct image_store *st, uint64_t *freed, struct moat_err *err)
-{
-    struct image_entry *e = NULL;
-    struct keep_set k = {0};
-    size_t n = 0;
-    int r = -1;
-
-    if (list_store(st, &e, &n, err) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (e[i].refs && e[i].refs[0]) {
-            if (keep_image(st, &e[i], &k, err) < 0)
-                goto out;
-        } else {
-            if (remove_entry(st, "", &e[i], false, err) < 0)
-                goto out;
-            (*freed)++;
-        }
-    }
-    r = prune_blobs(st, &k, freed, err) < 0 || prune_tmp(st, freed, err) < 0 ||
-                prune_memos(st, freed, err) < 0
-            ? -1
-            : 0;
-out:
-    free(k.d);
-    image_entries_free(e, n);
-    return r;
-}
-
-int image_prune(uint64_t *freed, struct moat_err *err)
-{
-    struct image_store st;
-    int r;
-
-    *freed = 0;
-    if (image_store_open(&st, err) < 0)
-        return -1;
-    /* Alone in the store: a pull's archive blobs are unreferenced until it ends. */
-    r = image_store_exclusive(&st, err) < 0 ? -1 : prune_store(&st, freed, err);
-    image_store_close(&st);
-    return r;
-}
-
-/* ---- inspect ---- */
-
-static void gen_value(yajl_gen g, yajl_val v)
-{
-    if (YAJL_IS_STRING(v)) {
-        gen_str(g, v->u.string);
-    } else if (YAJL_IS_NUMBER(v)) {
-        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-    } else if (YAJL_IS_OBJECT(v)) {
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < v->u.object.len; i++) {
-            gen_str(g, v->u.object.keys[i]);
-            gen_value(g, v->u.object.values[i]);
-        }
-        yajl_gen_map_close(g);
-    } else if (YAJL_IS_ARRAY(v)) {
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < v->u.array.len; i++)
-            gen_value(g, v->u.array.values[i]);
-        yajl_gen_array_close(g);
-    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-        yajl_gen_bool(g, YAJL_IS_TRUE(v));
-    } else {
-        yajl_gen_null(g);
-    }
-}
-
-static void gen_layers(yajl_gen g, const struct image_manifest *m, const struct image_config *c)
-{
-    gen_str(g, "layers");
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < m->n_layers; i++) {
-        yajl_gen_map_open(g);
-        gen_kv(g, "media_type", m->layers[i].media_type);
-        gen_kv(g, "digest", m->layers[i].digest.str);
-        gen_ku(g, "size", (uint64_t)m->layers[i].size);
-        gen_kv(g, "diff_id", i < c->n_diff_ids ? c->diff_ids[i].str : "");
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_array_close(g);
-}
-
-struct inspect_docs {
-    char *manifest_json, *config_json;
-    size_t manifest_len, config_len;
-    struct image_manifest m;
-    struct image_config c;
-    yajl_val config_tree;
-};
-
-static void inspect_docs_free(struct inspect_docs *d)
-{
-    free(d->manifest_json);
-    free(d->config_json);
-    image_manifest_free(&d->m);
-    image_config_free(&d->c);
-    json_freep(&d->config_tree);
-}
-
-static int inspect_gen(const struct image_entry *e, const struct inspect_docs *d,
-                       const char *rootfs, char **out, struct moat_err *err)
-{
-    _cleanup_gen_ yajl_gen g = yajl_gen_alloc(NULL);
-
-    if (!g)
-        return moat_err_set(err, ENOMEM, "inspect");
-    yajl_gen_config(g, yajl_gen_beautify, 1);
-    yajl_gen_map_open(g);
-    gen_strv(g, "refs", e->refs);
-    gen_kv(g, "chain_id", e->chain_id.str);
-    gen_kv(g, "manifest_digest", e->manifest.str);
-    gen_kv(g, "config_digest", e->config.str);
-    gen_kv(g, "created", d->c.created);
-    gen_kv(g, "os", d->c.os);
-    gen_kv(g, "architecture", d->c.arch);
-    gen_ku(g, "size", e->size);
-    gen_kv(g, "rootfs", rootfs);
-    gen_layers(g, &d->m, &d->c);
-    gen_str(g, "config");
-    gen_value(g, d->config_tree);
-    yajl_gen_map_close(g);
-    return gen_take(g, out, err);
-}
-
-int image_inspect_json(const char *name, char **out, struct moat_err *err)
-{
-    struct image_store st;
-    struct image_entry *e = NULL;
-    struct inspect_docs d = {0};
-    size_t n = 0, i;
-    bool by_ref;
-    char dir[PATH_MAX], rootfs[PATH_MAX + 100];
-    int r = -1;
-
-    if (image_store_open(&st, err) < 0)
-        return -1;
-    if (list_store(&st, &e, &n, err) < 0 || find_entry(e, n, name, &i, &by_ref, err) < 0 ||
-        read_blob(&st, &e[i].manifest, IMAGE_MANIFEST_MAX, &d.manifest_json, &d.manifest_len, err) <
-            0 ||
-        read_blob(&st, &e[i].config, IMAGE_CONFIG_MAX, &d.config_json, &d.config_len, err) < 0 ||
-        image_manifest_parse(d.manifest_json, d.manifest_len, e[i].manifest.str, &d.m, err) < 0 ||
-        image_config_parse(d.config_json, d.config_len, e[i].config.str, &d.c, err) < 0 ||
-        json_parse(d.config_json, d.config_len, IMAGE_CONFIG_MAX, IMAGE_JSON_DEPTH_MAX,
-                   e[i].config.str, &d.config_tree, err) < 0 ||
-        moat_home_sub("images", dir, sizeof(dir), err) < 0)
-        goto out;
-    snprintf(rootfs, sizeof(rootfs), "%s/roots/%s/rootfs", dir, image_digest_hex(&e[i].chain_id));
-    r = inspect_gen(&e[i], &d, rootfs, out, err);
-out:
-    inspect_docs_free(&d);
+    if (image_cache_list(&st, &e, &n, err) == 0 &&
+        image_cache_find(e, n, name, &i, &by_ref, err) == 0)
+        r = image_cache_remove(&st, name, &e[i], by_ref, err);
     image_entries_free(e, n);
     image_store_close(&st);
     return r;

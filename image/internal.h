@@ -258,4 +258,28 @@ int image_meta_add_ref(struct image_store *st, const char *hex, const char *refn
 int image_meta_drop_ref_elsewhere(struct image_store *st, const char *hex, const char *refname,
                                   struct moat_err *err);
 
+/* Every cached image's image.json. */
+int image_cache_list(struct image_store *st, struct image_entry **out, size_t *n,
+                     struct moat_err *err);
+
+/* The entry of E (N of them) NAME means: a ChainID or manifest digest prefix,
+ * or a reference (*BY_REF). */
+int image_cache_find(struct image_entry *e, size_t n, const char *name, size_t *idx, bool *by_ref,
+                     struct moat_err *err);
+
+/* The blob D of the store, at most MAX bytes (already verified when stored). */
+int image_cache_read_blob(struct image_store *st, const struct image_digest *d, size_t max,
+                          char **out, size_t *len, struct moat_err *err);
+
+/* Drop NAME from E's references, and the image with its last one; with
+ * !BY_REF the image goes at once. Under the image's lock. */
+int image_cache_remove(struct image_store *st, const char *name, const struct image_entry *e,
+                       bool by_ref, struct moat_err *err);
+
+/* 64 lower-case hex digits: the names in blobs/, roots/ and archives/. */
+bool image_is_hex64(const char *s);
+
+/* Free E's references (E itself is the caller's). */
+void image_entry_clear(struct image_entry *e);
+
 #endif

@@ -91,3 +91,73 @@ int64_t json_int(yajl_val v)
         return -1;
     return n;
 }
+
+/* ---- writing ---- */
+
+void json_gen_freep(yajl_gen *g)
+{
+    if (*g)
+        yajl_gen_free(*g);
+}
+
+void json_gen_str(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+void json_gen_kv(yajl_gen g, const char *key, const char *val)
+{
+    json_gen_str(g, key);
+    json_gen_str(g, val);
+}
+
+void json_gen_ku(yajl_gen g, const char *key, uint64_t v)
+{
+    json_gen_str(g, key);
+    yajl_gen_integer(g, (long long)v);
+}
+
+void json_gen_strv(yajl_gen g, const char *key, char **v)
+{
+    json_gen_str(g, key);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; v && v[i]; i++)
+        json_gen_str(g, v[i]);
+    yajl_gen_array_close(g);
+}
+
+int json_gen_take(yajl_gen g, char **out, struct moat_err *err)
+{
+    const unsigned char *buf;
+    size_t len;
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+        return moat_err_set(err, EINVAL, "generate JSON");
+    *out = strndup((const char *)buf, len);
+    return *out ? 0 : moat_err_set(err, ENOMEM, "generate JSON");
+}
+
+void json_gen_value(yajl_gen g, yajl_val v)
+{
+    if (YAJL_IS_STRING(v)) {
+        json_gen_str(g, v->u.string);
+    } else if (YAJL_IS_NUMBER(v)) {
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_OBJECT(v)) {
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            json_gen_str(g, v->u.object.keys[i]);
+            json_gen_value(g, v->u.object.values[i]);
+        }
+        yajl_gen_map_close(g);
+    } else if (YAJL_IS_ARRAY(v)) {
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            json_gen_value(g, v->u.array.values[i]);
+        yajl_gen_array_close(g);
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        yajl_gen_bool(g, YAJL_IS_TRUE(v));
+    } else {
+        yajl_gen_null(g);
+    }
+}

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "lib/err.h"
@@ -33,5 +34,19 @@ const char *json_get_string(yajl_val obj, const char *key, bool *bad);
 /* A JSON integer in [0, INT64_MAX], read from its text so all 63 bits survive;
  * -1 when V is not one. */
 int64_t json_int(yajl_val v);
+
+/* Writing: thin wrappers over yajl_gen. */
+void json_gen_freep(yajl_gen *g);
+#define _cleanup_json_gen_ __attribute__((cleanup(json_gen_freep)))
+
+void json_gen_str(yajl_gen g, const char *s);
+/* "KEY": "VAL" / "KEY": V / "KEY": ["V0", ...] (V NULL-terminated, may be NULL). */
+void json_gen_kv(yajl_gen g, const char *key, const char *val);
+void json_gen_ku(yajl_gen g, const char *key, uint64_t v);
+void json_gen_strv(yajl_gen g, const char *key, char **v);
+/* Any parsed value, written back as it was. */
+void json_gen_value(yajl_gen g, yajl_val v);
+/* The generated text, malloc'd into *OUT. */
+int json_gen_take(yajl_gen g, char **out, struct moat_err *err);
 
 #endif
