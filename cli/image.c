@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
+#include "lib/json.h"
 #include "lib/parse.h"
 
 static const char image_usage[] =
@@ -170,64 +171,60 @@ static void human_size(uint64_t n, char *buf, size_t len)
     snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-/* A JSON string with the characters JSON requires escaped. */
-static void json_str(const char *s)
+static int print_ls_json(const struct image_entry *e, size_t n, struct moat_err *err)
 {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
+    _cleanup_json_gen_ yajl_gen g = yajl_gen_alloc(NULL);
+    _cleanup_free_ char *text = NULL;
+
+    if (!g)
+        return moat_err_set(err, ENOMEM, "ls");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        json_gen_kv(g, "chain_id", e[i].chain_id.str);
+        json_gen_kv(g, "manifest", e[i].manifest.str);
+        json_gen_kv(g, "config", e[i].config.str);
+        json_gen_ku(g, "size", e[i].size);
+        json_gen_kv(g, "created", e[i].created);
+        json_gen_strv(g, "refs", e[i].refs);
+        yajl_gen_map_close(g);
     }
-    putchar('"');
+    yajl_gen_array_close(g);
+    if (json_gen_take(g, &text, err) < 0)
+        return -1;
+    printf("%s\n", text);
+    return 0;
 }
 
-static void print_ls_json(const struct image_entry *e, size_t n)
+static void print_ls_table(const struct image_entry *e, size_t n)
 {
-    putchar('[');
+    char size[32];
+
+    printf("%-12s  %-12s  %10s  %s\n", "CHAIN ID", "MANIFEST", "SIZE", "REFERENCES");
     for (size_t i = 0; i < n; i++) {
-        printf("%s{\"chain_id\":\"%s\",\"manifest\":\"%s\",\"config\":\"%s\",\"size\":%llu,"
-               "\"created\":",
-               i ? "," : "", e[i].chain_id.str, e[i].manifest.str, e[i].config.str,
-               (unsigned long long)e[i].size);
-        json_str(e[i].created);
-        printf(",\"refs\":[");
-        for (size_t j = 0; e[i].refs && e[i].refs[j]; j++) {
-            printf("%s", j ? "," : "");
-            json_str(e[i].refs[j]);
-        }
-        printf("]}");
+        human_size(e[i].size, size, sizeof(size));
+        printf("%.12s  %.12s  %10s  ", image_digest_hex(&e[i].chain_id),
+               image_digest_hex(&e[i].manifest), size);
+        for (size_t j = 0; e[i].refs && e[i].refs[j]; j++)
+            printf("%s%s", j ? ", " : "", e[i].refs[j]);
+        printf("%s\n", e[i].refs && e[i].refs[0] ? "" : "<none>");
     }
-    printf("]\n");
 }
 
 static int do_ls(const struct image_flags *f, struct moat_err *err)
 {
     struct image_entry *e;
     size_t n;
-    char size[32];
+    int r = 0;
 
     if (image_list(&e, &n, err) < 0)
         return -1;
-    if (f->json) {
-        print_ls_json(e, n);
-    } else {
-        printf("%-12s  %-12s  %10s  %s\n", "CHAIN ID", "MANIFEST", "SIZE", "REFERENCES");
-        for (size_t i = 0; i < n; i++) {
-            human_size(e[i].size, size, sizeof(size));
-            printf("%.12s  %.12s  %10s  ", image_digest_hex(&e[i].chain_id),
-                   image_digest_hex(&e[i].manifest), size);
-            for (size_t j = 0; e[i].refs && e[i].refs[j]; j++)
-                printf("%s%s", j ? ", " : "", e[i].refs[j]);
-            printf("%s\n", e[i].refs && e[i].refs[0] ? "" : "<none>");
-        }
-    }
+    if (f->json)
+        r = print_ls_json(e, n, err);
+    else
+        print_ls_table(e, n);
     image_entries_free(e, n);
-    return 0;
+    return r;
 }
 
 static int do_inspect(const struct image_flags *f, struct moat_err *err)
