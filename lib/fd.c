@@ -147,6 +147,10 @@ int moat_home(char *buf, size_t len, struct moat_err *err)
 
     if (env && *env) {
         n = snprintf(buf, len, "%s", env);
+    } else if (geteuid() == 0) {
+        /* root's home is closed to the workspace owner who sets a sandbox up, and
+         * system state lives under /var/lib anyway (as podman's does). */
+        n = snprintf(buf, len, "/var/lib/moat");
     } else {
         if (!home || !*home) {
             struct passwd *pw = getpwuid(geteuid());

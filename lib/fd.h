@@ -35,8 +35,8 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
 /* mkdir -p for a host path; every directory created gets MODE. */
 int mkdir_p(const char *path, mode_t mode, struct moat_err *err);
 
-/* The directory every file moat writes lives under: $MOAT_HOME, else ~/.moat.
- * Created 0700 when missing. */
+/* The directory every file moat writes lives under: $MOAT_HOME, else ~/.moat
+ * (/var/lib/moat for root). Created 0700 when missing. */
 int moat_home(char *buf, size_t len, struct moat_err *err);
 
 /* moat_home()/SUB, created 0700 when missing. */

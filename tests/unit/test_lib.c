@@ -88,6 +88,21 @@ static void test_moat_home(void **state)
     assert_int_equal(moat_home(path, sizeof(path), &err), -1);
     assert_non_null(strstr(err.msg, "not an absolute path"));
     unsetenv("MOAT_HOME");
+
+    /* Unset: ~/.moat, but root's is /var/lib/moat (the workspace owner must reach it). */
+    char *saved = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    snprintf(want, sizeof(want), "%s/home/b", tmpdir);
+    setenv("HOME", want, 1);
+    if (geteuid() == 0) {
+        assert_int_equal(moat_home(path, sizeof(path), &err), 0);
+        assert_string_equal(path, "/var/lib/moat");
+    } else {
+        assert_int_equal(moat_home(path, sizeof(path), &err), 0);
+        snprintf(want, sizeof(want), "%s/home/b/.moat", tmpdir);
+        assert_string_equal(path, want);
+    }
+    saved ? setenv("HOME", saved, 1) : unsetenv("HOME");
+    free(saved);
 }
 
 static void test_parse_size(void **state)
