@@ -88,11 +88,18 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# The registry client's test driver (tests/fixtures/regpull.c), used by the integration tests.
+$(BUILD)/tests/regpull: tests/fixtures/regpull.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; MOAT_BIN=$(CURDIR)/$(BUILD)/moat $$t; done
 
-integration: $(BUILD)/moat $(BUILD)/moat-runtime
-	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
+integration: $(BUILD)/moat $(BUILD)/moat-runtime $(BUILD)/tests/regpull
+	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime \
+	  MOAT_REGPULL=$(CURDIR)/$(BUILD)/tests/regpull \
+	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
 
 test: all unit integration
 
