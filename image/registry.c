@@ -549,10 +549,10 @@ int registry_get_manifest(struct registry *r, const char *ref, struct registry_m
     int rc = reg_get(&w, path, MANIFEST_ACCEPT, what, &b, err);
     if (rc == 0 && b.resp.status != 200) {
         drain(&w, &b);
-        rc = moat_err_set(err, b.resp.status == 404 ? ENOENT : EPROTO, "%s: %s: %s", r->host, what,
-                          b.resp.status == 404 ? "not found" : "unexpected status");
-        if (b.resp.status != 404)
-            moat_err_prefix(err, "status %d", b.resp.status);
+        if (b.resp.status == 404)
+            rc = moat_err_set(err, 0, "%s: %s: not found", r->host, what);
+        else
+            rc = moat_err_set(err, EPROTO, "%s: %s: status %d", r->host, what, b.resp.status);
     }
     if (rc == 0 && http_body_read_all(&b, what, REGISTRY_MANIFEST_MAX, &m->data, &m->len, err) < 0)
         rc = moat_err_prefix(err, "%s", r->host);
@@ -699,8 +699,8 @@ static int blob_once(struct worker *w, struct pool *p, const struct registry_blo
     drain(w, &b);
     if (b.resp.status == 404 && blob->urls && blob->urls[0])
         return blob_from_urls(w, p, blob, err);
-    moat_err_set(err, b.resp.status == 404 ? ENOENT : EPROTO, "%s: blob %s: status %d", w->r->host,
-                 blob->digest, b.resp.status);
+    moat_err_set(err, 0, "%s: blob %s: %s (status %d)", w->r->host, blob->digest,
+                 b.resp.status == 404 ? "not found" : "unexpected answer", b.resp.status);
     return status_retryable(b.resp.status) ? RETRY : -1;
 }
 
