@@ -161,7 +161,8 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
-                build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image
+                build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
+                build/fuzz/fuzz_http
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
@@ -197,6 +198,11 @@ build/fuzz/fuzz_provider: tests/fuzz/fuzz_provider.c proxy/provider.c proxy/prov
 
 build/fuzz/fuzz_image: tests/fuzz/fuzz_image.c image/manifest.c image/ref.c lib/json.c lib/sha256.c \
                        lib/err.c image/internal.h image/image.h lib/json.h lib/err.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
+
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c image/http_parse.c image/auth.c lib/err.c lib/fd.c \
+                      image/http.h image/auth.h lib/err.h lib/fd.h lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
 
