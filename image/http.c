@@ -125,8 +125,8 @@ void http_close(struct http_conn *c)
         return;
     if (c->ssl) {
         if (!c->broken)
-            ssl.SSL_shutdown(c->ssl);
-        ssl.SSL_free(c->ssl);
+            ossl.SSL_shutdown(c->ssl);
+        ossl.SSL_free(c->ssl);
     }
     close(c->fd);
     free(c);
@@ -303,12 +303,10 @@ int http_request(struct http_conn *c, const struct http_req *req, struct http_bo
         return -1;
     if (strcmp(req->method, "HEAD") == 0 || b->resp.status == 204 || b->resp.status == 304) {
         b->done = true;
-    } else if (b->resp.chunked) {
-        b->in_chunk = false;
     } else if (b->resp.content_length >= 0) {
         b->left = (uint64_t)b->resp.content_length;
         b->done = b->left == 0;
-    } else {
+    } else if (!b->resp.chunked) {
         b->until_close = true;
         b->resp.close = true;
     }

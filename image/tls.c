@@ -13,12 +13,12 @@
 #include "lib/dl.h"
 #include "lib/fd.h"
 
-struct ssl_lib ssl;
+struct ssl_lib ossl;
 
 int ssl_lib_load(struct moat_err *err)
 {
     static void *crypto_handle, *ssl_handle;
-#define TLS_FN_SYM(fn) DL_SYM(ssl, fn),
+#define TLS_FN_SYM(fn) DL_SYM(ossl, fn),
     static const struct dl_sym crypto_syms[] = {CRYPTO_FUNCS(TLS_FN_SYM)};
     static const struct dl_sym ssl_syms[] = {SSL_FUNCS(TLS_FN_SYM)};
 #undef TLS_FN_SYM
@@ -30,13 +30,13 @@ int ssl_lib_load(struct moat_err *err)
 /* OpenSSL's last queued error as text, the queue cleared. */
 static const char *ssl_errstr(char *buf, size_t len)
 {
-    unsigned long e = ssl.ERR_peek_last_error();
+    unsigned long e = ossl.ERR_peek_last_error();
 
     if (!e)
         snprintf(buf, len, "unknown TLS error");
     else
-        ssl.ERR_error_string_n(e, buf, len);
-    ssl.ERR_clear_error();
+        ossl.ERR_error_string_n(e, buf, len);
+    ossl.ERR_clear_error();
     return buf;
 }
 
@@ -60,22 +60,22 @@ static int add_ca_file(SSL_CTX *ctx, int dirfd, const char *name, struct moat_er
 
     if (read_cert_file(dirfd, name, &pem, &len, err) < 0)
         return -1;
-    BIO *bio = ssl.BIO_new_mem_buf(pem, (int)len);
+    BIO *bio = ossl.BIO_new_mem_buf(pem, (int)len);
     if (!bio)
         return moat_err_set(err, ENOMEM, "cert-dir %s", name);
-    X509_STORE *store = ssl.SSL_CTX_get_cert_store(ctx);
+    X509_STORE *store = ossl.SSL_CTX_get_cert_store(ctx);
     X509 *x;
-    while ((x = ssl.PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-        int ok = ssl.X509_STORE_add_cert(store, x);
-        ssl.X509_free(x);
+    while ((x = ossl.PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+        int ok = ossl.X509_STORE_add_cert(store, x);
+        ossl.X509_free(x);
         if (!ok) {
-            ssl.BIO_free(bio);
+            ossl.BIO_free(bio);
             return moat_err_set(err, 0, "cert-dir %s: %s", name, ssl_errstr(ebuf, sizeof(ebuf)));
         }
         n++;
     }
-    ssl.ERR_clear_error(); /* the end of the file reads as an error */
-    ssl.BIO_free(bio);
+    ossl.ERR_clear_error(); /* the end of the file reads as an error */
+    ossl.BIO_free(bio);
     if (n == 0)
         return moat_err_set(err, 0, "cert-dir %s: no PEM certificate", name);
     return 0;
@@ -92,15 +92,15 @@ static int add_client_pair(SSL_CTX *ctx, int dirfd, const char *cert_name, struc
     if (read_cert_file(dirfd, cert_name, &cert, &clen, err) < 0 ||
         read_cert_file(dirfd, key_name, &key, &klen, err) < 0)
         return -1;
-    BIO *cb = ssl.BIO_new_mem_buf(cert, (int)clen), *kb = ssl.BIO_new_mem_buf(key, (int)klen);
-    X509 *x = cb ? ssl.PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *k = kb ? ssl.PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
-    int ok = x && k && ssl.SSL_CTX_use_certificate(ctx, x) == 1 &&
-             ssl.SSL_CTX_use_PrivateKey(ctx, k) == 1 && ssl.SSL_CTX_check_private_key(ctx) == 1;
-    ssl.X509_free(x);
-    ssl.EVP_PKEY_free(k);
-    ssl.BIO_free(cb);
-    ssl.BIO_free(kb);
+    BIO *cb = ossl.BIO_new_mem_buf(cert, (int)clen), *kb = ossl.BIO_new_mem_buf(key, (int)klen);
+    X509 *x = cb ? ossl.PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? ossl.PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int ok = x && k && ossl.SSL_CTX_use_certificate(ctx, x) == 1 &&
+             ossl.SSL_CTX_use_PrivateKey(ctx, k) == 1 && ossl.SSL_CTX_check_private_key(ctx) == 1;
+    ossl.X509_free(x);
+    ossl.EVP_PKEY_free(k);
+    ossl.BIO_free(cb);
+    ossl.BIO_free(kb);
     explicit_bzero(key, klen); /* the private key does not linger in freed memory */
     if (!ok)
         return moat_err_set(err, 0, "cert-dir %s / %s: %s", cert_name, key_name,
@@ -150,20 +150,20 @@ int http_tls_new(struct http_tls **out, bool verify, const char *cert_dir, struc
     if (!t)
         return moat_err_set(err, ENOMEM, "TLS context");
     t->verify = verify;
-    t->ctx = ssl.SSL_CTX_new(ssl.TLS_client_method());
+    t->ctx = ossl.SSL_CTX_new(ossl.TLS_client_method());
     if (!t->ctx)
         return moat_err_set(err, 0, "TLS context: %s", ssl_errstr(ebuf, sizeof(ebuf)));
     /* no SSLv3 / TLS 1.0 / 1.1: their weaknesses are well known */
-    ssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    ossl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
     /* an unverified peer could be anyone on the path: verify unless told not to */
-    ssl.SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    if (ssl.SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+    ossl.SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (ossl.SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
         moat_err_set(err, 0, "TLS trust store: %s", ssl_errstr(ebuf, sizeof(ebuf)));
-        ssl.SSL_CTX_free(t->ctx);
+        ossl.SSL_CTX_free(t->ctx);
         return -1;
     }
     if (cert_dir && load_cert_dir(t->ctx, cert_dir, err) < 0) {
-        ssl.SSL_CTX_free(t->ctx);
+        ossl.SSL_CTX_free(t->ctx);
         return -1;
     }
     *out = steal_ptr(&t);
@@ -174,7 +174,7 @@ void http_tls_free(struct http_tls *t)
 {
     if (!t)
         return;
-    ssl.SSL_CTX_free(t->ctx);
+    ossl.SSL_CTX_free(t->ctx);
     free(t);
 }
 
@@ -190,11 +190,11 @@ static bool is_address(const char *host)
 static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct moat_err *err)
 {
     char ebuf[256];
-    int e = ssl.SSL_get_error(s, ret);
+    int e = ossl.SSL_get_error(s, ret);
 
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         int saved = errno;
-        ssl.ERR_clear_error();
+        ossl.ERR_clear_error();
         if (saved == EAGAIN || saved == EWOULDBLOCK || e != SSL_ERROR_SYSCALL)
             return moat_err_set(err, ETIMEDOUT, "%s %s", what, host);
         if (saved == 0)
@@ -206,31 +206,31 @@ static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct 
 
 int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struct moat_err *err)
 {
-    SSL *s = ssl.SSL_new(t->ctx);
+    SSL *s = ossl.SSL_new(t->ctx);
     if (!s)
         return moat_err_set(err, ENOMEM, "TLS %s", host);
-    ssl.ERR_clear_error();
+    ossl.ERR_clear_error();
     /* SNI names the host (never an address, RFC 6066); the check below
      * makes the certificate name it too, or a valid certificate for any
      * other name would do */
-    if (ssl.SSL_set_fd(s, fd) != 1 ||
-        (!is_address(host) && ssl.SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+    if (ossl.SSL_set_fd(s, fd) != 1 ||
+        (!is_address(host) && ossl.SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME,
                                            TLSEXT_NAMETYPE_host_name, (void *)host) != 1) ||
-        (t->verify && ssl.SSL_set1_host(s, host) != 1)) {
-        ssl.SSL_free(s);
+        (t->verify && ossl.SSL_set1_host(s, host) != 1)) {
+        ossl.SSL_free(s);
         return moat_err_set(err, 0, "TLS %s: cannot set the host name", host);
     }
-    int r = ssl.SSL_connect(s);
+    int r = ossl.SSL_connect(s);
     if (r != 1) {
-        long v = ssl.SSL_get_verify_result(s);
+        long v = ossl.SSL_get_verify_result(s);
         if (t->verify && v != X509_V_OK) {
             moat_err_set(err, EPROTO, "TLS %s: certificate verification failed: %s", host,
-                         ssl.X509_verify_cert_error_string(v));
-            ssl.ERR_clear_error();
+                         ossl.X509_verify_cert_error_string(v));
+            ossl.ERR_clear_error();
         } else {
             tls_fail(s, r, "TLS handshake with", host, err);
         }
-        ssl.SSL_free(s);
+        ossl.SSL_free(s);
         return -1;
     }
     *out = s;
@@ -239,10 +239,10 @@ int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struc
 
 ssize_t tls_read(SSL *s, void *buf, size_t len, const char *host, struct moat_err *err)
 {
-    int n = ssl.SSL_read(s, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    int n = ossl.SSL_read(s, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (n > 0)
         return n;
-    if (ssl.SSL_get_error(s, n) == SSL_ERROR_ZERO_RETURN)
+    if (ossl.SSL_get_error(s, n) == SSL_ERROR_ZERO_RETURN)
         return 0;
     return tls_fail(s, n, "read from", host, err);
 }
@@ -252,7 +252,7 @@ int tls_write_all(SSL *s, const void *buf, size_t len, const char *host, struct 
     const char *p = buf;
 
     while (len > 0) {
-        int n = ssl.SSL_write(s, p, len > INT32_MAX ? INT32_MAX : (int)len);
+        int n = ossl.SSL_write(s, p, len > INT32_MAX ? INT32_MAX : (int)len);
         if (n <= 0)
             return tls_fail(s, n, "write to", host, err);
         p += n;

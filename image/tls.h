@@ -60,7 +60,7 @@ struct ssl_lib {
 #undef TLS_FN_FIELD
 };
 
-extern struct ssl_lib ssl;
+extern struct ssl_lib ossl;
 
 /* Load libssl and libcrypto and resolve the table; cheap after the first call. */
 int ssl_lib_load(struct moat_err *err);
