@@ -257,8 +257,7 @@ static int fetch_token(struct worker *w, const struct auth_challenge *c, const c
         rc = http_request(conn, &req, &b, err);
     explicit_bzero(basic, sizeof(basic));
     if (rc == 0 && b.resp.status != 200) {
-        rc = moat_err_set(err, EACCES, "%s: token from %s: status %d%s", r->host, u.host,
-                          b.resp.status,
+        rc = moat_err_set(err, 0, "%s: token from %s: status %d%s", r->host, u.host, b.resp.status,
                           b.resp.status == 401 || b.resp.status == 403
                               ? (r->creds.set ? " (wrong user name or password?)"
                                               : " (credentials needed: --creds or auth.json)")
@@ -305,11 +304,11 @@ static int auth_value(struct worker *w, const struct auth_challenge *c, bool fre
 static int auth_refused(const struct registry *r, const char *what, struct moat_err *err)
 {
     if (!r->creds.set)
-        return moat_err_set(err, EACCES,
+        return moat_err_set(err, 0,
                             "%s: %s: authentication required (give --creds USER:PASS or log "
                             "in with skopeo/podman login)",
                             r->host, what);
-    return moat_err_set(err, EACCES, "%s: %s: credentials for user %s refused (wrong password?)",
+    return moat_err_set(err, 0, "%s: %s: credentials for user %s refused (wrong password?)",
                         r->host, what, r->creds.user);
 }
 
