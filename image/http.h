@@ -1,6 +1,6 @@
 /* Internal to image/: the small HTTP/1.1 client the registry code speaks
- * through, over plain TCP or TLS (OpenSSL, loaded on first use; lib/dl.h says
- * why it is not linked). Strict and bounded: one request at a time per
+ * through, over plain TCP or TLS (OpenSSL through lib/openssl.h, loaded on
+ * first use). Strict and bounded: one request at a time per
  * connection, response heads capped in size and header count, bodies framed
  * by Content-Length, chunked encoding or the end of the connection, every
  * read and write under a timeout. Redirects are not followed here; the

@@ -10,35 +10,7 @@
 #include <arpa/inet.h>
 
 #include "lib/cleanup.h"
-#include "lib/dl.h"
 #include "lib/fd.h"
-
-struct ssl_lib ossl;
-
-int ssl_lib_load(struct moat_err *err)
-{
-    static void *crypto_handle, *ssl_handle;
-#define TLS_FN_SYM(fn) DL_SYM(ossl, fn),
-    static const struct dl_sym crypto_syms[] = {CRYPTO_FUNCS(TLS_FN_SYM)};
-    static const struct dl_sym ssl_syms[] = {SSL_FUNCS(TLS_FN_SYM)};
-#undef TLS_FN_SYM
-    if (dl_load(&crypto_handle, CRYPTO_SONAME, crypto_syms, ARRAY_SIZE(crypto_syms), err) < 0)
-        return -1;
-    return dl_load(&ssl_handle, SSL_SONAME, ssl_syms, ARRAY_SIZE(ssl_syms), err);
-}
-
-/* OpenSSL's last queued error as text, the queue cleared. */
-static const char *ssl_errstr(char *buf, size_t len)
-{
-    unsigned long e = ossl.ERR_peek_last_error();
-
-    if (!e)
-        snprintf(buf, len, "unknown TLS error");
-    else
-        ossl.ERR_error_string_n(e, buf, len);
-    ossl.ERR_clear_error();
-    return buf;
-}
 
 /* ---- context ----------------------------------------------------------------------------- */
 
@@ -55,7 +27,7 @@ static int add_ca_file(SSL_CTX *ctx, int dirfd, const char *name, struct moat_er
 {
     _cleanup_free_ char *pem = NULL;
     size_t len;
-    char ebuf[256];
+    char what[NAME_MAX + 16];
     int n = 0;
 
     if (read_cert_file(dirfd, name, &pem, &len, err) < 0)
@@ -70,7 +42,8 @@ static int add_ca_file(SSL_CTX *ctx, int dirfd, const char *name, struct moat_er
         ossl.X509_free(x);
         if (!ok) {
             ossl.BIO_free(bio);
-            return moat_err_set(err, 0, "cert-dir %s: %s", name, ssl_errstr(ebuf, sizeof(ebuf)));
+            snprintf(what, sizeof(what), "cert-dir %s", name);
+            return openssl_err(err, what);
         }
         n++;
     }
@@ -85,7 +58,7 @@ static int add_ca_file(SSL_CTX *ctx, int dirfd, const char *name, struct moat_er
 static int add_client_pair(SSL_CTX *ctx, int dirfd, const char *cert_name, struct moat_err *err)
 {
     _cleanup_free_ char *cert = NULL, *key = NULL;
-    char key_name[NAME_MAX + 1], ebuf[256];
+    char key_name[NAME_MAX + 1], what[2 * NAME_MAX + 16];
     size_t clen, klen, base = strlen(cert_name) - strlen(".cert");
 
     snprintf(key_name, sizeof(key_name), "%.*s.key", (int)base, cert_name);
@@ -102,9 +75,10 @@ static int add_client_pair(SSL_CTX *ctx, int dirfd, const char *cert_name, struc
     ossl.BIO_free(cb);
     ossl.BIO_free(kb);
     explicit_bzero(key, klen); /* the private key does not linger in freed memory */
-    if (!ok)
-        return moat_err_set(err, 0, "cert-dir %s / %s: %s", cert_name, key_name,
-                            ssl_errstr(ebuf, sizeof(ebuf)));
+    if (!ok) {
+        snprintf(what, sizeof(what), "cert-dir %s / %s", cert_name, key_name);
+        return openssl_err(err, what);
+    }
     return 0;
 }
 
@@ -142,9 +116,7 @@ static int load_cert_dir(SSL_CTX *ctx, const char *dir, struct moat_err *err)
 
 int http_tls_new(struct http_tls **out, bool verify, const char *cert_dir, struct moat_err *err)
 {
-    char ebuf[256];
-
-    if (ssl_lib_load(err) < 0)
+    if (openssl_load(err) < 0)
         return -1;
     _cleanup_free_ struct http_tls *t = calloc(1, sizeof(*t));
     if (!t)
@@ -152,13 +124,13 @@ int http_tls_new(struct http_tls **out, bool verify, const char *cert_dir, struc
     t->verify = verify;
     t->ctx = ossl.SSL_CTX_new(ossl.TLS_client_method());
     if (!t->ctx)
-        return moat_err_set(err, 0, "TLS context: %s", ssl_errstr(ebuf, sizeof(ebuf)));
+        return openssl_err(err, "TLS context");
     /* no SSLv3 / TLS 1.0 / 1.1: their weaknesses are well known */
     ossl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
     /* an unverified peer could be anyone on the path: verify unless told not to */
     ossl.SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (ossl.SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
-        moat_err_set(err, 0, "TLS trust store: %s", ssl_errstr(ebuf, sizeof(ebuf)));
+        openssl_err(err, "TLS trust store");
         ossl.SSL_CTX_free(t->ctx);
         return -1;
     }
@@ -189,7 +161,7 @@ static bool is_address(const char *host)
 /* The reason a call on S failed, into ERR. */
 static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct moat_err *err)
 {
-    char ebuf[256];
+    char msg[HTTP_HOST_MAX + 64];
     int e = ossl.SSL_get_error(s, ret);
 
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -201,7 +173,8 @@ static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct 
             return moat_err_set(err, ECONNRESET, "%s %s: connection closed", what, host);
         return moat_err_set(err, saved, "%s %s", what, host);
     }
-    return moat_err_set(err, EPROTO, "%s %s: %s", what, host, ssl_errstr(ebuf, sizeof(ebuf)));
+    snprintf(msg, sizeof(msg), "%s %s", what, host);
+    return openssl_err(err, msg);
 }
 
 int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struct moat_err *err)
@@ -215,7 +188,7 @@ int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struc
      * other name would do */
     if (ossl.SSL_set_fd(s, fd) != 1 ||
         (!is_address(host) && ossl.SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                                           TLSEXT_NAMETYPE_host_name, (void *)host) != 1) ||
+                                            TLSEXT_NAMETYPE_host_name, (void *)host) != 1) ||
         (t->verify && ossl.SSL_set1_host(s, host) != 1)) {
         ossl.SSL_free(s);
         return moat_err_set(err, 0, "TLS %s: cannot set the host name", host);
@@ -224,7 +197,7 @@ int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struc
     if (r != 1) {
         long v = ossl.SSL_get_verify_result(s);
         if (t->verify && v != X509_V_OK) {
-            moat_err_set(err, EPROTO, "TLS %s: certificate verification failed: %s", host,
+            moat_err_set(err, 0, "TLS %s: certificate verification failed: %s", host,
                          ossl.X509_verify_cert_error_string(v));
             ossl.ERR_clear_error();
         } else {
