@@ -4,7 +4,11 @@
  * digest grammar (image/registry.c). */
 #include "unit.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -402,6 +406,183 @@ static void test_digest_grammar(void **state)
         "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde"));
 }
 
+/* ---- bodies over a real connection ---------------------------------------------------------- */
+
+/* A loopback server in a forked child: for each of the N canned responses,
+ * accept a connection (or reuse the last when KEEP), read one request head,
+ * answer, and close unless KEEP. Its port goes into *PORT. */
+static pid_t serve(const char *const *responses, size_t n, bool keep, uint16_t *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0) {
+        close(l);
+        return pid;
+    }
+    int c = -1;
+    for (size_t i = 0; i < n; i++) {
+        char req[4096];
+        size_t got = 0;
+        if (c < 0 || !keep)
+            c = accept(l, NULL, NULL);
+        while (got < sizeof(req) - 1 && !http_head_end(req, got)) {
+            ssize_t r = read(c, req + got, sizeof(req) - 1 - got);
+            if (r <= 0)
+                _exit(1);
+            got += (size_t)r;
+        }
+        if (write_all(c, responses[i], strlen(responses[i])) < 0)
+            _exit(1);
+        if (!keep) {
+            close(c);
+            c = -1;
+        }
+    }
+    _exit(0);
+}
+
+/* GET / on PORT over CONN (connecting when NULL); the body into BUF. */
+static int get_body(struct http_conn **conn, uint16_t port, char *buf, size_t cap, int *status,
+                    struct moat_err *err)
+{
+    struct http_url u;
+    char url[64];
+    struct http_body b;
+    size_t len = 0;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v2/", (unsigned)port);
+    assert_int_equal(http_url_parse(url, &u, err), 0);
+    if (!*conn && http_connect(conn, &u, NULL, 5000, err) < 0)
+        return -1;
+    struct http_req req = {.method = "GET", .url = &u};
+    if (http_request(*conn, &req, &b, err) < 0)
+        return -1;
+    *status = b.resp.status;
+    for (;;) {
+        ssize_t n = http_body_read(&b, buf + len, cap - 1 - len, err);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return 0;
+}
+
+static void test_bodies(void **state)
+{
+    static const char *const ok[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    };
+    struct http_conn *conn = NULL;
+    struct moat_err err = {0};
+    char body[256];
+    int status;
+    uint16_t port;
+    (void)state;
+
+    /* one kept-alive connection carries all four, the last ends with it */
+    pid_t pid = serve(ok, ARRAY_SIZE(ok), true, &port);
+    assert_int_equal(get_body(&conn, port, body, sizeof(body), &status, &err), 0);
+    assert_string_equal(body, "hello");
+    assert_int_equal(get_body(&conn, port, body, sizeof(body), &status, &err), 0);
+    assert_string_equal(body, "abc0123456789");
+    assert_int_equal(get_body(&conn, port, body, sizeof(body), &status, &err), 0);
+    assert_int_equal(status, 404);
+    assert_string_equal(body, "");
+    assert_int_equal(get_body(&conn, port, body, sizeof(body), &status, &err), 0);
+    assert_string_equal(body, "until the end");
+    struct http_url u;
+    assert_int_equal(http_url_parse("http://127.0.0.1/", &u, &err), 0);
+    u.port = port;
+    assert_false(http_conn_reusable(conn, &u)); /* a close-delimited body ends it */
+    http_close(conn);
+    assert_int_equal(wait_child_status(pid), 0);
+}
+
+static void test_bodies_broken(void **state)
+{
+    static const struct {
+        const char *resp, *needle;
+    } bad[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "truncated"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", "truncated"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+         "chunk framing"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+         "chunk framing"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "conflicting"},
+        {"HTTP/1.1 200 OK\r\n", "connection closed"},
+    };
+    struct moat_err err = {0};
+    char body[256];
+    int status;
+    uint16_t port;
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        struct http_conn *conn = NULL;
+        const char *one[] = {bad[i].resp};
+        pid_t pid = serve(one, 1, false, &port);
+        memset(&err, 0, sizeof(err));
+        if (get_body(&conn, port, body, sizeof(body), &status, &err) == 0)
+            fail_msg("accepted response %zu", i);
+        if (!strstr(err.msg, bad[i].needle))
+            fail_msg("response %zu: \"%s\" does not say %s", i, err.msg, bad[i].needle);
+        assert_non_null(strstr(err.msg, "127.0.0.1"));
+        http_close(conn);
+        assert_int_equal(wait_child_status(pid), 0);
+    }
+}
+
+static void test_read_timeout(void **state)
+{
+    struct http_url u;
+    struct http_conn *conn = NULL;
+    struct http_body b;
+    struct moat_err err = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    (void)state;
+
+    /* a server that accepts (the kernel does) and never answers */
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(http_url_parse("http://127.0.0.1/", &u, &err), 0);
+    u.port = ntohs(a.sin_port);
+    assert_int_equal(http_connect(&conn, &u, NULL, 200, &err), 0);
+    struct http_req req = {.method = "GET", .url = &u};
+    assert_int_equal(http_request(conn, &req, &b, &err), -1);
+    assert_int_equal(err.errnum, ETIMEDOUT);
+    http_close(conn);
+    /* a field with a line break never leaves: it would add headers */
+    conn = NULL;
+    assert_int_equal(http_connect(&conn, &u, NULL, 200, &err), 0);
+    req.authorization = "Bearer x\r\nX-Injected: 1";
+    assert_int_equal(http_request(conn, &req, &b, &err), -1);
+    assert_int_equal(err.errnum, EINVAL);
+    assert_non_null(strstr(err.msg, "control character"));
+    http_close(conn);
+    close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,7 +592,8 @@ int main(void)
         cmocka_unit_test(test_challenge),        cmocka_unit_test(test_creds_and_basic),
         cmocka_unit_test(test_base64),           cmocka_unit_test(test_auth_file_lookup),
         cmocka_unit_test(test_auth_files_order), cmocka_unit_test(test_token_answer),
-        cmocka_unit_test(test_digest_grammar),
+        cmocka_unit_test(test_digest_grammar),   cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_bodies_broken),    cmocka_unit_test(test_read_timeout),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
