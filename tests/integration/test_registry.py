@@ -120,6 +120,15 @@ def token(work, image):
 
 
 @pytest.fixture(scope="module")
+def token_anon(work, image):
+    ts = rf.TokenServer(work / "token-anon", USER, PASSWORD, anonymous=True)
+    reg = _serve(work, "token-anon-reg", image, auth=("token", ts), push_creds=f"{USER}:{PASSWORD}")
+    yield reg, ts
+    reg.stop()
+    ts.stop()
+
+
+@pytest.fixture(scope="module")
 def tls(work, image, ca):
     reg = _serve(work, "tls", image, auth=("htpasswd", USER, PASSWORD), tls=ca,
                  push_creds=f"{USER}:{PASSWORD}", push_cert_dir=ca.cert_dir(work / "push-certs"))
@@ -249,6 +258,16 @@ def test_token_auth_anonymous_refused(ctx, token):
     assert_error(cp, "token from 127.0.0.1", "401", "credentials needed")
 
 
+def test_token_auth_anonymous_pull(ctx, token_anon, image):
+    reg, ts = token_anon
+    before = len(ts.requests)
+    out = out_dir(ctx)
+    cp = regpull(ctx, "--tls-verify=false", reg.host, REPO, "v1", out)
+    assert_pulled(cp, out, image)
+    asked = ts.requests[before:]
+    assert len(asked) == 1 and not any(k.lower() == "authorization" for k in asked[0]["headers"])
+
+
 # ---------------------------------------------------------------- TLS
 
 
@@ -325,6 +344,18 @@ def test_blob_digest_mismatch(ctx, proxy, image):
                  "v1", out_dir(ctx))
     assert_error(cp, "digest mismatch", "blob sha256:")
     assert image["layer"] in cp.stderr or image["config"] in cp.stderr
+
+
+@pytest.mark.parametrize("proxy", [("tamper-manifest", 0)], indirect=True)
+def test_manifest_digest_mismatch(ctx, proxy, image):
+    # by tag: the registry's Docker-Content-Digest no longer matches the bytes
+    cp = regpull(ctx, "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", proxy.host, REPO,
+                 "v1", out_dir(ctx))
+    assert_error(cp, "manifest digest mismatch", f"Docker-Content-Digest {image['manifest']}")
+    # by digest: the bytes do not hash to the digest asked for
+    cp = regpull(ctx, "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", proxy.host, REPO,
+                 image["manifest"], out_dir(ctx, "o2"))
+    assert_error(cp, "manifest digest mismatch", f"{REPO}@{image['manifest']}")
 
 
 @pytest.mark.parametrize("proxy", [("cutoff", 1)], indirect=True)
