@@ -190,6 +190,9 @@ static ssize_t fill(struct http_conn *c, struct moat_err *err)
 /* Up to LEN buffered-or-fresh bytes. */
 static ssize_t conn_read(struct http_conn *c, void *buf, size_t len, struct moat_err *err)
 {
+    /* nothing buffered and a large read: straight into the caller's buffer */
+    if (c->len == 0 && len >= sizeof(c->buf))
+        return conn_recv(c, buf, len, err);
     ssize_t n = fill(c, err);
     if (n <= 0)
         return n;
