@@ -435,7 +435,8 @@ static int setup(struct registry *r, const char *host, const char *repo,
         return moat_err_set(err, EINVAL, "registry %s: bad repository name \"%s\"", host, repo);
     snprintf(r->repo, sizeof(r->repo), "%s", repo);
     snprintf(url, sizeof(url), "https://%s/", host);
-    if (strlen(host) >= HTTP_HOST_MAX || strchr(host, '/') ||
+    /* the host names a cert-dir under /etc/containers/certs.d: no "/", no leading dot */
+    if (strlen(host) >= HTTP_HOST_MAX || strchr(host, '/') || host[0] == '.' ||
         http_url_parse(url, &r->base, err) < 0)
         return moat_err_set(err, EINVAL, "registry \"%s\": bad host name", host);
     if (o->creds && auth_creds_parse(o->creds, &r->creds, err) < 0)
