@@ -18,15 +18,15 @@
 #include "image/tls.h"
 #include "lib/cleanup.h"
 
-#define HTTP_BUF 16384
+#define IHTTP_BUF 16384
 
-struct http_conn {
+struct ihttp_conn {
     int fd;
     SSL *ssl;
-    struct http_url origin; /* scheme, host, port (path unused) */
-    bool broken;            /* a response was not fully read, or the peer closes */
-    size_t off, len;        /* unread bytes in buf */
-    char buf[HTTP_BUF];
+    struct ihttp_url origin; /* scheme, host, port (path unused) */
+    bool broken;             /* a response was not fully read, or the peer closes */
+    size_t off, len;         /* unread bytes in buf */
+    char buf[IHTTP_BUF];
 };
 
 /* ---- connecting ---------------------------------------------------------------------------- */
@@ -72,7 +72,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
     return steal_fd(&fd);
 }
 
-static int tcp_connect(const struct http_url *u, int timeout_ms, struct moat_err *err)
+static int tcp_connect(const struct ihttp_url *u, int timeout_ms, struct moat_err *err)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
@@ -95,10 +95,10 @@ static int tcp_connect(const struct http_url *u, int timeout_ms, struct moat_err
     return fd;
 }
 
-int http_connect(struct http_conn **out, const struct http_url *u, struct http_tls *tls,
-                 int timeout_ms, struct moat_err *err)
+int ihttp_connect(struct ihttp_conn **out, const struct ihttp_url *u, struct ihttp_tls *tls,
+                  int timeout_ms, struct moat_err *err)
 {
-    _cleanup_free_ struct http_conn *c = calloc(1, sizeof(*c));
+    _cleanup_free_ struct ihttp_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return moat_err_set(err, ENOMEM, "connect %s", u->host);
     c->fd = tcp_connect(u, timeout_ms, err);
@@ -110,7 +110,7 @@ int http_connect(struct http_conn **out, const struct http_url *u, struct http_t
             close(c->fd);
             return moat_err_set(err, EINVAL, "connect %s: no TLS configuration", u->host);
         }
-        if (tls_handshake(tls, c->fd, u->host, &c->ssl, err) < 0) {
+        if (ihttp_tls_handshake(tls, c->fd, u->host, &c->ssl, err) < 0) {
             close(c->fd);
             return -1;
         }
@@ -119,7 +119,7 @@ int http_connect(struct http_conn **out, const struct http_url *u, struct http_t
     return 0;
 }
 
-void http_close(struct http_conn *c)
+void ihttp_close(struct ihttp_conn *c)
 {
     if (!c)
         return;
@@ -132,17 +132,17 @@ void http_close(struct http_conn *c)
     free(c);
 }
 
-bool http_conn_reusable(const struct http_conn *c, const struct http_url *u)
+bool ihttp_conn_reusable(const struct ihttp_conn *c, const struct ihttp_url *u)
 {
-    return c && !c->broken && http_same_origin(&c->origin, u);
+    return c && !c->broken && ihttp_same_origin(&c->origin, u);
 }
 
 /* ---- raw I/O -------------------------------------------------------------------------------- */
 
-static ssize_t conn_recv(struct http_conn *c, void *buf, size_t len, struct moat_err *err)
+static ssize_t conn_recv(struct ihttp_conn *c, void *buf, size_t len, struct moat_err *err)
 {
     if (c->ssl)
-        return tls_read(c->ssl, buf, len, c->origin.host, err);
+        return ihttp_tls_read(c->ssl, buf, len, c->origin.host, err);
     for (;;) {
         ssize_t n = read(c->fd, buf, len);
         if (n >= 0)
@@ -155,10 +155,10 @@ static ssize_t conn_recv(struct http_conn *c, void *buf, size_t len, struct moat
     }
 }
 
-static int conn_send(struct http_conn *c, const void *buf, size_t len, struct moat_err *err)
+static int conn_send(struct ihttp_conn *c, const void *buf, size_t len, struct moat_err *err)
 {
     if (c->ssl)
-        return tls_write_all(c->ssl, buf, len, c->origin.host, err);
+        return ihttp_tls_write_all(c->ssl, buf, len, c->origin.host, err);
     const char *p = buf;
     while (len > 0) {
         /* MSG_NOSIGNAL: a peer that went away must not kill moat with SIGPIPE */
@@ -176,7 +176,7 @@ static int conn_send(struct http_conn *c, const void *buf, size_t len, struct mo
 }
 
 /* Refill the buffer when empty: bytes available, 0 at EOF, -1 on error. */
-static ssize_t fill(struct http_conn *c, struct moat_err *err)
+static ssize_t fill(struct ihttp_conn *c, struct moat_err *err)
 {
     if (c->len > 0)
         return (ssize_t)c->len;
@@ -188,7 +188,7 @@ static ssize_t fill(struct http_conn *c, struct moat_err *err)
 }
 
 /* Up to LEN buffered-or-fresh bytes. */
-static ssize_t conn_read(struct http_conn *c, void *buf, size_t len, struct moat_err *err)
+static ssize_t conn_read(struct ihttp_conn *c, void *buf, size_t len, struct moat_err *err)
 {
     /* nothing buffered and a large read: straight into the caller's buffer */
     if (c->len == 0 && len >= sizeof(c->buf))
@@ -204,7 +204,7 @@ static ssize_t conn_read(struct http_conn *c, void *buf, size_t len, struct moat
 }
 
 /* One CRLF-terminated line (at most MAX bytes, CRLF stripped) into LINE. */
-static int read_line(struct http_conn *c, char *line, size_t max, size_t *out_len,
+static int read_line(struct ihttp_conn *c, char *line, size_t max, size_t *out_len,
                      struct moat_err *err)
 {
     size_t n = 0;
@@ -239,10 +239,10 @@ static bool field_ok(const char *s)
     return true;
 }
 
-static int send_request(struct http_conn *c, const struct http_req *req, struct moat_err *err)
+static int send_request(struct ihttp_conn *c, const struct ihttp_req *req, struct moat_err *err)
 {
-    char host[HTTP_HOST_MAX + 16];
-    size_t cap = HTTP_PATH_MAX + 4 * HTTP_FIELD_MAX + 512;
+    char host[IHTTP_HOST_MAX + 16];
+    size_t cap = IHTTP_PATH_MAX + 4 * IHTTP_FIELD_MAX + 512;
     _cleanup_free_ char *buf = malloc(cap);
 
     if (!buf)
@@ -252,7 +252,7 @@ static int send_request(struct http_conn *c, const struct http_req *req, struct 
         !field_ok(req->authorization))
         return moat_err_set(err, EINVAL, "request to %s: control character in a field",
                             c->origin.host);
-    http_url_authority(req->url, host, sizeof(host));
+    ihttp_url_authority(req->url, host, sizeof(host));
     int n =
         snprintf(buf, cap,
                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat\r\n%s%s%s%s%s%s"
@@ -268,17 +268,17 @@ static int send_request(struct http_conn *c, const struct http_req *req, struct 
     return r;
 }
 
-static int read_head(struct http_conn *c, struct http_resp *resp, struct moat_err *err)
+static int read_head(struct ihttp_conn *c, struct ihttp_resp *resp, struct moat_err *err)
 {
-    _cleanup_free_ char *head = malloc(HTTP_HEAD_MAX);
+    _cleanup_free_ char *head = malloc(IHTTP_HEAD_MAX);
     size_t len = 0, end = 0;
 
     if (!head)
         return moat_err_set(err, ENOMEM, "response from %s", c->origin.host);
     while (!end) {
-        if (len == HTTP_HEAD_MAX)
+        if (len == IHTTP_HEAD_MAX)
             return moat_err_set(err, EPROTO, "response from %s: head larger than %d bytes",
-                                c->origin.host, HTTP_HEAD_MAX);
+                                c->origin.host, IHTTP_HEAD_MAX);
         ssize_t n = conn_read(c, head + len, 1, err);
         if (n < 0)
             return -1;
@@ -288,15 +288,15 @@ static int read_head(struct http_conn *c, struct http_resp *resp, struct moat_er
         len++;
         /* only the last four bytes can complete the head */
         if (len >= 4 && head[len - 1] == '\n')
-            end = http_head_end(head + len - 4, 4) ? len : 0;
+            end = ihttp_head_end(head + len - 4, 4) ? len : 0;
     }
-    if (http_parse_head(head, end, resp, err) < 0)
+    if (ihttp_parse_head(head, end, resp, err) < 0)
         return moat_err_prefix(err, "%s", c->origin.host);
     return 0;
 }
 
-int http_request(struct http_conn *c, const struct http_req *req, struct http_body *b,
-                 struct moat_err *err)
+int ihttp_request(struct ihttp_conn *c, const struct ihttp_req *req, struct ihttp_body *b,
+                  struct moat_err *err)
 {
     memset(b, 0, sizeof(*b));
     b->conn = c;
@@ -322,12 +322,12 @@ int http_request(struct http_conn *c, const struct http_req *req, struct http_bo
  */
 
 /* After the last chunk: trailer fields until the empty line, all dropped. */
-static int read_trailers(struct http_body *b, struct moat_err *err)
+static int read_trailers(struct ihttp_body *b, struct moat_err *err)
 {
-    char line[HTTP_FIELD_MAX];
+    char line[IHTTP_FIELD_MAX];
     size_t len;
 
-    for (int i = 0; i <= HTTP_HEADERS_MAX; i++) {
+    for (int i = 0; i <= IHTTP_HEADERS_MAX; i++) {
         if (read_line(b->conn, line, sizeof(line), &len, err) < 0)
             return -1;
         if (len == 0)
@@ -337,14 +337,14 @@ static int read_trailers(struct http_body *b, struct moat_err *err)
 }
 
 /* Position at the next chunk's data; sets done at the last chunk. */
-static int next_chunk(struct http_body *b, struct moat_err *err)
+static int next_chunk(struct ihttp_body *b, struct moat_err *err)
 {
     char line[1024];
     size_t len;
 
     if (read_line(b->conn, line, sizeof(line), &len, err) < 0)
         return -1;
-    if (http_parse_chunk_size(line, len, &b->left, err) < 0)
+    if (ihttp_parse_chunk_size(line, len, &b->left, err) < 0)
         return moat_err_prefix(err, "%s", b->conn->origin.host);
     if (b->left == 0) {
         if (read_trailers(b, err) < 0)
@@ -357,7 +357,7 @@ static int next_chunk(struct http_body *b, struct moat_err *err)
 }
 
 /* The CRLF that ends each chunk's data. */
-static int chunk_end(struct http_body *b, struct moat_err *err)
+static int chunk_end(struct ihttp_body *b, struct moat_err *err)
 {
     char line[4];
     size_t len;
@@ -370,7 +370,7 @@ static int chunk_end(struct http_body *b, struct moat_err *err)
     return 0;
 }
 
-static ssize_t body_finish(struct http_body *b)
+static ssize_t body_finish(struct ihttp_body *b)
 {
     b->done = true;
     if (!b->resp.close && !b->until_close)
@@ -378,7 +378,7 @@ static ssize_t body_finish(struct http_body *b)
     return 0;
 }
 
-ssize_t http_body_read(struct http_body *b, void *buf, size_t len, struct moat_err *err)
+ssize_t ihttp_body_read(struct ihttp_body *b, void *buf, size_t len, struct moat_err *err)
 {
     if (b->done)
         return 0;
@@ -411,8 +411,8 @@ ssize_t http_body_read(struct http_body *b, void *buf, size_t len, struct moat_e
     return n;
 }
 
-int http_body_read_all(struct http_body *b, const char *name, size_t max, char **out,
-                       size_t *out_len, struct moat_err *err)
+int ihttp_body_read_all(struct ihttp_body *b, const char *name, size_t max, char **out,
+                        size_t *out_len, struct moat_err *err)
 {
     _cleanup_free_ char *buf = NULL;
     size_t cap = 0, len = 0;
@@ -427,7 +427,7 @@ int http_body_read_all(struct http_body *b, const char *name, size_t max, char *
                 return moat_err_set(err, ENOMEM, "%s", name);
             buf = n;
         }
-        ssize_t n = http_body_read(b, buf + len, cap - len - 1, err);
+        ssize_t n = ihttp_body_read(b, buf + len, cap - len - 1, err);
         if (n < 0)
             return moat_err_prefix(err, "%s", name);
         if (n == 0)
@@ -444,14 +444,14 @@ int http_body_read_all(struct http_body *b, const char *name, size_t max, char *
     return 0;
 }
 
-int http_body_drain(struct http_body *b)
+int ihttp_body_drain(struct ihttp_body *b)
 {
     char buf[4096];
     size_t total = 0;
     struct moat_err err;
 
     for (;;) {
-        ssize_t n = http_body_read(b, buf, sizeof(buf), &err);
+        ssize_t n = ihttp_body_read(b, buf, sizeof(buf), &err);
         if (n < 0)
             return -1;
         if (n == 0)

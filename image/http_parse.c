@@ -60,7 +60,7 @@ static bool host_chars_ok(const char *h, size_t len, bool v6)
 }
 
 /* "host", "host:port", "[v6]", "[v6]:port" of LEN bytes into U. */
-static int parse_authority(const char *a, size_t len, struct http_url *u)
+static int parse_authority(const char *a, size_t len, struct ihttp_url *u)
 {
     const char *host = a, *port = NULL;
     size_t hlen = len, plen = 0;
@@ -98,7 +98,7 @@ static int parse_authority(const char *a, size_t len, struct http_url *u)
 }
 
 /* Copy the path+query of S (up to a fragment) into U->path. */
-static int set_path(struct http_url *u, const char *s)
+static int set_path(struct ihttp_url *u, const char *s)
 {
     size_t n = strcspn(s, "#");
 
@@ -118,7 +118,7 @@ static int set_path(struct http_url *u, const char *s)
     return 0;
 }
 
-int http_url_parse(const char *s, struct http_url *u, struct moat_err *err)
+int ihttp_url_parse(const char *s, struct ihttp_url *u, struct moat_err *err)
 {
     const char *rest;
 
@@ -142,17 +142,17 @@ int http_url_parse(const char *s, struct http_url *u, struct moat_err *err)
     return 0;
 }
 
-int http_url_resolve(const struct http_url *base, const char *loc, struct http_url *out,
-                     struct moat_err *err)
+int ihttp_url_resolve(const struct ihttp_url *base, const char *loc, struct ihttp_url *out,
+                      struct moat_err *err)
 {
     if (strncasecmp(loc, "http://", 7) == 0 || strncasecmp(loc, "https://", 8) == 0)
-        return http_url_parse(loc, out, err);
+        return ihttp_url_parse(loc, out, err);
     if (!url_chars_ok(loc))
         return moat_err_set(err, EINVAL, "redirect to %.200s: control or space characters", loc);
     if (loc[0] == '/' && loc[1] == '/') {
-        char abs[HTTP_PATH_MAX + 16];
+        char abs[IHTTP_PATH_MAX + 16];
         snprintf(abs, sizeof(abs), "%s:%s", base->tls ? "https" : "http", loc);
-        return http_url_parse(abs, out, err);
+        return ihttp_url_parse(abs, out, err);
     }
     if (loc[0] != '/')
         return moat_err_set(err, EINVAL, "redirect to %.200s: not an absolute URL or path", loc);
@@ -162,12 +162,12 @@ int http_url_resolve(const struct http_url *base, const char *loc, struct http_u
     return 0;
 }
 
-bool http_same_origin(const struct http_url *a, const struct http_url *b)
+bool ihttp_same_origin(const struct ihttp_url *a, const struct ihttp_url *b)
 {
     return a->tls == b->tls && a->port == b->port && strcasecmp(a->host, b->host) == 0;
 }
 
-void http_url_authority(const struct http_url *u, char *buf, size_t len)
+void ihttp_url_authority(const struct ihttp_url *u, char *buf, size_t len)
 {
     bool v6 = strchr(u->host, ':') != NULL;
     bool dflt = u->port == (u->tls ? 443 : 80);
@@ -180,7 +180,7 @@ void http_url_authority(const struct http_url *u, char *buf, size_t len)
 
 /* ---- response heads -------------------------------------------------------------------------- */
 
-size_t http_head_end(const char *buf, size_t len)
+size_t ihttp_head_end(const char *buf, size_t len)
 {
     for (size_t i = 3; i < len; i++)
         if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
@@ -188,7 +188,7 @@ size_t http_head_end(const char *buf, size_t len)
     return 0;
 }
 
-static int parse_status_line(const char *l, size_t len, struct http_resp *r, struct moat_err *err)
+static int parse_status_line(const char *l, size_t len, struct ihttp_resp *r, struct moat_err *err)
 {
     /* "HTTP/1.1 200 OK": version, SP, three digits, SP, reason (may be empty) */
     if (len < 12 || memcmp(l, "HTTP/1.", 7) != 0 || (l[7] != '0' && l[7] != '1') || l[8] != ' ')
@@ -209,7 +209,7 @@ static int parse_status_line(const char *l, size_t len, struct http_resp *r, str
     return 0;
 }
 
-static int parse_content_length(const char *v, size_t len, struct http_resp *r,
+static int parse_content_length(const char *v, size_t len, struct ihttp_resp *r,
                                 struct moat_err *err)
 {
     int64_t n = 0;
@@ -244,7 +244,7 @@ static bool value_is(const char *v, size_t len, const char *word)
 }
 
 static int parse_field(const char *name, size_t nlen, const char *v, size_t vlen,
-                       struct http_resp *r, struct moat_err *err)
+                       struct ihttp_resp *r, struct moat_err *err)
 {
     if (value_is(name, nlen, "content-length"))
         return parse_content_length(v, vlen, r, err);
@@ -276,7 +276,7 @@ static int parse_field(const char *name, size_t nlen, const char *v, size_t vlen
 }
 
 /* One "name: value" line of LEN bytes (no CRLF). */
-static int parse_field_line(const char *l, size_t len, struct http_resp *r, struct moat_err *err)
+static int parse_field_line(const char *l, size_t len, struct ihttp_resp *r, struct moat_err *err)
 {
     const char *colon = memchr(l, ':', len);
 
@@ -300,15 +300,16 @@ static int parse_field_line(const char *l, size_t len, struct http_resp *r, stru
     return parse_field(l, nlen, v, (size_t)(end - v), r, err);
 }
 
-int http_parse_head(const char *buf, size_t len, struct http_resp *r, struct moat_err *err)
+int ihttp_parse_head(const char *buf, size_t len, struct ihttp_resp *r, struct moat_err *err)
 {
     const char *p = buf, *end = buf + len;
     int lines = 0;
 
     memset(r, 0, sizeof(*r));
     r->content_length = -1;
-    if (len > HTTP_HEAD_MAX)
-        return moat_err_set(err, EPROTO, "HTTP response: head larger than %d bytes", HTTP_HEAD_MAX);
+    if (len > IHTTP_HEAD_MAX)
+        return moat_err_set(err, EPROTO, "HTTP response: head larger than %d bytes",
+                            IHTTP_HEAD_MAX);
     for (;;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         /* a bare LF or a NUL would let two parsers see different heads */
@@ -320,9 +321,9 @@ int http_parse_head(const char *buf, size_t len, struct http_resp *r, struct moa
                 return -1;
         } else if (llen == 0) {
             break;
-        } else if (lines > HTTP_HEADERS_MAX) {
+        } else if (lines > IHTTP_HEADERS_MAX) {
             return moat_err_set(err, EPROTO, "HTTP response: more than %d headers",
-                                HTTP_HEADERS_MAX);
+                                IHTTP_HEADERS_MAX);
         } else if (parse_field_line(p, llen, r, err) < 0) {
             return -1;
         }
@@ -337,7 +338,7 @@ int http_parse_head(const char *buf, size_t len, struct http_resp *r, struct moa
     return 0;
 }
 
-int http_parse_chunk_size(const char *line, size_t len, uint64_t *out, struct moat_err *err)
+int ihttp_parse_chunk_size(const char *line, size_t len, uint64_t *out, struct moat_err *err)
 {
     uint64_t v = 0;
     size_t i = 0;

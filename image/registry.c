@@ -45,22 +45,22 @@ struct token {
 
 struct registry {
     struct registry_opts opts;
-    char host[HTTP_HOST_MAX + 8]; /* as the user named it, for messages */
+    char host[IHTTP_HOST_MAX + 8]; /* as the user named it, for messages */
     char repo[256];
-    struct http_url base; /* scheme, host, port of the registry */
-    struct http_tls *tls;
+    struct ihttp_url base; /* scheme, host, port of the registry */
+    struct ihttp_tls *tls;
     struct auth_creds creds;
     struct auth_challenge chal; /* from /v2/; AUTH_NONE when anonymous access works */
     pthread_mutex_t lock;       /* tokens and progress calls */
     struct token tokens[TOKEN_CACHE];
     size_t n_tokens, next_token;
-    struct http_conn *conn; /* the calling thread's connection */
+    struct ihttp_conn *conn; /* the calling thread's connection */
 };
 
 /* One thread's view: the registry and its own connection. */
 struct worker {
     struct registry *r;
-    struct http_conn *conn;
+    struct ihttp_conn *conn;
 };
 
 bool registry_digest_valid(const char *d)
@@ -75,35 +75,35 @@ bool registry_digest_valid(const char *d)
 
 /* ---- requests on a worker's connection ----------------------------------------------------- */
 
-static int conn_for(struct worker *w, const struct http_url *u, bool *reused, struct moat_err *err)
+static int conn_for(struct worker *w, const struct ihttp_url *u, bool *reused, struct moat_err *err)
 {
-    *reused = http_conn_reusable(w->conn, u);
+    *reused = ihttp_conn_reusable(w->conn, u);
     if (*reused)
         return 0;
-    http_close(w->conn);
+    ihttp_close(w->conn);
     w->conn = NULL;
-    if (http_connect(&w->conn, u, w->r->tls, w->r->opts.timeout_ms, err) < 0)
+    if (ihttp_connect(&w->conn, u, w->r->tls, w->r->opts.timeout_ms, err) < 0)
         return RETRY;
     return 0;
 }
 
 /* One request; a kept-alive connection the server closed meanwhile is
  * replaced once. Transport failures return RETRY. */
-static int send_once(struct worker *w, const struct http_url *u, const char *accept,
-                     const char *authz, struct http_body *b, struct moat_err *err)
+static int send_once(struct worker *w, const struct ihttp_url *u, const char *accept,
+                     const char *authz, struct ihttp_body *b, struct moat_err *err)
 {
-    struct http_req req = {.method = "GET", .url = u, .accept = accept, .authorization = authz};
+    struct ihttp_req req = {.method = "GET", .url = u, .accept = accept, .authorization = authz};
     bool reused;
 
     for (int i = 0; i < 2; i++) {
         int r = conn_for(w, u, &reused, err);
         if (r < 0)
             return r;
-        if (http_request(w->conn, &req, b, err) == 0)
+        if (ihttp_request(w->conn, &req, b, err) == 0)
             return 0;
         if (err->errnum == EINVAL)
             return -1;
-        http_close(w->conn);
+        ihttp_close(w->conn);
         w->conn = NULL;
         if (!reused)
             break;
@@ -111,10 +111,10 @@ static int send_once(struct worker *w, const struct http_url *u, const char *acc
     return RETRY;
 }
 
-static void drain(struct worker *w, struct http_body *b)
+static void drain(struct worker *w, struct ihttp_body *b)
 {
-    if (http_body_drain(b) < 0) {
-        http_close(w->conn);
+    if (ihttp_body_drain(b) < 0) {
+        ihttp_close(w->conn);
         w->conn = NULL;
     }
 }
@@ -125,16 +125,16 @@ static bool is_redirect(int status)
 }
 
 /* GET U, following redirects. AUTHZ goes only to the registry's own origin. */
-static int get_follow(struct worker *w, const struct http_url *start, const char *accept,
-                      const char *authz, struct http_body *b, struct moat_err *err)
+static int get_follow(struct worker *w, const struct ihttp_url *start, const char *accept,
+                      const char *authz, struct ihttp_body *b, struct moat_err *err)
 {
     struct registry *r = w->r;
-    struct http_url u = *start, next;
+    struct ihttp_url u = *start, next;
 
     for (int hop = 0;; hop++) {
         /* credentials belong to the registry: a redirect elsewhere (blob
          * storage, a CDN, an attacker's host) never sees them */
-        const char *a = http_same_origin(&u, &r->base) ? authz : NULL;
+        const char *a = ihttp_same_origin(&u, &r->base) ? authz : NULL;
         int rc = send_once(w, &u, accept, a, b, err);
         if (rc < 0)
             return rc;
@@ -146,7 +146,7 @@ static int get_follow(struct worker *w, const struct http_url *start, const char
                                 MAX_REDIRECTS);
         if (!b->resp.location[0])
             return moat_err_set(err, EPROTO, "%s: redirect without Location", u.host);
-        if (http_url_resolve(&u, b->resp.location, &next, err) < 0)
+        if (ihttp_url_resolve(&u, b->resp.location, &next, err) < 0)
             return -1;
         /* an https registry sending us to plain http would undo the TLS check */
         if (u.tls && !next.tls && r->opts.tls_verify)
@@ -217,15 +217,15 @@ static void url_encode(const char *s, char *out, size_t len)
 }
 
 static int token_url(const struct registry *r, const struct auth_challenge *c, const char *scope,
-                     struct http_url *u, struct moat_err *err)
+                     struct ihttp_url *u, struct moat_err *err)
 {
-    char svc[768], sc[3072], url[HTTP_PATH_MAX + 1024];
+    char svc[768], sc[3072], url[IHTTP_PATH_MAX + 1024];
 
     url_encode(c->service, svc, sizeof(svc));
     url_encode(scope, sc, sizeof(sc));
     snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", c->realm,
              strchr(c->realm, '?') ? "&" : "?", svc, sc);
-    if (http_url_parse(url, u, err) < 0)
+    if (ihttp_url_parse(url, u, err) < 0)
         return moat_err_prefix(err, "%s: token realm", r->host);
     /* credentials over plain http only where the registry itself is plain http */
     if (!u->tls && r->base.tls)
@@ -238,8 +238,8 @@ static int fetch_token(struct worker *w, const struct auth_challenge *c, const c
                        struct moat_err *err)
 {
     struct registry *r = w->r;
-    struct http_url u;
-    struct http_body b;
+    struct ihttp_url u;
+    struct ihttp_body b;
     char basic[2048] = "", token[TOKEN_MAX];
     _cleanup_free_ char *json = NULL;
     int expires;
@@ -250,11 +250,11 @@ static int fetch_token(struct worker *w, const struct auth_challenge *c, const c
      * place the registry's credentials may go */
     if (r->creds.set && auth_basic_header(&r->creds, basic, sizeof(basic), err) < 0)
         return -1;
-    struct http_req req = {.method = "GET", .url = &u, .authorization = basic[0] ? basic : NULL};
-    struct http_conn *conn = NULL;
-    int rc = http_connect(&conn, &u, r->tls, r->opts.timeout_ms, err);
+    struct ihttp_req req = {.method = "GET", .url = &u, .authorization = basic[0] ? basic : NULL};
+    struct ihttp_conn *conn = NULL;
+    int rc = ihttp_connect(&conn, &u, r->tls, r->opts.timeout_ms, err);
     if (rc == 0)
-        rc = http_request(conn, &req, &b, err);
+        rc = ihttp_request(conn, &req, &b, err);
     explicit_bzero(basic, sizeof(basic));
     if (rc == 0 && b.resp.status != 200) {
         rc = moat_err_set(err, 0, "%s: token from %s: status %d%s", r->host, u.host, b.resp.status,
@@ -264,8 +264,8 @@ static int fetch_token(struct worker *w, const struct auth_challenge *c, const c
                               : "");
     }
     if (rc == 0)
-        rc = http_body_read_all(&b, "token answer", TOKEN_ANSWER_MAX, &json, NULL, err);
-    http_close(conn);
+        rc = ihttp_body_read_all(&b, "token answer", TOKEN_ANSWER_MAX, &json, NULL, err);
+    ihttp_close(conn);
     if (rc < 0)
         return rc;
     if (auth_parse_token(json, token, sizeof(token), &expires, err) < 0)
@@ -315,12 +315,12 @@ static int auth_refused(const struct registry *r, const char *what, struct moat_
 /* GET PATH on the registry with authentication: one retry after a 401 with
  * the challenge it carries. WHAT names the object in errors. */
 static int reg_get(struct worker *w, const char *path, const char *accept, const char *what,
-                   struct http_body *b, struct moat_err *err)
+                   struct ihttp_body *b, struct moat_err *err)
 {
     struct registry *r = w->r;
     struct auth_challenge c = r->chal;
     _cleanup_free_ char *authz = malloc(TOKEN_MAX + 16);
-    struct http_url u = r->base;
+    struct ihttp_url u = r->base;
 
     if (!authz)
         return moat_err_set(err, ENOMEM, "%s", what);
@@ -350,8 +350,8 @@ static int reg_get(struct worker *w, const char *path, const char *accept, const
 static int ping(struct worker *w, struct moat_err *err)
 {
     struct registry *r = w->r;
-    struct http_body b;
-    struct http_url u = r->base;
+    struct ihttp_body b;
+    struct ihttp_url u = r->base;
 
     strcpy(u.path, "/v2/");
     int rc = send_once(w, &u, NULL, NULL, &b, err);
@@ -422,7 +422,7 @@ static const char *default_cert_dir(const char *host, char *buf, size_t len)
 static int setup(struct registry *r, const char *host, const char *repo,
                  const struct registry_opts *o, struct moat_err *err)
 {
-    char url[HTTP_HOST_MAX + 32], dbuf[HTTP_HOST_MAX + 64];
+    char url[IHTTP_HOST_MAX + 32], dbuf[IHTTP_HOST_MAX + 64];
 
     r->opts = *o;
     r->opts.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
@@ -436,8 +436,8 @@ static int setup(struct registry *r, const char *host, const char *repo,
     snprintf(r->repo, sizeof(r->repo), "%s", repo);
     snprintf(url, sizeof(url), "https://%s/", host);
     /* the host names a cert-dir under /etc/containers/certs.d: no "/", no leading dot */
-    if (strlen(host) >= HTTP_HOST_MAX || strchr(host, '/') || host[0] == '.' ||
-        http_url_parse(url, &r->base, err) < 0)
+    if (strlen(host) >= IHTTP_HOST_MAX || strchr(host, '/') || host[0] == '.' ||
+        ihttp_url_parse(url, &r->base, err) < 0)
         return moat_err_set(err, EINVAL, "registry \"%s\": bad host name", host);
     if (o->creds && auth_creds_parse(o->creds, &r->creds, err) < 0)
         return -1;
@@ -446,7 +446,7 @@ static int setup(struct registry *r, const char *host, const char *repo,
     const char *cert_dir = o->cert_dir;
     if (!cert_dir && o->tls_verify)
         cert_dir = default_cert_dir(host, dbuf, sizeof(dbuf));
-    return http_tls_new(&r->tls, o->tls_verify, cert_dir, err);
+    return ihttp_tls_new(&r->tls, o->tls_verify, cert_dir, err);
 }
 
 int registry_open(struct registry **out, const char *host, const char *repo,
@@ -474,8 +474,8 @@ void registry_free(struct registry *r)
 {
     if (!r)
         return;
-    http_close(r->conn);
-    http_tls_free(r->tls);
+    ihttp_close(r->conn);
+    ihttp_tls_free(r->tls);
     pthread_mutex_destroy(&r->lock);
     explicit_bzero(r, sizeof(*r)); /* credentials and tokens */
     free(r);
@@ -512,7 +512,7 @@ static void digest_of(const void *data, size_t len, char out[REGISTRY_DIGEST_MAX
     snprintf(out, REGISTRY_DIGEST_MAX, "sha256:%s", hex);
 }
 
-static int check_manifest(const struct registry *r, const char *ref, const struct http_resp *resp,
+static int check_manifest(const struct registry *r, const char *ref, const struct ihttp_resp *resp,
                           struct registry_manifest *m, struct moat_err *err)
 {
     const char *dcd = resp->docker_content_digest;
@@ -537,8 +537,8 @@ int registry_get_manifest(struct registry *r, const char *ref, struct registry_m
                           struct moat_err *err)
 {
     struct worker w = {.r = r, .conn = r->conn};
-    struct http_body b;
-    char path[HTTP_PATH_MAX], what[512];
+    struct ihttp_body b;
+    char path[IHTTP_PATH_MAX], what[512];
 
     memset(m, 0, sizeof(*m));
     if (!ref_valid(ref))
@@ -554,7 +554,7 @@ int registry_get_manifest(struct registry *r, const char *ref, struct registry_m
         else
             rc = moat_err_set(err, EPROTO, "%s: %s: status %d", r->host, what, b.resp.status);
     }
-    if (rc == 0 && http_body_read_all(&b, what, REGISTRY_MANIFEST_MAX, &m->data, &m->len, err) < 0)
+    if (rc == 0 && ihttp_body_read_all(&b, what, REGISTRY_MANIFEST_MAX, &m->data, &m->len, err) < 0)
         rc = moat_err_prefix(err, "%s", r->host);
     r->conn = w.conn;
     if (rc == 0)
@@ -597,7 +597,7 @@ static void progress(struct registry *r, const char *digest, int64_t done, int64
 
 /* Stream the body B into BLOB's fd, size and digest checked as it comes. */
 static int stream_blob(struct worker *w, struct pool *p, const struct registry_blob *blob,
-                       struct http_body *b, struct moat_err *err)
+                       struct ihttp_body *b, struct moat_err *err)
 {
     _cleanup_free_ unsigned char *buf = malloc(BLOB_BUF);
     struct sha256 s;
@@ -613,7 +613,7 @@ static int stream_blob(struct worker *w, struct pool *p, const struct registry_b
     for (;;) {
         if (atomic_load(&p->stop))
             return moat_err_set(err, ECANCELED, "blob %s: cancelled", blob->digest);
-        ssize_t n = http_body_read(b, buf, BLOB_BUF, err);
+        ssize_t n = ihttp_body_read(b, buf, BLOB_BUF, err);
         if (n < 0) {
             moat_err_prefix(err, "blob %s", blob->digest);
             return RETRY;
@@ -658,13 +658,13 @@ static bool status_retryable(int status)
 static int blob_from_urls(struct worker *w, struct pool *p, const struct registry_blob *blob,
                           struct moat_err *err)
 {
-    struct http_body b;
-    struct http_url u;
+    struct ihttp_body b;
+    struct ihttp_url u;
     int rc = moat_err_set(err, ENOENT, "blob %s: not found in %s/%s", blob->digest, w->r->host,
                           w->r->repo);
 
     for (const char *const *url = blob->urls; url && *url; url++) {
-        if (http_url_parse(*url, &u, err) < 0)
+        if (ihttp_url_parse(*url, &u, err) < 0)
             return moat_err_prefix(err, "blob %s: urls", blob->digest);
         if (!u.tls && w->r->opts.tls_verify)
             return moat_err_set(err, EPERM, "blob %s: url %.200s is not https", blob->digest, *url);
@@ -683,8 +683,8 @@ static int blob_from_urls(struct worker *w, struct pool *p, const struct registr
 static int blob_once(struct worker *w, struct pool *p, const struct registry_blob *blob,
                      struct moat_err *err)
 {
-    struct http_body b;
-    char path[HTTP_PATH_MAX], what[128];
+    struct ihttp_body b;
+    char path[IHTTP_PATH_MAX], what[128];
 
     if (ftruncate(blob->fd, 0) < 0)
         return moat_err_sys(err, "blob %s: truncate", blob->digest);
@@ -716,7 +716,7 @@ static int fetch_blob(struct worker *w, struct pool *p, const struct registry_bl
         if (rc != RETRY)
             return rc;
         /* a fresh connection for the next try: the old one may be what broke */
-        http_close(w->conn);
+        ihttp_close(w->conn);
         w->conn = NULL;
         if (i == attempts || atomic_load(&p->stop))
             return i > 1 ? moat_err_prefix(err, "after %d attempts", i) : -1;
@@ -747,7 +747,7 @@ static void *pool_worker(void *arg)
             pthread_mutex_unlock(&p->lock);
         }
     }
-    http_close(w.conn);
+    ihttp_close(w.conn);
     return NULL;
 }
 

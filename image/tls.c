@@ -114,11 +114,11 @@ static int load_cert_dir(SSL_CTX *ctx, const char *dir, struct moat_err *err)
     return 0;
 }
 
-int http_tls_new(struct http_tls **out, bool verify, const char *cert_dir, struct moat_err *err)
+int ihttp_tls_new(struct ihttp_tls **out, bool verify, const char *cert_dir, struct moat_err *err)
 {
     if (openssl_load(err) < 0)
         return -1;
-    _cleanup_free_ struct http_tls *t = calloc(1, sizeof(*t));
+    _cleanup_free_ struct ihttp_tls *t = calloc(1, sizeof(*t));
     if (!t)
         return moat_err_set(err, ENOMEM, "TLS context");
     t->verify = verify;
@@ -142,7 +142,7 @@ int http_tls_new(struct http_tls **out, bool verify, const char *cert_dir, struc
     return 0;
 }
 
-void http_tls_free(struct http_tls *t)
+void ihttp_tls_free(struct ihttp_tls *t)
 {
     if (!t)
         return;
@@ -161,7 +161,7 @@ static bool is_address(const char *host)
 /* The reason a call on S failed, into ERR. */
 static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct moat_err *err)
 {
-    char msg[HTTP_HOST_MAX + 64];
+    char msg[IHTTP_HOST_MAX + 64];
     int e = ossl.SSL_get_error(s, ret);
 
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -177,7 +177,8 @@ static int tls_fail(SSL *s, int ret, const char *what, const char *host, struct 
     return openssl_err(err, msg);
 }
 
-int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struct moat_err *err)
+int ihttp_tls_handshake(struct ihttp_tls *t, int fd, const char *host, SSL **out,
+                        struct moat_err *err)
 {
     SSL *s = ossl.SSL_new(t->ctx);
     if (!s)
@@ -210,7 +211,7 @@ int tls_handshake(struct http_tls *t, int fd, const char *host, SSL **out, struc
     return 0;
 }
 
-ssize_t tls_read(SSL *s, void *buf, size_t len, const char *host, struct moat_err *err)
+ssize_t ihttp_tls_read(SSL *s, void *buf, size_t len, const char *host, struct moat_err *err)
 {
     int n = ossl.SSL_read(s, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (n > 0)
@@ -220,7 +221,7 @@ ssize_t tls_read(SSL *s, void *buf, size_t len, const char *host, struct moat_er
     return tls_fail(s, n, "read from", host, err);
 }
 
-int tls_write_all(SSL *s, const void *buf, size_t len, const char *host, struct moat_err *err)
+int ihttp_tls_write_all(SSL *s, const void *buf, size_t len, const char *host, struct moat_err *err)
 {
     const char *p = buf;
 

@@ -1,6 +1,6 @@
 /* libFuzzer target for the registry client's parsers of network input:
  * HTTP response heads and chunk-size lines, URLs and redirect Locations
- * (image/http_parse.c), WWW-Authenticate challenges and token answers
+ * (image/ihttp_parse.c), WWW-Authenticate challenges and token answers
  * (image/auth.c). Whatever a parser accepts must satisfy its contract. */
 #include <stdint.h>
 #include <stdio.h>
@@ -26,15 +26,15 @@ static bool clean(const char *s)
 
 static void check_head(const uint8_t *data, size_t size)
 {
-    struct http_resp r;
+    struct ihttp_resp r;
     struct moat_err err;
 
-    if (http_parse_head((const char *)data, size, &r, &err) < 0)
+    if (ihttp_parse_head((const char *)data, size, &r, &err) < 0)
         return;
     CHECK(r.status >= 200 && r.status <= 999);
     CHECK(r.content_length >= -1);
     CHECK(!(r.chunked && r.content_length >= 0));
-    CHECK(http_head_end((const char *)data, size) == size);
+    CHECK(ihttp_head_end((const char *)data, size) == size);
     CHECK(clean(r.location) && clean(r.content_type) && clean(r.www_authenticate));
     CHECK(strlen(r.docker_content_digest) < sizeof(r.docker_content_digest));
 }
@@ -42,20 +42,20 @@ static void check_head(const uint8_t *data, size_t size)
 /* An accepted URL prints back to one that parses to the same thing. */
 static void check_url(const char *s)
 {
-    struct http_url u, v, base;
+    struct ihttp_url u, v, base;
     struct moat_err err;
-    char again[HTTP_PATH_MAX + HTTP_HOST_MAX + 32], auth[HTTP_HOST_MAX + 16];
+    char again[IHTTP_PATH_MAX + IHTTP_HOST_MAX + 32], auth[IHTTP_HOST_MAX + 16];
 
-    if (http_url_parse(s, &u, &err) == 0) {
+    if (ihttp_url_parse(s, &u, &err) == 0) {
         CHECK(u.host[0] && u.port > 0 && u.path[0] == '/' && clean(u.path));
         CHECK(!strchr(u.path, ' ') && !strchr(u.host, '@') && !strchr(u.host, '/'));
-        http_url_authority(&u, auth, sizeof(auth));
+        ihttp_url_authority(&u, auth, sizeof(auth));
         snprintf(again, sizeof(again), "%s://%s%s", u.tls ? "https" : "http", auth, u.path);
-        CHECK(http_url_parse(again, &v, &err) == 0);
-        CHECK(http_same_origin(&u, &v) && strcmp(u.path, v.path) == 0);
+        CHECK(ihttp_url_parse(again, &v, &err) == 0);
+        CHECK(ihttp_same_origin(&u, &v) && strcmp(u.path, v.path) == 0);
     }
-    CHECK(http_url_parse("https://reg.example:5000/v2/", &base, &err) == 0);
-    if (http_url_resolve(&base, s, &v, &err) == 0)
+    CHECK(ihttp_url_parse("https://reg.example:5000/v2/", &base, &err) == 0);
+    if (ihttp_url_resolve(&base, s, &v, &err) == 0)
         CHECK(v.host[0] && v.path[0] == '/' && clean(v.path) && !strchr(v.path, ' '));
 }
 
@@ -88,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct moat_err err;
 
     check_head(data, size);
-    if (http_parse_chunk_size((const char *)data, size, &v, &err) == 0)
+    if (ihttp_parse_chunk_size((const char *)data, size, &v, &err) == 0)
         CHECK(v < (1ULL << 48));
     char *s = malloc(size + 1);
     if (!s)

@@ -1,5 +1,5 @@
 /* The registry client's parsers: HTTP response heads and chunk sizes, URLs and
- * redirects (image/http_parse.c), WWW-Authenticate challenges, credentials
+ * redirects (image/ihttp_parse.c), WWW-Authenticate challenges, credentials
  * from --creds and auth files, token answers, base64 (image/auth.c), and the
  * digest grammar (image/registry.c). */
 #include "unit.h"
@@ -18,14 +18,14 @@
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 
-static int head(const char *s, struct http_resp *r, struct moat_err *err)
+static int head(const char *s, struct ihttp_resp *r, struct moat_err *err)
 {
-    return http_parse_head(s, strlen(s), r, err);
+    return ihttp_parse_head(s, strlen(s), r, err);
 }
 
 static void test_head_ok(void **state)
 {
-    struct http_resp r;
+    struct ihttp_resp r;
     struct moat_err err = {0};
     (void)state;
 
@@ -89,7 +89,7 @@ static void test_head_refused(void **state)
         "HTTP/1.1 200 OK\r\n\r\nextra",
         "HTTP/1.1 200 OK\r\n",
     };
-    struct http_resp r;
+    struct ihttp_resp r;
     struct moat_err err = {0};
     (void)state;
 
@@ -100,12 +100,12 @@ static void test_head_refused(void **state)
     }
     /* a NUL inside a line */
     const char nul[] = "HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n";
-    assert_int_equal(http_parse_head(nul, sizeof(nul) - 1, &r, &err), -1);
+    assert_int_equal(ihttp_parse_head(nul, sizeof(nul) - 1, &r, &err), -1);
 }
 
 static void test_head_limits(void **state)
 {
-    struct http_resp r;
+    struct ihttp_resp r;
     struct moat_err err = {0};
     size_t cap = 200 * 16 + 64, n = 0;
     char *buf = malloc(cap);
@@ -115,15 +115,15 @@ static void test_head_limits(void **state)
     for (int i = 0; i < 150; i++)
         n += (size_t)sprintf(buf + n, "X-H%d: v\r\n", i);
     n += (size_t)sprintf(buf + n, "\r\n");
-    assert_int_equal(http_parse_head(buf, n, &r, &err), -1);
+    assert_int_equal(ihttp_parse_head(buf, n, &r, &err), -1);
     assert_non_null(strstr(err.msg, "more than"));
     free(buf);
 
     /* a kept field longer than its buffer */
-    char big[HTTP_FIELD_MAX + 64];
+    char big[IHTTP_FIELD_MAX + 64];
     int m = snprintf(big, sizeof(big), "HTTP/1.1 302 Found\r\nLocation: /");
-    memset(big + m, 'a', HTTP_FIELD_MAX);
-    strcpy(big + m + HTTP_FIELD_MAX, "\r\n\r\n");
+    memset(big + m, 'a', IHTTP_FIELD_MAX);
+    strcpy(big + m + IHTTP_FIELD_MAX, "\r\n\r\n");
     assert_int_equal(head(big, &r, &err), -1);
     assert_non_null(strstr(err.msg, "Location"));
 }
@@ -131,9 +131,9 @@ static void test_head_limits(void **state)
 static void test_head_end(void **state)
 {
     (void)state;
-    assert_int_equal(http_head_end("HTTP/1.1 200 OK\r\n\r\nbody", 23), 19);
-    assert_int_equal(http_head_end("HTTP/1.1 200 OK\r\n\r", 18), 0);
-    assert_int_equal(http_head_end("\r\n", 2), 0);
+    assert_int_equal(ihttp_head_end("HTTP/1.1 200 OK\r\n\r\nbody", 23), 19);
+    assert_int_equal(ihttp_head_end("HTTP/1.1 200 OK\r\n\r", 18), 0);
+    assert_int_equal(ihttp_head_end("\r\n", 2), 0);
 }
 
 static void test_chunk_size(void **state)
@@ -142,41 +142,41 @@ static void test_chunk_size(void **state)
     struct moat_err err = {0};
     (void)state;
 
-    assert_int_equal(http_parse_chunk_size("1a", 2, &v, &err), 0);
+    assert_int_equal(ihttp_parse_chunk_size("1a", 2, &v, &err), 0);
     assert_int_equal(v, 26);
-    assert_int_equal(http_parse_chunk_size("FF;name=val", 11, &v, &err), 0);
+    assert_int_equal(ihttp_parse_chunk_size("FF;name=val", 11, &v, &err), 0);
     assert_int_equal(v, 255);
-    assert_int_equal(http_parse_chunk_size("0", 1, &v, &err), 0);
+    assert_int_equal(ihttp_parse_chunk_size("0", 1, &v, &err), 0);
     assert_int_equal(v, 0);
-    assert_int_equal(http_parse_chunk_size("", 0, &v, &err), -1);
-    assert_int_equal(http_parse_chunk_size("x1", 2, &v, &err), -1);
-    assert_int_equal(http_parse_chunk_size("1 x", 3, &v, &err), -1);
-    assert_int_equal(http_parse_chunk_size("-1", 2, &v, &err), -1);
-    assert_int_equal(http_parse_chunk_size("10000000000000", 14, &v, &err), -1); /* > 2^48 */
-    assert_int_equal(http_parse_chunk_size("1;a\x01", 4, &v, &err), -1);
+    assert_int_equal(ihttp_parse_chunk_size("", 0, &v, &err), -1);
+    assert_int_equal(ihttp_parse_chunk_size("x1", 2, &v, &err), -1);
+    assert_int_equal(ihttp_parse_chunk_size("1 x", 3, &v, &err), -1);
+    assert_int_equal(ihttp_parse_chunk_size("-1", 2, &v, &err), -1);
+    assert_int_equal(ihttp_parse_chunk_size("10000000000000", 14, &v, &err), -1); /* > 2^48 */
+    assert_int_equal(ihttp_parse_chunk_size("1;a\x01", 4, &v, &err), -1);
 }
 
 static void test_urls(void **state)
 {
-    struct http_url u, v;
+    struct ihttp_url u, v;
     struct moat_err err = {0};
     char auth[300];
     (void)state;
 
-    assert_int_equal(http_url_parse("https://Reg.example:5000/v2/x?a=b#frag", &u, &err), 0);
+    assert_int_equal(ihttp_url_parse("https://Reg.example:5000/v2/x?a=b#frag", &u, &err), 0);
     assert_true(u.tls);
     assert_string_equal(u.host, "Reg.example");
     assert_int_equal(u.port, 5000);
     assert_string_equal(u.path, "/v2/x?a=b");
-    http_url_authority(&u, auth, sizeof(auth));
+    ihttp_url_authority(&u, auth, sizeof(auth));
     assert_string_equal(auth, "Reg.example:5000");
 
-    assert_int_equal(http_url_parse("http://[::1]/", &u, &err), 0);
+    assert_int_equal(ihttp_url_parse("http://[::1]/", &u, &err), 0);
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 80);
-    http_url_authority(&u, auth, sizeof(auth));
+    ihttp_url_authority(&u, auth, sizeof(auth));
     assert_string_equal(auth, "[::1]");
-    assert_int_equal(http_url_parse("https://h?q=1", &u, &err), 0);
+    assert_int_equal(ihttp_url_parse("https://h?q=1", &u, &err), 0);
     assert_string_equal(u.path, "/?q=1");
 
     static const char *const bad[] = {
@@ -185,23 +185,23 @@ static void test_urls(void **state)
         "https://h\\x/", "https://[::1/",      "h/x",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-        if (http_url_parse(bad[i], &u, &err) == 0)
+        if (ihttp_url_parse(bad[i], &u, &err) == 0)
             fail_msg("accepted URL %s", bad[i]);
 
-    assert_int_equal(http_url_parse("https://reg:443/v2/r/blobs/x", &u, &err), 0);
-    assert_int_equal(http_url_resolve(&u, "/storage/x?sig=1", &v, &err), 0);
-    assert_true(http_same_origin(&u, &v));
+    assert_int_equal(ihttp_url_parse("https://reg:443/v2/r/blobs/x", &u, &err), 0);
+    assert_int_equal(ihttp_url_resolve(&u, "/storage/x?sig=1", &v, &err), 0);
+    assert_true(ihttp_same_origin(&u, &v));
     assert_string_equal(v.path, "/storage/x?sig=1");
-    assert_int_equal(http_url_resolve(&u, "//cdn.example/x", &v, &err), 0);
+    assert_int_equal(ihttp_url_resolve(&u, "//cdn.example/x", &v, &err), 0);
     assert_true(v.tls);
     assert_string_equal(v.host, "cdn.example");
-    assert_false(http_same_origin(&u, &v));
-    assert_int_equal(http_url_resolve(&u, "http://reg/x", &v, &err), 0);
-    assert_false(http_same_origin(&u, &v)); /* other scheme, other port: another origin */
-    assert_int_equal(http_url_resolve(&u, "https://REG/y", &v, &err), 0);
-    assert_true(http_same_origin(&u, &v));
-    assert_int_equal(http_url_resolve(&u, "relative/x", &v, &err), -1);
-    assert_int_equal(http_url_resolve(&u, "/a\x7f", &v, &err), -1);
+    assert_false(ihttp_same_origin(&u, &v));
+    assert_int_equal(ihttp_url_resolve(&u, "http://reg/x", &v, &err), 0);
+    assert_false(ihttp_same_origin(&u, &v)); /* other scheme, other port: another origin */
+    assert_int_equal(ihttp_url_resolve(&u, "https://REG/y", &v, &err), 0);
+    assert_true(ihttp_same_origin(&u, &v));
+    assert_int_equal(ihttp_url_resolve(&u, "relative/x", &v, &err), -1);
+    assert_int_equal(ihttp_url_resolve(&u, "/a\x7f", &v, &err), -1);
 }
 
 /* ---- challenges ---------------------------------------------------------------------------- */
@@ -434,7 +434,7 @@ static pid_t serve(const char *const *responses, size_t n, bool keep, uint16_t *
         size_t got = 0;
         if (c < 0 || !keep)
             c = accept(l, NULL, NULL);
-        while (got < sizeof(req) - 1 && !http_head_end(req, got)) {
+        while (got < sizeof(req) - 1 && !ihttp_head_end(req, got)) {
             ssize_t r = read(c, req + got, sizeof(req) - 1 - got);
             if (r <= 0)
                 _exit(1);
@@ -451,24 +451,24 @@ static pid_t serve(const char *const *responses, size_t n, bool keep, uint16_t *
 }
 
 /* GET / on PORT over CONN (connecting when NULL); the body into BUF. */
-static int get_body(struct http_conn **conn, uint16_t port, char *buf, size_t cap, int *status,
+static int get_body(struct ihttp_conn **conn, uint16_t port, char *buf, size_t cap, int *status,
                     struct moat_err *err)
 {
-    struct http_url u;
+    struct ihttp_url u;
     char url[64];
-    struct http_body b;
+    struct ihttp_body b;
     size_t len = 0;
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/v2/", (unsigned)port);
-    assert_int_equal(http_url_parse(url, &u, err), 0);
-    if (!*conn && http_connect(conn, &u, NULL, 5000, err) < 0)
+    assert_int_equal(ihttp_url_parse(url, &u, err), 0);
+    if (!*conn && ihttp_connect(conn, &u, NULL, 5000, err) < 0)
         return -1;
-    struct http_req req = {.method = "GET", .url = &u};
-    if (http_request(*conn, &req, &b, err) < 0)
+    struct ihttp_req req = {.method = "GET", .url = &u};
+    if (ihttp_request(*conn, &req, &b, err) < 0)
         return -1;
     *status = b.resp.status;
     for (;;) {
-        ssize_t n = http_body_read(&b, buf + len, cap - 1 - len, err);
+        ssize_t n = ihttp_body_read(&b, buf + len, cap - 1 - len, err);
         if (n < 0)
             return -1;
         if (n == 0)
@@ -488,7 +488,7 @@ static void test_bodies(void **state)
         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
     };
-    struct http_conn *conn = NULL;
+    struct ihttp_conn *conn = NULL;
     struct moat_err err = {0};
     char body[256];
     int status;
@@ -506,11 +506,11 @@ static void test_bodies(void **state)
     assert_string_equal(body, "");
     assert_int_equal(get_body(&conn, port, body, sizeof(body), &status, &err), 0);
     assert_string_equal(body, "until the end");
-    struct http_url u;
-    assert_int_equal(http_url_parse("http://127.0.0.1/", &u, &err), 0);
+    struct ihttp_url u;
+    assert_int_equal(ihttp_url_parse("http://127.0.0.1/", &u, &err), 0);
     u.port = port;
-    assert_false(http_conn_reusable(conn, &u)); /* a close-delimited body ends it */
-    http_close(conn);
+    assert_false(ihttp_conn_reusable(conn, &u)); /* a close-delimited body ends it */
+    ihttp_close(conn);
     assert_int_equal(wait_child_status(pid), 0);
 }
 
@@ -536,7 +536,7 @@ static void test_bodies_broken(void **state)
     (void)state;
 
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-        struct http_conn *conn = NULL;
+        struct ihttp_conn *conn = NULL;
         const char *one[] = {bad[i].resp};
         pid_t pid = serve(one, 1, false, &port);
         memset(&err, 0, sizeof(err));
@@ -545,16 +545,16 @@ static void test_bodies_broken(void **state)
         if (!strstr(err.msg, bad[i].needle))
             fail_msg("response %zu: \"%s\" does not say %s", i, err.msg, bad[i].needle);
         assert_non_null(strstr(err.msg, "127.0.0.1"));
-        http_close(conn);
+        ihttp_close(conn);
         assert_int_equal(wait_child_status(pid), 0);
     }
 }
 
 static void test_read_timeout(void **state)
 {
-    struct http_url u;
-    struct http_conn *conn = NULL;
-    struct http_body b;
+    struct ihttp_url u;
+    struct ihttp_conn *conn = NULL;
+    struct ihttp_body b;
     struct moat_err err = {0};
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
@@ -565,21 +565,21 @@ static void test_read_timeout(void **state)
     assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(l, 1), 0);
     assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    assert_int_equal(http_url_parse("http://127.0.0.1/", &u, &err), 0);
+    assert_int_equal(ihttp_url_parse("http://127.0.0.1/", &u, &err), 0);
     u.port = ntohs(a.sin_port);
-    assert_int_equal(http_connect(&conn, &u, NULL, 200, &err), 0);
-    struct http_req req = {.method = "GET", .url = &u};
-    assert_int_equal(http_request(conn, &req, &b, &err), -1);
+    assert_int_equal(ihttp_connect(&conn, &u, NULL, 200, &err), 0);
+    struct ihttp_req req = {.method = "GET", .url = &u};
+    assert_int_equal(ihttp_request(conn, &req, &b, &err), -1);
     assert_int_equal(err.errnum, ETIMEDOUT);
-    http_close(conn);
+    ihttp_close(conn);
     /* a field with a line break never leaves: it would add headers */
     conn = NULL;
-    assert_int_equal(http_connect(&conn, &u, NULL, 200, &err), 0);
+    assert_int_equal(ihttp_connect(&conn, &u, NULL, 200, &err), 0);
     req.authorization = "Bearer x\r\nX-Injected: 1";
-    assert_int_equal(http_request(conn, &req, &b, &err), -1);
+    assert_int_equal(ihttp_request(conn, &req, &b, &err), -1);
     assert_int_equal(err.errnum, EINVAL);
     assert_non_null(strstr(err.msg, "control character"));
-    http_close(conn);
+    ihttp_close(conn);
     close(l);
 }
 
