@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
 import registry as rf  # noqa: E402
+from moat_it import assert_one_error_line, run_moat  # noqa: E402
 
 REPO = "test/busybox"
 USER, PASSWORD = "moat", "s3cret-pw"
@@ -387,3 +388,80 @@ def test_registry_storage_edit_detected(ctx, work, image):
         assert_error(cp, f"blob {image['layer']}: digest mismatch")
     finally:
         reg.stop()
+
+
+# ---------------------------------------------------------------- through moat image pull / run
+
+
+def _images(ctx):
+    """What the store holds: cached roots, blobs, leftovers in tmp."""
+    base = ctx.moat_home / "images"
+    return {sub: sorted(os.listdir(base / sub)) if (base / sub).exists() else []
+            for sub in ("roots", "blobs/sha256", "tmp")}
+
+
+def moat_image(ctx, *args, env=None):
+    return run_moat(ctx, *args, sub="image", env=env, timeout=120)
+
+
+def test_moat_pull_and_run(ctx, basic, image):
+    ref = f"docker://{basic.host}/{REPO}:v1"
+    flags = ["--tls-verify=false", "--creds", f"{USER}:{PASSWORD}"]
+    cp = moat_image(ctx, "pull", *flags, ref)
+    assert cp.returncode == 0, cp.stderr
+    cp = moat_image(ctx, "ls")
+    assert ref in cp.stdout, cp.stdout
+    assert len(_images(ctx)["roots"]) == 1
+    cp = run_moat(ctx, "--image", ref, *flags, "--", "/bin/busybox", "cat", "/etc/motd",
+                  timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "moat registry test image\n"
+
+
+def test_moat_pull_default_registry_and_token(ctx, token, image):
+    reg, ts = token
+    # plain REPO:TAG names $MOAT_REGISTRY
+    cp = moat_image(ctx, "pull", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                    f"{REPO}:v1", env={"MOAT_REGISTRY": reg.host})
+    assert cp.returncode == 0, cp.stderr
+    assert len(_images(ctx)["roots"]) == 1
+
+
+def test_moat_pull_tls_cert_dir_and_auth_file(ctx, tls, ca, image):
+    certs = ca.cert_dir(ctx.base / "certs")
+    auth = ctx.write(ctx.base / "auth.json",
+                     json.dumps({"auths": {tls.host: _auth_entry(USER, PASSWORD)}}),
+                     uid=ctx.run_uid, gid=ctx.run_gid, mode=0o600)
+    ref = f"docker://{tls.host}/{REPO}:v1"
+    cp = moat_image(ctx, "pull", ref, env={"REGISTRY_AUTH_FILE": str(auth)})
+    assert_one_error_line(cp, "certificate verification failed")
+    cp = moat_image(ctx, "pull", "--cert-dir", certs, ref, env={"REGISTRY_AUTH_FILE": str(auth)})
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_moat_pull_wrong_password(ctx, basic):
+    cp = moat_image(ctx, "pull", "--tls-verify=false", "--creds", f"{USER}:wrong",
+                    f"docker://{basic.host}/{REPO}:v1")
+    assert cp.returncode == 125
+    assert_one_error_line(cp, basic.host, "credentials for user moat refused")
+    assert _images(ctx)["roots"] == []
+
+
+@pytest.mark.parametrize("proxy", [("redirect", 0)], indirect=True)
+def test_moat_pull_redirect_keeps_credentials_home(ctx, proxy, image):
+    cp = moat_image(ctx, "pull", "-q", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                    f"docker://{proxy.host}/{REPO}:v1")
+    assert cp.returncode == 0, cp.stderr
+    assert proxy.blobhost.requests, "the blobs were not fetched through the redirect"
+    for r in proxy.blobhost.requests:
+        assert not any(k.lower() == "authorization" for k in r["headers"]), r
+
+
+@pytest.mark.parametrize("proxy", [("tamper", 0)], indirect=True)
+def test_moat_pull_digest_mismatch_leaves_cache_untouched(ctx, proxy, image):
+    cp = moat_image(ctx, "pull", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                    f"docker://{proxy.host}/{REPO}:v1")
+    assert cp.returncode == 125
+    line = assert_one_error_line(cp, "digest mismatch", "blob sha256:")
+    assert image["config"] in line or image["layer"] in line
+    assert _images(ctx) == {"roots": [], "blobs/sha256": [], "tmp": []}
