@@ -163,7 +163,12 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
                 build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
-                build/fuzz/fuzz_http
+                build/fuzz/fuzz_http build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
+                build/fuzz/fuzz_clienthello
+HTTP_FUZZ_SRCS := proxy/http.c proxy/http_write.c proxy/http_chunked.c proxy/http_host.c \
+                  netns/dns.c lib/err.c lib/siphash.c
+HTTP_FUZZ_HDRS := proxy/http.h proxy/http_chars.h netns/dns.h lib/err.h lib/siphash.h \
+                  tests/fuzz/fuzz_http_common.h
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
@@ -206,6 +211,16 @@ build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c image/http_parse.c image/auth.c lib
                       image/http.h image/auth.h lib/err.h lib/fd.h lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
+
+build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked: \
+build/fuzz/%: tests/fuzz/%.c $(HTTP_FUZZ_SRCS) $(HTTP_FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
+
+build/fuzz/fuzz_clienthello: tests/fuzz/fuzz_clienthello.c proxy/clienthello.c proxy/clienthello.h \
+                             $(HTTP_FUZZ_SRCS) $(HTTP_FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
 
 fuzz: $(FUZZ_TARGETS)
 
