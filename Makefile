@@ -188,7 +188,8 @@ build/fuzz/fuzz_tar: tests/fuzz/fuzz_tar.c image/layer.c image/layer_write.c ima
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
-build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/err.c runtime/spec.h lib/err.h lib/cleanup.h
+build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/json.c lib/err.c runtime/spec.h lib/json.h lib/err.h \
+                      lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags yajl) -o $@ $(filter %.c,$^) \
 	  $(shell pkg-config --libs yajl libcap)
