@@ -14,6 +14,7 @@
 #include "lib/cleanup.h"
 
 #define BLOB_BUF (256 * 1024)
+#define PIPE_AFTER (1 << 20) /* blobs smaller than this are decompressed inline */
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 #define WH_META ".wh..wh."
@@ -25,6 +26,7 @@ struct layer_read {
     uint64_t max_bytes;
     struct sha256 blob_sha, tar_sha;
     struct layer_hasher *hasher;
+    struct layer_pipe *pipe; /* decompression on a thread of its own; NULL: inline */
     uint64_t blob_bytes, tar_bytes;
     bool outer_eof;
     bool plain;          /* no compression: the blob is the tar stream, hashed once */
@@ -57,14 +59,15 @@ static la_ssize_t blob_read(struct archive *a, void *ctx, const void **out)
     return n;
 }
 
-static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
+/* The next block of the tar stream out of the decompressor (on the pipe's thread
+ * when there is one). */
+static ssize_t decompress_block(void *ctx, const void **out)
 {
     struct layer_read *r = ctx;
     la_int64_t off;
     size_t size;
     int rc;
 
-    (void)a;
     if (r->outer_eof)
         return 0;
     rc = la.archive_read_data_block(r->outer, out, &size, &off);
@@ -90,7 +93,33 @@ static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
     if (!r->plain)
         layer_hash(r->hasher, &r->tar_sha, *out, size);
     r->tar_bytes += size;
-    return (la_ssize_t)size;
+    return (ssize_t)size;
+}
+
+static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
+{
+    struct layer_read *r = ctx;
+
+    (void)a;
+    return r->pipe ? layer_pipe_next(r->pipe, out) : decompress_block(r, out);
+}
+
+/* Decompress ahead of the writer for a compressed blob worth a thread. */
+static void start_pipe(struct layer_read *r)
+{
+    struct stat st;
+
+    if (r->plain || r->outer_eof ||
+        (fstat(r->blob_fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < PIPE_AFTER))
+        return;
+    r->pipe = layer_pipe_start(decompress_block, r); /* NULL: inline, as before */
+}
+
+/* Join the pipe's thread: from here on only this thread touches the readers. */
+static void stop_pipe(struct layer_read *r)
+{
+    layer_pipe_stop(r->pipe);
+    r->pipe = NULL;
 }
 
 static int open_outer(struct layer_read *r, struct moat_err *err)
@@ -147,6 +176,7 @@ static int drain(struct layer_read *r, struct moat_err *err)
 
     while ((n = tar_read(NULL, r, &p)) > 0)
         ;
+    stop_pipe(r);
     while (n == 0 && (n = blob_read(NULL, r, &p)) > 0)
         ;
     if (n < 0)
@@ -335,10 +365,17 @@ static int run(struct layer_ctx *c, struct layer_read *r, struct moat_err *err)
     struct archive *inner;
     int rc;
 
-    if (open_outer(r, err) < 0 || !(inner = open_inner(r, err)))
+    if (open_outer(r, err) < 0)
         return -1;
+    start_pipe(r);
+    if (!(inner = open_inner(r, err))) {
+        stop_pipe(r);
+        return -1;
+    }
     rc = apply_all(c, inner, r, err);
     la.archive_read_free(inner);
+    if (rc < 0)
+        stop_pipe(r); /* before the readers it uses are freed */
     if (rc < 0 || drain(r, err) < 0 || layer_fix_dirs(c, err) < 0)
         return rc < 0 ? rc : moat_err_prefix(err, "layer");
     return 0;

@@ -85,6 +85,16 @@ struct layer_ctx {
 /* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
  * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
  * is hashed, so the digests can be finished after it. NULL: out of memory. */
+/* Decompression ahead of the writer (image/layer_pipe.c). FILL is called on the
+ * pipe's thread until it returns 0 (end) or -1 (failure, recorded by FILL);
+ * layer_pipe_next() hands its bytes over in order, valid until the next call, then
+ * 0 or -1 for good. layer_pipe_stop() stops the thread wherever it is and frees. */
+typedef ssize_t (*layer_fill_fn)(void *ctx, const void **out);
+struct layer_pipe;
+struct layer_pipe *layer_pipe_start(layer_fill_fn fill, void *ctx);
+ssize_t layer_pipe_next(struct layer_pipe *p, const void **out);
+void layer_pipe_stop(struct layer_pipe *p);
+
 struct layer_hasher;
 struct layer_hasher *layer_hasher_new(void);
 void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);

@@ -394,6 +394,26 @@ static void test_truncated_and_corrupt(void **state)
         print_message("%s: %s\n", bad[i], err.msg);
     }
     case_close(&t);
+
+    /* The same through the decompressing thread (blobs over 1 MiB): a stream cut
+     * short, and an entry refused while the thread is still ahead of the writer. */
+    _cleanup_free_ char *huge = random_letters(6 << 20);
+    const struct ent ents2[] = {{'f', "huge", huge}, {'f', "../escape", "x"}, {'f', "late", huge}};
+    case_open(&t, "truncated-big");
+    snprintf(file, sizeof(file), "%s/l.tar", t.dir);
+    make_tar(file, ents2, 1);
+    sh("cd %s && gzip -n -c l.tar > l.tar.gz && head -c -4096 l.tar.gz > cut.tar.gz", t.dir);
+    snprintf(file, sizeof(file), "%s/cut.tar.gz", t.dir);
+    assert_int_equal(apply_file(&t, file, NULL, &res, &err), -1);
+    assert_true(strncmp(err.msg, "layer", 5) == 0);
+    snprintf(file, sizeof(file), "%s/l.tar", t.dir);
+    make_tar(file, ents2, ARRAY_SIZE(ents2));
+    sh("cd %s && gzip -n -c l.tar > l.tar.gz", t.dir);
+    snprintf(file, sizeof(file), "%s/l.tar.gz", t.dir);
+    assert_int_equal(apply_file(&t, file, NULL, &res, &err), -1);
+    assert_non_null(strstr(err.msg, "../escape"));
+    case_check_canary(&t);
+    case_close(&t);
 }
 
 /* A ustar header written byte by byte: what libarchive's writer will not make. */
