@@ -154,7 +154,13 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
                 -fno-omit-frame-pointer
 FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
-                build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image
+                build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
+                build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
+                build/fuzz/fuzz_clienthello
+HTTP_FUZZ_SRCS := proxy/http.c proxy/http_write.c proxy/http_chunked.c proxy/http_host.c \
+                  netns/dns.c lib/err.c lib/siphash.c
+HTTP_FUZZ_HDRS := proxy/http.h proxy/http_chars.h netns/dns.h lib/err.h lib/siphash.h \
+                  tests/fuzz/fuzz_http_common.h
 
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c netns/dns.c lib/err.c lib/siphash.c netns/dns.h lib/err.h \
                     lib/cleanup.h lib/siphash.h
@@ -192,6 +198,16 @@ build/fuzz/fuzz_image: tests/fuzz/fuzz_image.c image/manifest.c image/ref.c lib/
                        lib/err.c image/internal.h image/image.h lib/json.h lib/err.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
+
+build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked: \
+build/fuzz/%: tests/fuzz/%.c $(HTTP_FUZZ_SRCS) $(HTTP_FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
+
+build/fuzz/fuzz_clienthello: tests/fuzz/fuzz_clienthello.c proxy/clienthello.c proxy/clienthello.h \
+                             $(HTTP_FUZZ_SRCS) $(HTTP_FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
 
 fuzz: $(FUZZ_TARGETS)
 

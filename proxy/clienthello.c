@@ -144,7 +144,9 @@ static int parse_alpn(struct rd r, struct tls_hello *out, struct moat_err *err)
         if (list.bad || proto.len == 0)
             return moat_err_set(err, EPROTO, "TLS: malformed ALPN protocol");
         /* kept for the caller's choice; longer names are none moat speaks */
-        if (out->n_alpn < TLS_ALPN_MAX && proto.len <= TLS_ALPN_NAME_MAX) {
+        /* no NUL inside: "h2\0x" must not read as "h2" */
+        if (out->n_alpn < TLS_ALPN_MAX && proto.len <= TLS_ALPN_NAME_MAX &&
+            !memchr(proto.p, 0, proto.len)) {
             memcpy(out->alpn[out->n_alpn], proto.p, proto.len);
             out->alpn[out->n_alpn++][proto.len] = '\0';
         }

@@ -318,6 +318,11 @@ static int conn_element(struct http_head *h, const char *buf, struct http_slice 
         return bad(h, err, 400, "malformed Connection option");
     if (h->n_conn_tokens == HTTP_CONN_TOKENS_MAX)
         return bad(h, err, 400, "too many Connection options");
+    /* "Connection: content-length" would have the proxy strip the body's framing (or
+     * Host) and pass the body on as the next request */
+    if (http_slice_eq(buf, e, "content-length") || http_slice_eq(buf, e, "transfer-encoding") ||
+        http_slice_eq(buf, e, "host"))
+        return bad(h, err, 400, "Connection names a framing field");
     h->conn_tokens[h->n_conn_tokens++] = e;
     h->conn_close |= http_slice_eq(buf, e, "close");
     h->conn_keep_alive |= http_slice_eq(buf, e, "keep-alive");

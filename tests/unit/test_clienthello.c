@@ -221,6 +221,17 @@ static void test_extensions_rejected(void **state)
     uint8_t alpn_over[] = {0, 3, 5, 'h', '2'};
     struct ext e3[] = {{16, alpn_over, 5}};
     ext_fails(e3, 1, "ALPN protocol past its list");
+    /* a protocol with a NUL inside is not kept: "h2\0x" must not pass for "h2" */
+    static struct tls_hello h;
+    struct bytes body = {0}, in = {0};
+    struct moat_err err;
+    uint8_t alpn_nul[] = {0, 5, 4, 'h', '2', 0, 'x'};
+    struct ext e_nul[] = {{16, alpn_nul, sizeof(alpn_nul)}};
+    hello_body(&body, e_nul, 1);
+    wrap(&in, &body, 16384);
+    assert_int_equal(parse(&in, &h, &err), 1);
+    assert_int_equal(h.n_alpn, 0);
+    assert_false(tls_hello_offers(&h, "h2"));
     uint8_t vers_odd[] = {3, 3, 4, 3};
     struct ext e4[] = {{43, vers_odd, 4}};
     ext_fails(e4, 1, "odd supported_versions");

@@ -286,6 +286,14 @@ static void test_request_connection_and_upgrade(void **state)
     assert_false(p.h.upgrade_websocket);
     assert_int_equal(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &p), 1);
     assert_false(p.h.keep_alive);
+    /* stripping these would change the framing: the body would become the next request */
+    req_fails("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: Content-Length\r\n"
+              "\r\n",
+              400);
+    req_fails("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+              "Connection: transfer-encoding\r\n\r\n",
+              400);
+    req_fails("GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", 400);
     req_fails("GET / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n", 400);
     req_fails("GET / HTTP/1.1\r\nHost: a\r\nConnection: a,,b\r\n\r\n", 400);
     req_fails("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n", 400);
