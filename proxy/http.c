@@ -79,8 +79,10 @@ static int parse_version(struct http_head *h, const char *p, size_t len, struct 
     return 0;
 }
 
-/* pchar and '/' (RFC 3986), plus '?' in a query; percent-escapes well-formed. Nothing
- * else: no byte that could split a log line or be read two ways by the origin. */
+/* pchar and '/' (RFC 3986), plus '?' in a query; percent-escapes well-formed; '[' and ']'
+ * as curl, browsers and python-requests send them raw ("filter[name]=x"). Nothing else:
+ * no quote, backslash, brace or 8-bit byte that could break a log line or be read two
+ * ways by the origin. */
 static bool uri_part_ok(const char *p, size_t len, bool query)
 {
     for (size_t i = 0; i < len; i++) {
@@ -89,7 +91,7 @@ static bool uri_part_ok(const char *p, size_t len, bool query)
             if (i + 2 >= len || !is_hex(p[i + 1]) || !is_hex(p[i + 2]))
                 return false;
             i += 2;
-        } else if (!is_pchar(c) && c != '/' && !(query && c == '?')) {
+        } else if (!is_pchar(c) && c != '/' && c != '[' && c != ']' && !(query && c == '?')) {
             return false;
         }
     }

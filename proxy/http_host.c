@@ -232,6 +232,7 @@ int http_request_target(const struct http_head *h, const char *buf, const struct
     } else if (h->form == HTTP_FORM_AUTHORITY) {
         if (http_authority_parse(buf + h->authority.off, h->authority.len, 0, &cand[n++], &e) < 0)
             return fail(err, 400, "malformed CONNECT target");
+        dflt = cand[0].port; /* "CONNECT a:8443" with "Host: a" names a:8443 */
     }
     if (h->host >= 0) {
         struct http_slice v = h->fields[h->host].value;

@@ -77,11 +77,12 @@ static bool keep_field(const struct http_head *h, const char *buf, const struct 
     if (http_slice_eq(buf, f->name, "transfer-encoding") && h->framing != HTTP_BODY_CHUNKED)
         return false;
     /* Upgrade goes with a forwarded WebSocket handshake only, whatever Connection says */
-    if (http_slice_eq(buf, f->name, "upgrade"))
-        return rw->websocket;
+    bool upgrade = http_slice_eq(buf, f->name, "upgrade");
+    if (upgrade && !rw->websocket)
+        return false;
     /* a field the sender marked as hop-by-hop; this removes client-sent fields only:
      * the set fields below are written after, whatever Connection named */
-    if (named_in_connection(h, buf, f->name))
+    if (!upgrade && named_in_connection(h, buf, f->name))
         return false;
     if (named_in(buf, f->name, rw->drop, rw->n_drop))
         return false;

@@ -75,7 +75,7 @@ static void slice_is(const char *buf, struct http_slice s, const char *want)
 
 static void test_request_origin_form(void **state)
 {
-    const char *s = "GET /a/b%20c?x=1&y=/? HTTP/1.1\r\nHost: api.example.com\r\n"
+    const char *s = "GET /a/b%20c?x=1&y=/?&f[name]=a HTTP/1.1\r\nHost: api.example.com\r\n"
                     "Accept:  */*  \r\nX-Empty:\r\n\r\nBODY";
     struct parsed p;
     (void)state;
@@ -86,7 +86,7 @@ static void test_request_origin_form(void **state)
     slice_is(s, p.h.method, "GET");
     assert_int_equal(p.h.form, HTTP_FORM_ORIGIN);
     slice_is(s, p.h.path, "/a/b%20c");
-    slice_is(s, p.h.query, "x=1&y=/?");
+    slice_is(s, p.h.query, "x=1&y=/?&f[name]=a");
     assert_int_equal(p.h.version, 11);
     assert_int_equal(p.h.n_fields, 3);
     slice_is(s, p.h.fields[1].name, "Accept");
@@ -175,6 +175,8 @@ static void test_request_line_rejected(void **state)
     req_fails("GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     req_fails("GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     req_fails("GET /a?<script> HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    req_fails("GET /a?{x} HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    req_fails("GET /a|b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     /* userinfo */
     req_fails("GET http://api.example.com@evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
               400);
@@ -850,6 +852,11 @@ static void test_identity(void **state)
     /* CONNECT a with Host b; absolute-URI a with Host b */
     target_fails("CONNECT a.example:443 HTTP/1.1\r\nHost: b.example:443\r\n\r\n", &none, 421);
     target_fails("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:8443\r\n\r\n", &none, 421);
+    /* Host without a port on CONNECT means the target's port */
+    assert_int_equal(
+        target_of("CONNECT a.example:8443 HTTP/1.1\r\nHost: A.example\r\n\r\n", &none, &h, &err),
+        0);
+    assert_int_equal(h.port, 8443);
     target_fails("GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n", &none, 421);
     target_fails("GET https://a.example/ HTTP/1.1\r\nHost: a.example:80\r\n\r\n", &none, 421);
     /* inside the tunnel: another Host, another port, another SNI */
