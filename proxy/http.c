@@ -444,9 +444,11 @@ static int finish_response(struct http_head *h, bool te, struct http_error *err)
         (h->req_method == HTTP_M_CONNECT && s < 300)) {
         h->framing = HTTP_BODY_NONE;
     } else if (h->framing == HTTP_BODY_CHUNKED) {
+        return 0;
     } else if (cl) {
         h->framing = h->content_length > 0 ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
     } else {
+        /* the body runs to the end of the connection, which then cannot be reused */
         h->framing = HTTP_BODY_CLOSE;
         h->keep_alive = false;
     }

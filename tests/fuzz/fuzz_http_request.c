@@ -28,6 +28,9 @@ static void check_rewrite(const struct http_head *h, const char *buf)
 
     ssize_t n = http_head_write(h, buf, &rw, out, sizeof(out), &merr);
     CHECK(n > 0);
+    /* the set fields may push a head at the field cap over it: the reparse would say 431 */
+    if (h->n_fields + rw.n_set > HTTP_FIELDS_MAX)
+        return;
     http_head_init(&again, HTTP_REQUEST, HTTP_M_OTHER);
     CHECK(http_head_parse(&again, out, (size_t)n, &err) == 1 && again.head_len == (size_t)n);
     CHECK(again.meth == h->meth && again.version == 11);
