@@ -148,6 +148,10 @@ struct http_rewrite {
     bool close;       /* write "Connection: close" */
     const struct http_set_field *set; /* written after the kept fields */
     size_t n_set;
+    /* list fields to extend: the sender's values that survive stripping, joined, with VALUE
+     * added as an item unless one equals it (case-insensitive), e.g. an OAuth beta flag */
+    const struct http_set_field *merge;
+    size_t n_merge;
     const char *const *drop; /* further field names to drop (e.g. a provider's stale ones) */
     size_t n_drop;
 };
@@ -156,7 +160,9 @@ struct http_rewrite {
  * (Connection, Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE,
  * Trailer, Transfer-Encoding unless the body stays chunked, Upgrade unless RW->websocket),
  * every field named in Connection, every field named in RW->drop and every field RW->set
- * names left out; then RW->set's fields. Stripping happens before setting in this one
+ * names left out; then RW->merge's fields (with what survived of the sender's), then
+ * RW->set's fields. provider_inject()'s edits map one to one: HEADER_REMOVE to drop,
+ * HEADER_SET to set, HEADER_MERGE to merge. Stripping happens before setting in this one
  * call, so no field the client names can remove one the proxy sets. Returns the length
  * written, or -1 with ERR (OUT too small, a set field that is not well-formed). */
 ssize_t http_head_write(const struct http_head *h, const char *buf, const struct http_rewrite *rw,

@@ -67,7 +67,15 @@ static bool set_names(const struct http_rewrite *rw, const char *buf, struct htt
     return false;
 }
 
-/* Whether field F stays in the written head. */
+static bool merge_names(const struct http_rewrite *rw, const char *buf, struct http_slice name)
+{
+    for (size_t i = 0; i < rw->n_merge; i++)
+        if (http_slice_eq(buf, name, rw->merge[i].name))
+            return true;
+    return false;
+}
+
+/* Whether field F survives stripping (a merged field's value may still be rewritten). */
 static bool keep_field(const struct http_head *h, const char *buf, const struct http_field *f,
                        const struct http_rewrite *rw)
 {
@@ -102,6 +110,55 @@ static bool set_field_ok(const struct http_set_field *f)
         if (!is_field_vchar(*v) || *v >= 0x80)
             return false;
     return n > 0;
+}
+
+/* Whether the list value V (a slice of BUF) has ITEM as one of its items. */
+static bool has_item(const char *buf, struct http_slice v, const char *item)
+{
+    const char *p = buf + v.off, *end = p + v.len;
+    size_t n = strlen(item);
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *e = p;
+        while (e < end && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) == n && strncasecmp(p, item, n) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* "NAME: the sender's surviving values, joined[, VALUE]": one field line. */
+static void put_merged(struct out *o, const struct http_head *h, const char *buf,
+                       const struct http_rewrite *rw, const struct http_set_field *m)
+{
+    bool any = false, present = false;
+
+    puts_(o, m->name);
+    puts_(o, ": ");
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_slice_eq(buf, f->name, m->name) || f->value.len == 0 ||
+            !keep_field(h, buf, f, rw))
+            continue;
+        if (any)
+            puts_(o, ", ");
+        put_slice(o, buf, f->value);
+        any = true;
+        present |= has_item(buf, f->value, m->value);
+    }
+    if (!present) {
+        if (any)
+            puts_(o, ", ");
+        puts_(o, m->value);
+    }
+    puts_(o, "\r\n");
 }
 
 static void put_start_line(struct out *o, const struct http_head *h, const char *buf,
@@ -141,10 +198,14 @@ ssize_t http_head_write(const struct http_head *h, const char *buf, const struct
         if (!set_field_ok(&rw->set[i]))
             return moat_err_set(err, EINVAL, "header %.64s: not a valid field to set",
                                 rw->set[i].name);
+    for (size_t i = 0; i < rw->n_merge; i++)
+        if (!set_field_ok(&rw->merge[i]) || !rw->merge[i].value[0])
+            return moat_err_set(err, EINVAL, "header %.64s: not a valid field to merge",
+                                rw->merge[i].name);
     put_start_line(&o, h, buf, rw);
     for (uint32_t i = 0; i < h->n_fields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (!keep_field(h, buf, f, rw))
+        if (!keep_field(h, buf, f, rw) || merge_names(rw, buf, f->name))
             continue;
         put_slice(&o, buf, f->name);
         puts_(&o, ": ");
@@ -155,6 +216,8 @@ ssize_t http_head_write(const struct http_head *h, const char *buf, const struct
         puts_(&o, "Connection: upgrade\r\n");
     else if (rw->close)
         puts_(&o, "Connection: close\r\n");
+    for (size_t i = 0; i < rw->n_merge; i++)
+        put_merged(&o, h, buf, rw, &rw->merge[i]);
     for (size_t i = 0; i < rw->n_set; i++) {
         puts_(&o, rw->set[i].name);
         puts_(&o, ": ");

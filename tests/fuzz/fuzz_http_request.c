@@ -18,23 +18,27 @@ static void check_rewrite(const struct http_head *h, const char *buf)
     static char out[HTTP_HEAD_MAX + 512];
     static struct http_head again;
     /* a 1.0 request without Host goes out as 1.1: the caller adds one */
+    const struct http_set_field merge[] = {{"anthropic-beta", "oauth-1"}};
     const struct http_set_field set[] = {{"x-api-key", "sk-secret"}, {"Host", "example.com"}};
     struct http_rewrite rw = {.origin_form = true,
                               .set = set,
                               .n_set = h->host < 0 ? 2 : 1,
-                              .websocket = h->upgrade_websocket};
+                              .websocket = h->upgrade_websocket,
+                              .merge = merge,
+                              .n_merge = 1};
     struct moat_err merr;
     struct http_error err;
 
     ssize_t n = http_head_write(h, buf, &rw, out, sizeof(out), &merr);
     CHECK(n > 0);
     /* the set fields may push a head at the field cap over it: the reparse would say 431 */
-    if (h->n_fields + rw.n_set > HTTP_FIELDS_MAX)
+    if (h->n_fields + rw.n_set + rw.n_merge > HTTP_FIELDS_MAX)
         return;
     http_head_init(&again, HTTP_REQUEST, HTTP_M_OTHER);
     CHECK(http_head_parse(&again, out, (size_t)n, &err) == 1 && again.head_len == (size_t)n);
     CHECK(again.meth == h->meth && again.version == 11);
     CHECK(count_fields(&again, out, "x-api-key") == 1);
+    CHECK(count_fields(&again, out, "anthropic-beta") == 1);
     CHECK(count_fields(&again, out, "proxy-authorization") == 0);
     CHECK(count_fields(&again, out, "keep-alive") == 0);
     CHECK(count_fields(&again, out, "te") == 0);

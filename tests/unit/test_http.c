@@ -543,6 +543,42 @@ static void test_write_connection_cannot_strip_injected(void **state)
     assert_string_equal(out, "GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n");
 }
 
+/* HEADER_MERGE: the client's list kept, one item added unless it is there. */
+static void test_write_merge(void **state)
+{
+    const struct http_set_field merge[] = {{"anthropic-beta", "oauth-2025-04-20"}};
+    const struct http_set_field set[] = {{"Authorization", "Bearer real"}};
+    struct http_rewrite rw = {.merge = merge, .n_merge = 1, .set = set, .n_set = 1};
+    (void)state;
+
+    assert_string_equal(
+        write_head("POST / HTTP/1.1\r\nHost: a\r\nanthropic-beta: a-1, b-2\r\nX: y\r\n"
+                   "Anthropic-Beta: c-3\r\n\r\n",
+                   HTTP_REQUEST, &rw),
+        "POST / HTTP/1.1\r\nHost: a\r\nX: y\r\nanthropic-beta: a-1, b-2, c-3, oauth-2025-04-20\r\n"
+        "Authorization: Bearer real\r\n\r\n");
+    /* already there (any case): not twice */
+    assert_string_equal(
+        write_head("GET / HTTP/1.1\r\nHost: a\r\nanthropic-beta: x, OAuth-2025-04-20 \r\n\r\n",
+                   HTTP_REQUEST, &rw),
+        "GET / HTTP/1.1\r\nHost: a\r\nanthropic-beta: x, OAuth-2025-04-20\r\n"
+        "Authorization: Bearer real\r\n\r\n");
+    /* absent, or named in Connection: ours alone */
+    const char *want = "GET / HTTP/1.1\r\nHost: a\r\nanthropic-beta: oauth-2025-04-20\r\n"
+                       "Authorization: Bearer real\r\n\r\n";
+    assert_string_equal(write_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n", HTTP_REQUEST, &rw), want);
+    assert_string_equal(write_head("GET / HTTP/1.1\r\nHost: a\r\nConnection: anthropic-beta\r\n"
+                                   "anthropic-beta: evil\r\nanthropic-beta:\r\n\r\n",
+                                   HTTP_REQUEST, &rw),
+                        want);
+    /* an item that is only a prefix of another is not the same item */
+    assert_string_equal(
+        write_head("GET / HTTP/1.1\r\nHost: a\r\nanthropic-beta: oauth-2025-04-20x\r\n\r\n",
+                   HTTP_REQUEST, &rw),
+        "GET / HTTP/1.1\r\nHost: a\r\nanthropic-beta: oauth-2025-04-20x, oauth-2025-04-20\r\n"
+        "Authorization: Bearer real\r\n\r\n");
+}
+
 static void test_write_websocket_and_errors(void **state)
 {
     const char *s = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -566,6 +602,11 @@ static void test_write_websocket_and_errors(void **state)
     assert_int_equal(http_head_write(&p.h, s, &rw, out, sizeof(out), &err), -1);
     const struct http_set_field bad_name[] = {{"Bad Name", "x"}};
     rw = (struct http_rewrite){.set = bad_name, .n_set = 1};
+    assert_int_equal(http_head_write(&p.h, s, &rw, out, sizeof(out), &err), -1);
+    rw = (struct http_rewrite){.merge = bad_value, .n_merge = 1};
+    assert_int_equal(http_head_write(&p.h, s, &rw, out, sizeof(out), &err), -1);
+    const struct http_set_field empty[] = {{"anthropic-beta", ""}};
+    rw = (struct http_rewrite){.merge = empty, .n_merge = 1};
     assert_int_equal(http_head_write(&p.h, s, &rw, out, sizeof(out), &err), -1);
 }
 
@@ -902,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_response_rejected),
         cmocka_unit_test(test_write_strips_hop_by_hop),
         cmocka_unit_test(test_write_connection_cannot_strip_injected),
+        cmocka_unit_test(test_write_merge),
         cmocka_unit_test(test_write_websocket_and_errors),
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_streams_events),
