@@ -100,6 +100,7 @@ install: $(BUILD)/moat $(BUILD)/moat-runtime
 	install -D -m 0755 $(BUILD)/moat $(DESTDIR)$(PREFIX)/bin/moat
 	install -D -m 0755 $(BUILD)/moat-runtime $(DESTDIR)$(PREFIX)/bin/moat-runtime
 	install -D -m 0644 docs/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat.1
+	install -D -m 0644 docs/moat.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/moat.yaml.5
 	install -D -m 0644 docs/moat-runtime.1 $(DESTDIR)$(PREFIX)/share/man/man1/moat-runtime.1
 	install -D -m 0644 configs/seccomp.json $(DESTDIR)$(PREFIX)/share/moat/seccomp.json
 	install -d $(DESTDIR)$(PREFIX)/share/moat/apparmor

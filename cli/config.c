@@ -77,7 +77,7 @@ static int dup_scalar(const struct walk *w, const yaml_node_t *n, const char *pa
     return *out ? 0 : moat_err_sys(w->err, "%s", path);
 }
 
-static int strv_add(struct strv *sv, char *s, struct moat_err *err)
+int strv_push(struct strv *sv, char *s, struct moat_err *err)
 {
     char **v = realloc(sv->v, (sv->n + 2) * sizeof(*v));
 
@@ -91,7 +91,7 @@ static int strv_add(struct strv *sv, char *s, struct moat_err *err)
     return 0;
 }
 
-static void strv_free(struct strv *sv)
+void strv_clear(struct strv *sv)
 {
     for (size_t i = 0; i < sv->n; i++)
         free(sv->v[i]);
@@ -110,7 +110,7 @@ static int strv_parse(const struct walk *w, const yaml_node_t *n, const char *pa
         return fail_at(w, n, path, "more than %d entries", STRV_MAX);
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         char *s = NULL;
-        if (dup_scalar(w, node(w, *i), path, &s) < 0 || strv_add(out, s, w->err) < 0)
+        if (dup_scalar(w, node(w, *i), path, &s) < 0 || strv_push(out, s, w->err) < 0)
             return -1;
     }
     return 0;
@@ -257,7 +257,7 @@ static int k_env(const struct walk *w, const yaml_node_t *n, const char *path)
             return -1;
         int r = asprintf(&kv, "%s=%s", scalar(k), val);
         free(val);
-        if (r < 0 || strv_add(&w->cfg->env, kv, w->err) < 0)
+        if (r < 0 || strv_push(&w->cfg->env, kv, w->err) < 0)
             return r < 0 ? moat_err_sys(w->err, "%s", path) : -1;
     }
     return 0;
@@ -471,7 +471,7 @@ static int k_command(const struct walk *w, const yaml_node_t *n, const char *pat
     if (n->type == YAML_SCALAR_NODE) {
         char *s = NULL;
         w->cfg->command_is_shell = true;
-        if (dup_scalar(w, n, path, &s) < 0 || strv_add(&w->cfg->command, s, w->err) < 0)
+        if (dup_scalar(w, n, path, &s) < 0 || strv_push(&w->cfg->command, s, w->err) < 0)
             return -1;
     } else if (strv_parse(w, n, path, &w->cfg->command) < 0) {
         return -1;
@@ -565,20 +565,20 @@ void config_free(struct config *cfg)
     free(cfg->name);
     free(cfg->base_image);
     free(cfg->policy);
-    strv_free(&cfg->grants);
-    strv_free(&cfg->env);
-    strv_free(&cfg->ca_certs);
-    strv_free(&cfg->command);
-    strv_free(&cfg->dependencies);
+    strv_clear(&cfg->grants);
+    strv_clear(&cfg->env);
+    strv_clear(&cfg->ca_certs);
+    strv_clear(&cfg->command);
+    strv_clear(&cfg->dependencies);
     for (size_t i = 0; i < cfg->n_mounts; i++) {
         free(cfg->mounts[i].source);
         free(cfg->mounts[i].target);
-        strv_free(&cfg->mounts[i].exclude);
+        strv_clear(&cfg->mounts[i].exclude);
     }
     free(cfg->mounts);
     for (size_t i = 0; i < cfg->n_rules; i++) {
         free(cfg->rules[i].host);
-        strv_free(&cfg->rules[i].http);
+        strv_clear(&cfg->rules[i].http);
     }
     free(cfg->rules);
     for (size_t i = 0; i < cfg->n_hosts; i++) {

@@ -18,6 +18,10 @@ struct strv {
     size_t n;
 };
 
+/* Append S (taken over; freed on failure too) / free every entry. */
+int strv_push(struct strv *sv, char *s, struct moat_err *err);
+void strv_clear(struct strv *sv);
+
 struct config_mount {
     char *source; /* as written: relative paths are relative to the workspace */
     char *target;

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/docker_host.h"
 #include "cli/net.h"
+#include "cli/run.h"
 #include "cli/run_image.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
@@ -25,29 +27,10 @@
 #define SANDBOX_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define SECCOMP_MAX_BYTES (1 << 20)
 
-struct user_mount {
-    char *source; /* resolved host path, malloc'd */
-    const char *target;
-    bool readonly;
-};
-
-struct run_opts {
-    const char *workspace, *name, *network, *seccomp;
-    const char *image; /* --image REF; NULL: the host image */
-    bool interactive, tty, keep;
-    int64_t pids, memory;
-    const char **env; /* -e KEY=VAL, in order; later wins */
-    size_t n_env;
-    struct user_mount *mounts; /* -m SRC:DST[:ro] */
-    size_t n_mounts;
-    char **cmd;
-    bool proxy_net;     /* --network proxy */
-    struct run_net net; /* its rules, hosts, and once running its proxy */
-};
-
 static const char run_usage[] =
     "Usage: moat run [flags] [--] CMD [ARGS...]\n\n"
-    "Run CMD in a new sandbox on the host image, as moatuser (uid 5000) in /workspace.\n\n"
+    "Run CMD in a new sandbox on the host image, as moatuser (uid 5000) in /workspace.\n"
+    "moat.yaml (else agent.yaml) in the workspace gives defaults; flags win.\n\n"
     "Flags:\n"
     "  -w, --workspace DIR   directory shown read-write at /workspace (default: .)\n"
     "  -e, --env KEY=VAL     set an environment variable (repeatable)\n"
@@ -76,6 +59,13 @@ static const char run_usage[] =
     "      --seccomp FILE    seccomp profile in OCI runtime-spec JSON (default: built in)\n"
     "      --pids N          at most N processes\n"
     "      --memory SIZE     memory limit, e.g. 512m or 2g\n"
+    "      --cpus N          CPU time, N CPUs' worth (e.g. 1.5)\n"
+    "      --policy P        with the network: permissive (every name but the denied\n"
+    "                        ones) or strict (only --allow rules and grants' hosts)\n"
+    "      --docker-host     the host's Docker socket at /var/run/docker.sock, with the\n"
+    "                        group that opens it\n"
+    "      --dry-run         print the run (flags and moat.yaml together), start nothing;\n"
+    "                        --json for JSON\n"
     "  -h, --help            this help\n\n"
     "Exit status: the command's (128+N if killed by signal N); 125 when moat fails,\n"
     "126 when CMD cannot be executed, 127 when it is not found.\n";
@@ -90,6 +80,9 @@ static void free_opts(struct run_opts *o)
     free(o->net.hosts);
     run_grants_free(&o->net.grants);
     free(o->net.grants.names);
+    free(o->file_cmd);
+    strv_clear(&o->owned);
+    config_free(&o->file);
 }
 
 static int add_env(struct run_opts *o, const char *kv, struct moat_err *err)
@@ -105,19 +98,19 @@ static int add_env(struct run_opts *o, const char *kv, struct moat_err *err)
     return 0;
 }
 
-static bool bad_target(const char *dst)
+bool run_mount_target_ok(const char *dst)
 {
     static const char *const reserved[] = {"/proc", "/sys", "/dev"};
 
     if (dst[0] != '/' || strcmp(dst, "/") == 0 || strstr(dst, "/../") ||
         (strlen(dst) >= 3 && strcmp(dst + strlen(dst) - 3, "/..") == 0))
-        return true;
+        return false;
     for (size_t i = 0; i < ARRAY_SIZE(reserved); i++) {
         size_t n = strlen(reserved[i]);
         if (strncmp(dst, reserved[i], n) == 0 && (dst[n] == '\0' || dst[n] == '/'))
-            return true;
+            return false;
     }
-    return false;
+    return true;
 }
 
 /* SRC:DST[:ro|:rw]; SRC must exist on the host. */
@@ -136,7 +129,7 @@ static int add_mount(struct run_opts *o, char *spec, struct moat_err *err)
         return moat_err_set(err, 0, "-m %s: expected SRC:DST[:ro]", arg);
     *colon = '\0';
     m->target = colon + 1;
-    if (bad_target(m->target))
+    if (!run_mount_target_ok(m->target))
         return moat_err_set(err, 0,
                             "-m %s: DST must be an absolute path without '..', not / and not "
                             "under /proc, /sys or /dev",
@@ -145,6 +138,19 @@ static int add_mount(struct run_opts *o, char *spec, struct moat_err *err)
     if (!m->source)
         return moat_err_sys(err, "-m %s: source %s", arg, spec);
     o->n_mounts++;
+    return 0;
+}
+
+/* --cpus 1.5: CPUs' worth of time (a cgroup quota over a 100 ms period). */
+static int parse_cpus(const char *s, double *out, struct moat_err *err)
+{
+    char *end;
+
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 4096)
+        return moat_err_set(err, 0, "--cpus %s: expected a number of CPUs above 0", s);
+    *out = v;
     return 0;
 }
 
@@ -159,7 +165,12 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         OPT_DENY,
         OPT_HOST,
         OPT_IMAGE,
-        OPT_KEEP
+        OPT_KEEP,
+        OPT_POLICY,
+        OPT_DRY_RUN,
+        OPT_JSON,
+        OPT_DOCKER_HOST,
+        OPT_CPUS
     };
     static const struct option opts[] = {
         {"workspace", required_argument, NULL, 'w'},
@@ -178,6 +189,11 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"memory", required_argument, NULL, OPT_MEMORY},
         {"image", required_argument, NULL, OPT_IMAGE},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"policy", required_argument, NULL, OPT_POLICY},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"docker-host", no_argument, NULL, OPT_DOCKER_HOST},
+        {"cpus", required_argument, NULL, OPT_CPUS},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -203,7 +219,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
             o->net.grants.names[o->net.grants.n_names++] = optarg;
             break;
         case 'i':
-            o->interactive = true;
+            o->interactive = o->interactive_set = true;
             break;
         case 't':
             o->tty = true;
@@ -223,6 +239,22 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
             break;
         case OPT_IMAGE:
             o->image = strcmp(optarg, "host") == 0 ? NULL : optarg;
+            o->image_set = true;
+            break;
+        case OPT_POLICY:
+            o->policy = optarg;
+            break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_DOCKER_HOST:
+            o->docker_host = true;
+            break;
+        case OPT_CPUS:
+            r = parse_cpus(optarg, &o->cpus, err);
             break;
         case OPT_KEEP:
             o->keep = true;
@@ -248,26 +280,41 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         return -1;
     if (o->network && strcmp(o->network, "none") != 0 && strcmp(o->network, "proxy") != 0)
         return moat_err_set(err, 0, "--network %s: expected proxy or none", o->network);
-    if (o->net.grants.n_names && o->network && strcmp(o->network, "none") == 0)
-        return moat_err_set(err, 0, "-g needs the network: a grant is used by moat's proxy");
-    o->proxy_net = (o->network && strcmp(o->network, "proxy") == 0) || o->net.grants.n_names;
-    if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts))
-        return moat_err_set(err, 0,
-                            "--allow, --deny and --add-host need --network proxy (the sandbox "
-                            "has no network otherwise)");
+    if (o->policy && strcmp(o->policy, "permissive") != 0 && strcmp(o->policy, "strict") != 0)
+        return moat_err_set(err, 0, "--policy %s: expected permissive or strict", o->policy);
+    if (o->json && !o->dry_run)
+        return moat_err_set(err, 0, "--json goes with --dry-run");
     if (o->name && !valid_run_name(o->name))
         return moat_err_set(err, 0,
                             "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
                             "with a letter or digit",
                             o->name);
-    if (optind >= argc && !o->image)
-        return moat_err_set(err, 0,
-                            "run: no command given (usage: moat run [flags] -- CMD [ARGS...])");
     if (o->tty && o->interactive)
         o->interactive = false; /* -it: a terminal, as with docker */
-    if (o->tty && !isatty(STDIN_FILENO))
-        return moat_err_set(err, 0, "-t: stdin is not a terminal");
     o->cmd = argv + optind;
+    return 0;
+}
+
+/* What the flags and moat.yaml say together must make sense. */
+static int check_opts(struct run_opts *o, struct moat_err *err)
+{
+    bool net_none = o->network && strcmp(o->network, "none") == 0;
+
+    if (o->net.grants.n_names && net_none)
+        return moat_err_set(err, 0, "-g needs the network: a grant is used by moat's proxy");
+    o->proxy_net = (o->network && strcmp(o->network, "proxy") == 0) || o->net.grants.n_names;
+    if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts || o->policy))
+        return moat_err_set(err, 0,
+                            "--allow, --deny, --add-host and --policy need --network proxy (the "
+                            "sandbox has no network otherwise)");
+    if (!o->cmd[0] && o->file_cmd)
+        o->cmd = o->file_cmd;
+    if (!o->cmd[0] && !o->image)
+        return moat_err_set(err, 0,
+                            "run: no command given (usage: moat run [flags] -- CMD [ARGS...], "
+                            "or command: in moat.yaml)");
+    if (o->tty && !isatty(STDIN_FILENO) && !o->dry_run)
+        return moat_err_set(err, 0, "-t: stdin is not a terminal");
     return 0;
 }
 
@@ -368,7 +415,7 @@ static void put_image_env(char **env, size_t *n, char *const *image_env)
 static char **build_env(const struct run_opts *o, bool tty, char *const *image_env)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
-    size_t n = 0, cap = 14 + o->net.grants.n_env + o->n_env;
+    size_t n = 0, cap = 15 + o->net.grants.n_env + o->n_env;
 
     for (size_t i = 0; image_env && image_env[i]; i++)
         cap++;
@@ -392,6 +439,8 @@ static char **build_env(const struct run_opts *o, bool tty, char *const *image_e
         env[n++] = strdup("NO_PROXY=localhost,127.0.0.1");
         env[n++] = strdup("no_proxy=localhost,127.0.0.1");
     }
+    if (o->docker_host)
+        env[n++] = strdup("DOCKER_HOST=unix://" DOCKER_HOST_TARGET);
     for (size_t i = 0; i < o->net.grants.n_env; i++) /* placeholders, never a secret */
         env[n++] = strdup(o->net.grants.env[i]);
     put_image_env(env, &n, image_env);
@@ -445,11 +494,28 @@ static size_t build_mounts(const struct image_host *h, const char *workspace,
         (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = RT_SANDBOX_HOME, .data = "mode=0700"};
     m[n++] = (struct rt_mount){.kind = RT_MOUNT_BIND, .source = workspace, .target = "/workspace"};
     for (size_t i = 0; i < o->n_mounts; i++)
-        m[n++] = (struct rt_mount){.kind = RT_MOUNT_BIND,
-                                   .source = o->mounts[i].source,
-                                   .target = o->mounts[i].target,
-                                   .readonly = o->mounts[i].readonly};
+        m[n++] = o->mounts[i].tmpfs ? (struct rt_mount){.kind = RT_MOUNT_TMPFS,
+                                                        .target = o->mounts[i].target,
+                                                        .data = "mode=0755"}
+                                    : (struct rt_mount){.kind = RT_MOUNT_BIND,
+                                                        .source = o->mounts[i].source,
+                                                        .target = o->mounts[i].target,
+                                                        .readonly = o->mounts[i].readonly};
     return n;
+}
+
+/* docker:host: the socket checked, the group that opens it, its name in /etc/group. */
+static int use_docker_host(struct docker_host *dh, struct rt_config *cfg, struct image_etc *etc,
+                           struct moat_err *err)
+{
+    if (docker_host_prepare(dh, err) < 0)
+        return -1;
+    cfg->keep_groups = dh->keep_groups;
+    cfg->extra_gid = dh->gid;
+    if (dh->gid)
+        snprintf(etc->group + strlen(etc->group), sizeof(etc->group) - strlen(etc->group),
+                 "docker:x:%d:%s\n", RT_EXTRA_GID, RT_SANDBOX_USER);
+    return 0;
 }
 
 /* --image: the image's root with the run's own layer, and its defaults. */
@@ -476,8 +542,12 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     struct rt_seccomp filter = {0};
     struct rt_config cfg = {
         .cwd = "/workspace", .argv = o->cmd, .pids_max = o->pids, .memory_max = o->memory};
+
+    if (o->cpus > 0) /* a quota of CPU time per 100 ms */
+        cfg.cpu = (struct rt_cgroup_cpu){.quota = (int64_t)(o->cpus * 100000), .period = 100000};
     struct rt_mount *mounts = NULL;
     struct run_image ri = {0};
+    struct docker_host dh = {0};
     char **env = NULL;
     int ret = -1;
 
@@ -495,9 +565,11 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     cfg.n_etc_files = IMAGE_ETC_FILES;
     if (o->net.grants.n_names && run_grants_prepare(&o->net.grants, err) < 0)
         return -1;
+    if (o->docker_host && use_docker_host(&dh, &cfg, &etc, err) < 0)
+        return -1;
     if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
-    mounts = calloc(host.n_mounts + 4 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
+    mounts = calloc(host.n_mounts + 5 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
     env = build_env(o, cfg.tty, ri.info.env);
     if (!mounts || !env) {
         moat_err_set(err, ENOMEM, "run");
@@ -507,10 +579,14 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     cfg.n_mounts = build_mounts(&host, workspace, o, mounts);
     for (size_t i = 0; i < ri.rr.n_mounts; i++)
         mounts[cfg.n_mounts++] = ri.rr.mounts[i];
+    if (o->docker_host)
+        mounts[cfg.n_mounts++] = (struct rt_mount){
+            .kind = RT_MOUNT_BIND, .source = dh.path, .target = DOCKER_HOST_TARGET};
     cfg.envp = env;
     if (load_seccomp(o->seccomp, &filter, err) < 0)
         goto out;
     cfg.seccomp = &filter;
+    o->net.cfg.strict = o->policy && strcmp(o->policy, "strict") == 0;
     if (o->proxy_net && run_net_init(&o->net, name, &cfg.net, err) < 0)
         goto out;
     log_info("run %s: workspace %s, sandbox user %d = host %u:%u, %s", name, workspace,
@@ -525,6 +601,21 @@ out:
     free_env(env);
     free(mounts);
     return ret;
+}
+
+/* --dry-run: the plan, with the name and workspace a run would have. */
+static int run_dry(const struct run_opts *o, struct moat_err *err)
+{
+    char workspace[PATH_MAX], name[64];
+    struct stat st;
+
+    if (resolve_workspace(o->workspace, workspace, &st, err) < 0)
+        return -1;
+    snprintf(name, sizeof(name), "%s", o->name ? o->name : "");
+    if (!o->name)
+        default_name(name, sizeof(name));
+    run_print_plan(o, workspace, name, o->json);
+    return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -544,7 +635,12 @@ int cmd_run(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     r = parse_flags(argc, argv, &o, &err);
-    if (r == 0 && run_sandbox(&o, &status, &err) < 0)
+    if (r == 0 && (run_apply_config(&o, o.workspace ? o.workspace : ".", &err) < 0 ||
+                   check_opts(&o, &err) < 0))
+        r = -1;
+    if (r == 0 && o.dry_run)
+        r = run_dry(&o, &err) < 0 ? -1 : 1;
+    else if (r == 0 && run_sandbox(&o, &status, &err) < 0)
         r = -1;
     if (r < 0)
         cli_print_err(&err);

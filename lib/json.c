@@ -102,7 +102,10 @@ void json_gen_freep(yajl_gen *g)
 
 void json_gen_str(yajl_gen g, const char *s)
 {
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+    if (s)
+        yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+    else
+        yajl_gen_null(g);
 }
 
 void json_gen_kv(yajl_gen g, const char *key, const char *val)

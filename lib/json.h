@@ -39,6 +39,7 @@ int64_t json_int(yajl_val v);
 void json_gen_freep(yajl_gen *g);
 #define _cleanup_json_gen_ __attribute__((cleanup(json_gen_freep)))
 
+/* A string, or null for NULL. */
 void json_gen_str(yajl_gen g, const char *s);
 /* "KEY": "VAL" / "KEY": V / "KEY": ["V0", ...] (V NULL-terminated, may be NULL). */
 void json_gen_kv(yajl_gen g, const char *key, const char *val);

@@ -13,7 +13,8 @@
 
 /* ---- policy.c ---- */
 
-/* Whether the canonical NAME may be resolved and reached at all (no deny rule). */
+/* Whether the canonical NAME may be resolved and reached at all: no deny rule, and
+ * under the strict policy an allow rule (any port) or a grant's provider covers it. */
 bool policy_name_allowed(const struct proxy_config *cfg, const char *name);
 
 /* Whether raw TCP (neither TLS nor HTTP) may pass to NAME:PORT: not denied, and an

@@ -18,12 +18,30 @@ static bool rule_matches(const struct proxy_rule *r, const char *name)
     return n > s + 1 && name[n - s - 1] == '.' && strcmp(name + n - s, r->name) == 0;
 }
 
+/* A grant's provider covers NAME: its credential goes there, so strict allows it. */
+static bool grant_covers(const struct proxy_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_grants; i++) {
+        const struct provider *p = cfg->grants[i].provider;
+        for (size_t r = 0; p && r < p->n_routes; r++)
+            for (size_t h = 0; h < p->routes[r].n_hosts; h++)
+                if (provider_host_match(p->routes[r].hosts[h], name))
+                    return true;
+    }
+    return false;
+}
+
 bool policy_name_allowed(const struct proxy_config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_rules; i++)
         if (cfg->rules[i].deny && rule_matches(&cfg->rules[i], name))
             return false;
-    return true;
+    if (!cfg->strict)
+        return true;
+    for (size_t i = 0; i < cfg->n_rules; i++)
+        if (!cfg->rules[i].deny && rule_matches(&cfg->rules[i], name))
+            return true;
+    return grant_covers(cfg, name);
 }
 
 bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port)

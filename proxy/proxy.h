@@ -33,6 +33,9 @@ struct proxy_host {
 };
 
 struct proxy_config {
+    /* strict: only names an allow rule or a grant's provider covers; else every
+     * name but the denied ones (deny wins either way). */
+    bool strict;
     const struct proxy_rule *rules;
     size_t n_rules;
     const struct proxy_host *hosts;

@@ -59,8 +59,13 @@ static int become_agent(const struct rt_config *cfg, struct moat_err *err)
     if (chdir(cfg->cwd) < 0)
         return moat_err_sys(err, "chdir %s", cfg->cwd);
     /* Supplementary groups dropped where the kernel lets us (not when setgroups
-     * was denied for a single unprivileged mapping: then none are mapped). */
-    if (setgroups(0, NULL) < 0 && errno != EPERM)
+     * was denied for a single unprivileged mapping: then none are mapped), unless
+     * the caller asked to keep them or to give one of its own. */
+    const gid_t extra = RT_EXTRA_GID;
+    if (cfg->extra_gid && setgroups(1, &extra) < 0)
+        return moat_err_sys(err, "setgroups %u (host group %u)", (unsigned)extra,
+                            (unsigned)cfg->extra_gid);
+    if (!cfg->extra_gid && !cfg->keep_groups && setgroups(0, NULL) < 0 && errno != EPERM)
         return moat_err_sys(err, "drop supplementary groups");
     if (setresgid(RT_SANDBOX_GID, RT_SANDBOX_GID, RT_SANDBOX_GID) < 0)
         return moat_err_sys(err, "setresgid %d", RT_SANDBOX_GID);

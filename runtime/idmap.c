@@ -117,6 +117,23 @@ int idmap_plan(uid_t host_uid, gid_t host_gid, struct idmap_plan *plan, struct m
     return 0;
 }
 
+int idmap_add_gid(struct idmap_plan *plan, gid_t inside, gid_t outside, struct moat_err *err)
+{
+    if (!outside)
+        return 0;
+    if (geteuid() != 0 || plan->use_helpers)
+        return moat_err_set(err, EPERM, "id map: only root maps an extra group (%u)",
+                            (unsigned)outside);
+    if (plan->n_gid >= IDMAP_MAX_RANGES)
+        return moat_err_set(err, E2BIG, "id map: too many ranges");
+    for (int i = 0; i < plan->n_gid; i++)
+        if (outside >= plan->gid[i].outside && outside - plan->gid[i].outside < plan->gid[i].count)
+            return moat_err_set(err, EEXIST, "id map: host group %u is mapped already",
+                                (unsigned)outside);
+    plan->gid[plan->n_gid++] = (struct idmap_range){inside, outside, 1};
+    return 0;
+}
+
 static int format_map(const struct idmap_range *r, int n, char *buf, size_t len)
 {
     size_t off = 0;

@@ -64,6 +64,10 @@ struct idmap_plan {
 /* Decide the maps for a sandbox whose user 5000 stands for HOST_UID/HOST_GID. */
 int idmap_plan(uid_t host_uid, gid_t host_gid, struct idmap_plan *plan, struct moat_err *err);
 
+/* Map host group OUTSIDE (0: nothing to do) to INSIDE as well: only root may
+ * (it writes the maps itself), and never host root's group. */
+int idmap_add_gid(struct idmap_plan *plan, gid_t inside, gid_t outside, struct moat_err *err);
+
 /* Write the plan into /proc/PID/{setgroups,uid_map,gid_map}. */
 int idmap_apply(const struct idmap_plan *plan, pid_t pid, struct moat_err *err);
 

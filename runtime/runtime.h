@@ -17,6 +17,8 @@
 #define RT_SANDBOX_GID 5000
 #define RT_SANDBOX_USER "moatuser"
 #define RT_SANDBOX_HOME "/home/moatuser"
+/* Where rt_config.extra_gid appears inside: above the 0..65535 an image uses. */
+#define RT_EXTRA_GID 65536
 
 /* Exit statuses of the runc family: moat's own failure, command not executable,
  * command not found. */
@@ -193,6 +195,13 @@ struct rt_config {
     const struct rt_file *etc_files;
     size_t n_etc_files;
 
+    /* Supplementary groups of the command: none by default. keep_groups (not as
+     * root): those moat was started with stay, e.g. the docker group that opens
+     * the Docker socket (docker:host). extra_gid (as root; 0: none): this host
+     * group is mapped in as RT_EXTRA_GID and given to the command. */
+    bool keep_groups;
+    gid_t extra_gid;
+
     /* Network: NULL setup leaves the sandbox's namespace with loopback only. */
     struct rt_net net;
 
@@ -205,7 +214,7 @@ struct rt_config {
     /* Limits; 0 means none. */
     int64_t pids_max;
     int64_t memory_max;
-    struct rt_cgroup_cpu cpu; /* OCI only */
+    struct rt_cgroup_cpu cpu; /* shares, quota and period (us); 0: no limit */
 
     /* NULL for moat run. */
     const struct rt_oci *oci;

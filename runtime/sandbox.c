@@ -354,11 +354,13 @@ static int start(const struct rt_config *cfg, struct supervisor *s, int *status,
     sigset_t fwd;
     int sv[2];
 
-    if (idmap_plan(cfg->host_uid, cfg->host_gid, &plan, err) < 0)
+    if (idmap_plan(cfg->host_uid, cfg->host_gid, &plan, err) < 0 ||
+        idmap_add_gid(&plan, RT_EXTRA_GID, cfg->extra_gid, err) < 0)
         return -1;
-    if (cfg->pids_max || cfg->memory_max) {
+    if (cfg->pids_max || cfg->memory_max || cfg->cpu.quota > 0 || cfg->cpu.shares > 0) {
         rt_cgroup_sweep(); /* leftovers of supervisors that were SIGKILLed */
-        if (rt_cgroup_create(&s->cg, cfg->hostname, cfg->pids_max, cfg->memory_max, err) < 0)
+        if (rt_cgroup_create_cpu(&s->cg, cfg->hostname, cfg->pids_max, cfg->memory_max,
+                                 &cfg->cpu, err) < 0)
             return -1;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)

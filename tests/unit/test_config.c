@@ -208,6 +208,19 @@ static void test_load_prefers_moat_yaml(void **state)
     config_free(&c);
 }
 
+/* configs/moat.yaml, the example the docs point to, is valid. */
+static void test_example_file_parses(void **state)
+{
+    struct config c;
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(config_load("configs", &c, &err), 0);
+    assert_string_equal(c.name, "my-agent");
+    assert_int_equal(c.n_rules, 3);
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_forms),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_prefers_moat_yaml),
+        cmocka_unit_test(test_example_file_parses),
     };
     return cmocka_run_group_tests_name("config", tests, make_tmpdir, remove_tmpdir);
 }

@@ -100,6 +100,23 @@ static void test_policy(void **state)
     assert_false(policy_raw_allowed(&cfg, "example.com", 5432)); /* *. is below only */
     assert_false(policy_raw_allowed(&cfg, "xexample.com", 5432));
     assert_false(policy_raw_allowed(&cfg, "bad.example.com", 5432)); /* deny wins */
+
+    /* strict: only what a rule names (any port) or a grant's provider covers */
+    cfg.strict = true;
+    assert_false(policy_name_allowed(&cfg, "anything.test"));
+    assert_true(policy_name_allowed(&cfg, "github.com")); /* github.com:22 names it */
+    assert_true(policy_name_allowed(&cfg, "a.example.com"));
+    assert_false(policy_name_allowed(&cfg, "bad.example.com"));
+    assert_false(policy_name_allowed(&cfg, "api.github.com"));
+    char *hosts[] = {"api.github.com", "*.githubusercontent.com"};
+    struct provider_route route = {.hosts = hosts, .n_hosts = 2};
+    struct provider prov = {.name = "github", .routes = &route, .n_routes = 1};
+    struct grant g = {.name = "github", .provider = &prov};
+    cfg.grants = &g;
+    cfg.n_grants = 1;
+    assert_true(policy_name_allowed(&cfg, "api.github.com"));
+    assert_true(policy_name_allowed(&cfg, "raw.githubusercontent.com"));
+    assert_false(policy_name_allowed(&cfg, "githubusercontent.com"));
 }
 
 static void test_dial_guard(void **state)

@@ -1,0 +1,48 @@
+/* moat run's options (cli/run.c), and how moat.yaml folds into them
+ * (cli/run_config.c): the flags win; lists are the file's, then the flags'. */
+#ifndef MOAT_CLI_RUN_H
+#define MOAT_CLI_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cli/config.h"
+#include "cli/net.h"
+
+struct user_mount {
+    char *source; /* resolved host path, malloc'd; NULL for a tmpfs */
+    const char *target;
+    bool readonly;
+    bool tmpfs; /* an empty tmpfs hiding what is at target (moat.yaml mounts' exclude) */
+};
+
+struct run_opts {
+    const char *workspace, *name, *network, *seccomp, *policy;
+    const char *image; /* --image REF; NULL: the host image */
+    bool interactive, tty, keep, dry_run, json, docker_host;
+    bool image_set, interactive_set; /* given on the command line (false may be a choice) */
+    int64_t pids, memory;
+    double cpus;
+    const char **env; /* -e KEY=VAL, in order; later wins */
+    size_t n_env;
+    struct user_mount *mounts; /* -m SRC:DST[:ro] */
+    size_t n_mounts;
+    char **cmd;
+    char **file_cmd;    /* moat.yaml's command, when the command line has none */
+    bool proxy_net;     /* --network proxy */
+    struct run_net net; /* its rules, hosts, and once running its proxy */
+    struct config file; /* moat.yaml, kept for the strings the options borrow */
+    struct strv owned;  /* strings made from it (exclude targets) */
+};
+
+/* Whether DST may be a mount target: absolute, no "..", not / and not under
+ * /proc, /sys or /dev. */
+bool run_mount_target_ok(const char *dst);
+
+/* Read moat.yaml (else agent.yaml) from WORKSPACE and fold it under O's flags. */
+int run_apply_config(struct run_opts *o, const char *workspace, struct moat_err *err);
+
+/* --dry-run: print what the run would be, as text or (JSON) one object. */
+void run_print_plan(const struct run_opts *o, const char *workspace, const char *name, bool json);
+
+#endif
