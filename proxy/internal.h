@@ -9,6 +9,7 @@
 
 #include "lib/sha256.h"
 #include "netns/dns.h"
+#include "proxy/http.h"
 #include "proxy/proxy.h"
 
 /* ---- policy.c ---- */
@@ -43,6 +44,13 @@ struct audit_event {
     const char *addr;     /* address as text, or NULL */
     uint16_t port;        /* 0: none */
     const char *reason;   /* one line for the reader, or NULL */
+    /* kind "http": one request; never a header value, never the query */
+    const char *method;
+    const char *path;
+    int status; /* 0: none */
+    uint64_t bytes_up, bytes_down;
+    uint64_t duration_ms;
+    const char *grant; /* the grant injected, by name */
 };
 
 /* Append one record; a failing write is logged once, never fatal to the run. */
@@ -67,6 +75,9 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
 #define PROXY_PEEK_MS 300   /* how long a new connection may stay silent before it counts as raw */
 #define PROXY_DIAL_MS 10000 /* upstream connect timeout */
 #define PROXY_DNS_NAMES 65536
+#define PROXY_HEAD_MS 10000  /* a request head must be complete this soon (slowloris) */
+#define PROXY_IDLE_MS 300000 /* nothing moved either way for this long: closed */
+#define PROXY_LINGER_MS 1000 /* after the proxy's own answer, for the sandbox to close */
 
 struct proxy;
 
@@ -84,7 +95,9 @@ struct relay_dir {
     bool shut;      /* the destination got our FIN */
 };
 
-enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY };
+enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP };
+
+struct http_conn;
 
 struct conn {
     struct watch w_client, w_up;
@@ -98,6 +111,7 @@ struct conn {
     char addr[INET_ADDRSTRLEN]; /* the original destination, as the sandbox dialled it */
     uint16_t port;
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
+    struct http_conn *http;  /* CONN_HTTP */
 };
 
 struct proxy {
@@ -130,6 +144,65 @@ void conn_expire(struct proxy *p, struct conn *c);
 /* Close and unlink C; its memory goes once the current batch of events is done. */
 void conn_close(struct proxy *p, struct conn *c);
 void conn_free_dead(struct proxy *p);
+
+/* ---- http_proxy.c: requests over the transparent listener and the explicit proxy ---- */
+
+#define HX_IN_MAX HTTP_HEAD_MAX /* bytes read from either side, not yet moved */
+#define HX_OUT_MAX                                                                                 \
+    (HTTP_HEAD_MAX + 8 * 1024) /* bytes for either side: a head grows by the                       \
+                                * proxy's own fields */
+
+struct hbuf {
+    char *b;
+    size_t len;
+};
+
+/* One message body as it streams past. */
+struct hbody {
+    enum http_framing framing;
+    uint64_t left; /* HTTP_BODY_LENGTH */
+    struct http_chunked chunked;
+    bool done;
+};
+
+enum http_rq { RQ_HEAD, RQ_BODY, RQ_DONE };
+enum http_rs { RS_IDLE, RS_HEAD, RS_BODY, RS_DONE };
+enum http_up { UP_NONE, UP_CONNECTING, UP_OPEN };
+
+struct http_conn {
+    bool explicit_proxy; /* :3128; else the transparent listener (c->name, c->port) */
+    enum http_rq rq;
+    enum http_rs rs;
+    enum http_up up_state;
+    bool c_eof, u_eof;   /* the side sent its FIN */
+    bool c_shut, u_shut; /* the side got ours */
+    bool closing;        /* the answer is the last: flush, then close */
+    bool abort;          /* close both sides now */
+    bool tunnel;         /* WebSocket after 101: bytes relayed as they are */
+    bool audited;
+    struct http_head req, resp;
+    struct hbody rqbody, rsbody;
+    bool req_keep_alive, resp_keep_alive, req_websocket;
+    enum http_method req_method;
+    struct http_host host; /* the request's one verified destination */
+    char up_name[HTTP_HOST_BUF];
+    uint16_t up_port;
+    /* for the audit record */
+    char method[HTTP_METHOD_MAX + 1];
+    char path[512];
+    int status;
+    uint64_t started, bytes_up, bytes_down, sent_client, sent_up;
+    struct hbuf cin, uin, cout, uout; /* from the client, from upstream, to each */
+    char cin_b[HX_IN_MAX], uin_b[HX_IN_MAX], cout_b[HX_OUT_MAX], uout_b[HX_OUT_MAX];
+};
+
+/* Serve C (its client socket connected, c->name/c->port set on the transparent path)
+ * as HTTP from here on; EXPLICIT_PROXY: the socket came from :3128 and is not yet
+ * watched. -1 when C could not be set up (the caller refuses it); C may be closed
+ * already when this returns 0. */
+int http_start(struct proxy *p, struct conn *c, bool explicit_proxy);
+/* C's deadline passed: a head too slow, an upstream that does not answer, idleness. */
+void http_expire(struct proxy *p, struct conn *c);
 
 /* ---- dns_serve.c ---- */
 
