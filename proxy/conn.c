@@ -57,8 +57,7 @@ void conn_close(struct proxy *p, struct conn *c)
         for (int i = 0; i < 2; i++)
             moat_closep(&c->dir[d].pipe[i]);
     c->client = c->up = -1;
-    free(c->http);
-    c->http = NULL;
+    http_free(c);
     /* Unlink now; free after the batch, since a later event may still point here. */
     if (c->prev)
         c->prev->next = c->next;
@@ -272,7 +271,7 @@ static enum first_bytes classify(const unsigned char *b, size_t n)
 static void decide(struct proxy *p, struct conn *c, enum first_bytes kind)
 {
     if (kind == BYTES_TLS) {
-        refuse(p, c, "TLS interception is not in this version of moat's proxy");
+        intercept_peek(p, c);
     } else if (kind == BYTES_HTTP) {
         /* the HTTP path judges the request itself (policy, Host), answering 403 and such */
         if (http_start(p, c, false) < 0)
@@ -317,10 +316,29 @@ void conn_expire(struct proxy *p, struct conn *c)
 {
     if (c->state == CONN_HTTP)
         http_expire(p, c);
+    else if (c->state == CONN_PEEK && c->hello_pending)
+        refuse(p, c, "ClientHello not complete in time");
     else if (c->state == CONN_PEEK)
         decide(p, c, BYTES_OTHER); /* silent: a protocol where the server speaks first */
     else if (c->state == CONN_DIAL)
         refuse(p, c, "connect upstream: timed out");
+}
+
+void conn_refuse(struct proxy *p, struct conn *c, const char *reason)
+{
+    refuse(p, c, reason);
+}
+
+void conn_tunnel(struct proxy *p, struct conn *c)
+{
+    http_free(c);
+    c->state = CONN_PEEK;
+    c->w_client.fn = on_client;
+    /* edge-triggered as on the transparent listener; MOD reports bytes already there */
+    c->client_events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    c->deadline = proxy_now_ms() + PROXY_PEEK_MS;
+    if (proxy_watch(p, c->client, &c->w_client, c->client_events, true) < 0)
+        refuse(p, c, "epoll");
 }
 
 /* Where the connection was going, and what the policy says before a byte is read. */

@@ -102,6 +102,69 @@ static int side_write(int fd, struct hbuf *b, uint64_t *count)
     return 0;
 }
 
+/* What a TLS call's outcome means for side_read's and side_write's callers; WANT
+ * gets the extra event a TLS call waits for. */
+static ssize_t tls_result(enum tls_step st, size_t n, uint32_t *want)
+{
+    switch (st) {
+    case TLS_OK:
+        return (ssize_t)n;
+    case TLS_WANT_READ:
+        *want |= EPOLLIN;
+        return -1;
+    case TLS_WANT_WRITE:
+        *want |= EPOLLOUT;
+        return -1;
+    case TLS_EOF:
+        return 0;
+    case TLS_FAIL:
+        break;
+    }
+    return -2;
+}
+
+/* side_read through SSL when there is one. */
+static ssize_t io_read(int fd, SSL *ssl, uint32_t *want, struct hbuf *b, size_t cap)
+{
+    struct moat_err err = {0};
+    size_t n = 0;
+
+    if (!ssl)
+        return side_read(fd, b, cap);
+    if (buf_room(b, cap) == 0)
+        return -1;
+    enum tls_step st = tls_read(ssl, b->b + b->len, buf_room(b, cap), &n, "TLS", &err);
+    ssize_t r = tls_result(st, n, want);
+    if (r > 0)
+        b->len += (size_t)r;
+    else if (r == -2)
+        log_debug("proxy: %s", err.msg);
+    return r;
+}
+
+/* side_write through SSL when there is one. */
+static int io_write(int fd, SSL *ssl, uint32_t *want, struct hbuf *b, uint64_t *count)
+{
+    struct moat_err err = {0};
+
+    if (!ssl)
+        return side_write(fd, b, count);
+    while (b->len > 0) {
+        size_t n = 0;
+        enum tls_step st = tls_write(ssl, b->b, b->len, &n, "TLS", &err);
+        ssize_t r = tls_result(st, n, want);
+        if (r == -1)
+            return 0;
+        if (r <= 0) {
+            log_debug("proxy: %s", err.msg);
+            return -1;
+        }
+        *count += (uint64_t)r;
+        buf_consume(b, (size_t)r);
+    }
+    return 0;
+}
+
 /* ---- audit ---- */
 
 static void audit_request(struct proxy *p, struct conn *c, const char *decision, const char *reason)
@@ -121,7 +184,7 @@ static void audit_request(struct proxy *p, struct conn *c, const char *decision,
                                                  .bytes_up = h->bytes_up,
                                                  .bytes_down = h->bytes_down,
                                                  .duration_ms = proxy_now_ms() - h->started,
-                                                 .grant = NULL,
+                                                 .grant = h->grant[0] ? h->grant : NULL,
                                                  .reason = reason});
 }
 
@@ -164,6 +227,10 @@ static void close_upstream(struct proxy *p, struct conn *c)
     if (c->up < 0)
         return;
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->up, NULL);
+    if (c->http->ussl)
+        ossl.SSL_free(c->http->ussl);
+    c->http->ussl = NULL;
+    c->http->u_hs = false;
     close(c->up);
     c->up = -1;
     c->up_events = 0;
@@ -277,6 +344,65 @@ static const char *form_problem(const struct conn *c, const struct http_head *r)
     return NULL;
 }
 
+/* CONNECT host:port, allowed: 200, then the tunnel's bytes are judged as a new
+ * connection to that name (conn_tunnel). */
+static int on_connect(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+    if (h->cin.len > h->req.head_len) {
+        /* bytes sent before the answer would be judged with no name to judge them by */
+        reply(p, c, 400, NULL, "bytes after CONNECT before its answer");
+        return -1;
+    }
+    buf_consume(&h->cin, h->req.head_len);
+    memcpy(h->cout.b + h->cout.len, ok, sizeof(ok) - 1);
+    h->cout.len += sizeof(ok) - 1;
+    h->status = 200;
+    h->rq = RQ_DONE;
+    h->rs = RS_DONE;
+    h->connect_ok = true;
+    audit_request(p, c, "allow", NULL);
+    return 0;
+}
+
+/* The request head for upstream: stripped, then (over TLS, for a grant's host) the
+ * provider's fields set. The length, -1 when it does not fit, -2 with ERR when the
+ * credential cannot go into a header. */
+static ssize_t write_request_head(struct proxy *p, struct conn *c, struct moat_err *err)
+{
+    struct http_conn *h = c->http;
+    struct http_head *r = &h->req;
+    struct header_edits ed;
+    struct http_set_field set[PROVIDER_MAX_EDITS], merge[PROVIDER_MAX_EDITS];
+    const char *drop[PROVIDER_MAX_EDITS];
+    struct http_rewrite rw = {.origin_form = true,
+                              .close = !r->keep_alive,
+                              .websocket = r->upgrade_websocket,
+                              .set = set,
+                              .merge = merge,
+                              .drop = drop};
+
+    /* never over plain HTTP: provider_inject() says so when tls is false */
+    if (provider_inject(p->cfg.grants, p->cfg.n_grants, h->host.name, h->tls, &ed, err) < 0)
+        return -2;
+    for (size_t i = 0; i < ed.n; i++) {
+        const struct header_edit *e = &ed.v[i];
+        if (e->op == HEADER_REMOVE)
+            drop[rw.n_drop++] = e->name;
+        else if (e->op == HEADER_SET)
+            set[rw.n_set++] = (struct http_set_field){e->name, e->value};
+        else
+            merge[rw.n_merge++] = (struct http_set_field){e->name, e->value};
+    }
+    snprintf(h->grant, sizeof(h->grant), "%s", ed.grant ? ed.grant : "");
+    ssize_t n =
+        http_head_write(r, h->cin.b, &rw, h->uout.b + h->uout.len, HX_OUT_MAX - h->uout.len, err);
+    header_edits_free(&ed);
+    return n;
+}
+
 static int on_request_head(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
@@ -293,11 +419,14 @@ static int on_request_head(struct proxy *p, struct conn *c)
     h->audited = false;
     h->host.name[0] = '\0';
     note_request(h);
+    h->grant[0] = '\0';
     if (!h->explicit_proxy) {
         /* the name the address stands for: Host must say the same (421 otherwise) */
         snprintf(tunnel.name, sizeof(tunnel.name), "%s", c->name);
         tunnel.port = c->port;
         id.tunnel = &tunnel;
+        id.tls = h->tls;
+        id.sni = h->tls ? c->name : NULL; /* intercept() made sure they are one */
     }
     if ((bad = form_problem(c, r))) {
         reply(p, c, 400, NULL, bad);
@@ -312,18 +441,15 @@ static int on_request_head(struct proxy *p, struct conn *c)
         reply(p, c, 405, NULL, "TRACE and TRACK are refused");
         return -1;
     }
-    if (r->meth == HTTP_M_CONNECT) {
-        reply(p, c, 501, NULL, "CONNECT is not supported by this version of moat's proxy");
-        return -1;
-    }
     if (!check_policy(p, c))
         return -1;
-    /* plain HTTP: provider_inject() never injects here; the edits stay empty */
-    struct http_rewrite rw = {.origin_form = true, .close = !r->keep_alive};
-    if (r->upgrade_websocket)
-        rw.websocket = true;
-    ssize_t n =
-        http_head_write(r, h->cin.b, &rw, h->uout.b + h->uout.len, HX_OUT_MAX - h->uout.len, &err);
+    if (r->meth == HTTP_M_CONNECT)
+        return on_connect(p, c);
+    ssize_t n = write_request_head(p, c, &err);
+    if (n == -2) {
+        reply(p, c, 502, NULL, err.msg);
+        return -1;
+    }
     if (n < 0) {
         reply(p, c, 431, NULL, "the request head does not fit once rewritten");
         return -1;
@@ -485,6 +611,9 @@ static void update_events(struct proxy *p, struct conn *c)
 
     if (h->closing) {
         cev = h->cout.len ? EPOLLOUT : EPOLLIN; /* flushed: drain until the sandbox closes */
+        cev |= h->c_want;
+    } else if (h->cssl && !h->c_hs) {
+        cev = h->c_want;
     } else {
         if ((h->rq == RQ_HEAD && h->rs == RS_IDLE) || h->rq == RQ_BODY)
             if (buf_room(&h->cin, HX_IN_MAX) && !h->c_eof)
@@ -493,12 +622,16 @@ static void update_events(struct proxy *p, struct conn *c)
             cev |= EPOLLOUT;
         if (h->up_state == UP_CONNECTING)
             uev = EPOLLOUT;
+        else if (h->up_state == UP_OPEN && h->ussl && !h->u_hs)
+            uev = h->u_want;
         else if (h->up_state == UP_OPEN) {
             if ((h->rs == RS_HEAD || h->rs == RS_BODY) && buf_room(&h->uin, HX_IN_MAX) && !h->u_eof)
                 uev |= EPOLLIN;
             if (h->uout.len)
                 uev |= EPOLLOUT;
+            uev |= h->u_want;
         }
+        cev |= h->c_want;
     }
     if (c->client_events != cev) {
         c->client_events = cev;
@@ -550,14 +683,48 @@ static void on_eofs(struct proxy *p, struct conn *c)
     }
 }
 
+/* Drive the TLS handshakes still open: 1 when both sides may move bytes, 0 when one
+ * waits, -1 when one failed (answered or aborted). */
+static int handshakes(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct moat_err err = {0};
+
+    if (h->cssl && !h->c_hs) {
+        enum tls_step st = tls_handshake(h->cssl, "TLS handshake with the sandbox", &err);
+        if (st == TLS_OK) {
+            h->c_hs = true;
+        } else if (tls_result(st, 0, &h->c_want) != -1) {
+            log_debug("proxy: %s: %s", c->name, err.msg);
+            h->abort = true;
+            return -1;
+        } else {
+            return 0;
+        }
+    }
+    if (h->ussl && !h->u_hs && h->up_state == UP_OPEN) {
+        enum tls_step st = tls_handshake(h->ussl, h->up_name, &err);
+        if (st == TLS_OK) {
+            h->u_hs = true;
+        } else if (tls_result(st, 0, &h->u_want) != -1) {
+            reply(p, c, 502, "upstream TLS failed", err.msg);
+            return 1; /* the answer goes out */
+        }
+    }
+    return 1;
+}
+
 static void http_run(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
 
+    h->c_want = h->u_want = 0;
     for (int round = 0; round < 64 && !h->abort; round++) {
         bool moved = false;
+        if (handshakes(p, c) <= 0)
+            break;
         if (!h->closing && !h->c_eof) {
-            ssize_t n = side_read(c->client, &h->cin, HX_IN_MAX);
+            ssize_t n = io_read(c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
             if (n == 0)
                 h->c_eof = true;
             else if (n == -2)
@@ -570,8 +737,8 @@ static void http_run(struct proxy *p, struct conn *c)
                 h->abort = true; /* the sandbox read the answer and closed: done */
             moved |= n > 0;
         }
-        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof) {
-            ssize_t n = side_read(c->up, &h->uin, HX_IN_MAX);
+        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs)) {
+            ssize_t n = io_read(c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
             if (n == 0)
                 h->u_eof = true;
             else if (n == -2)
@@ -583,9 +750,16 @@ static void http_run(struct proxy *p, struct conn *c)
         if (!h->closing)
             on_eofs(p, c);
         size_t before = h->cout.len + h->uout.len;
-        if (side_write(c->client, &h->cout, &h->sent_client) < 0 ||
-            (h->up_state == UP_OPEN && side_write(c->up, &h->uout, &h->sent_up) < 0))
+        if (io_write(c->client, h->cssl, &h->c_want, &h->cout, &h->sent_client) < 0 ||
+            (h->up_state == UP_OPEN && (!h->ussl || h->u_hs) &&
+             io_write(c->up, h->ussl, &h->u_want, &h->uout, &h->sent_up) < 0))
             h->abort = true;
+        if (h->connect_ok && !h->cout.len && !h->abort) {
+            snprintf(c->name, sizeof(c->name), "%s", h->host.name);
+            c->port = h->host.port;
+            conn_tunnel(p, c); /* frees h */
+            return;
+        }
         moved |= h->cout.len + h->uout.len != before;
         if (!h->closing && h->rq == RQ_DONE && h->rs == RS_DONE && !h->cout.len && !h->tunnel) {
             next_message(p, c);
@@ -602,12 +776,30 @@ static void http_run(struct proxy *p, struct conn *c)
             break;
     }
     if (h->abort) {
+        log_debug("proxy: %s: closed (request %d, response %d, upstream %d, eof %d/%d)",
+                  c->name[0] ? c->name : "-", h->rq, h->rs, h->up_state, h->c_eof, h->u_eof);
         if (!h->audited && h->method[0])
             audit_request(p, c, h->status ? "allow" : "error", "connection cut");
         conn_close(p, c);
         return;
     }
     update_events(p, c);
+}
+
+/* TLS to the origin, verified for the request's host (SNI and the certificate). */
+static bool start_upstream_tls(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct moat_err err = {0};
+
+    h->ussl = tls_connect_new(&p->tls, c->up, h->up_name, &err);
+    h->u_hs = false;
+    if (!h->ussl) {
+        reply(p, c, 502, "upstream TLS failed", err.msg);
+        http_run(p, c);
+        return false;
+    }
+    return true;
 }
 
 static void on_up(struct proxy *p, struct watch *w, uint32_t events)
@@ -629,6 +821,8 @@ static void on_up(struct proxy *p, struct watch *w, uint32_t events)
             reply(p, c, 502, "upstream unreachable", reason);
         } else {
             h->up_state = UP_OPEN;
+            if (h->tls && !start_upstream_tls(p, c))
+                return;
         }
     }
     (void)events;
@@ -666,12 +860,31 @@ void http_expire(struct proxy *p, struct conn *c)
     http_run(p, c);
 }
 
-int http_start(struct proxy *p, struct conn *c, bool explicit_proxy)
+void http_free(struct conn *c)
+{
+    struct http_conn *h = c->http;
+
+    if (!h)
+        return;
+    if (h->cssl)
+        ossl.SSL_free(h->cssl);
+    if (h->ussl)
+        ossl.SSL_free(h->ussl);
+    free(h);
+    c->http = NULL;
+}
+
+static int start(struct proxy *p, struct conn *c, bool explicit_proxy, SSL *ssl)
 {
     struct http_conn *h = calloc(1, sizeof(*h));
 
-    if (!h)
+    if (!h) {
+        if (ssl)
+            ossl.SSL_free(ssl);
         return -1;
+    }
+    h->cssl = ssl;
+    h->tls = ssl != NULL;
     h->explicit_proxy = explicit_proxy;
     h->cin.b = h->cin_b;
     h->uin.b = h->uin_b;
@@ -687,4 +900,14 @@ int http_start(struct proxy *p, struct conn *c, bool explicit_proxy)
         return -1;
     http_run(p, c);
     return 0;
+}
+
+int http_start(struct proxy *p, struct conn *c, bool explicit_proxy)
+{
+    return start(p, c, explicit_proxy, NULL);
+}
+
+int http_start_tls(struct proxy *p, struct conn *c, SSL *ssl)
+{
+    return start(p, c, false, ssl);
 }

@@ -2,6 +2,7 @@
 #ifndef MOAT_PROXY_INTERNAL_H
 #define MOAT_PROXY_INTERNAL_H
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -9,8 +10,10 @@
 
 #include "lib/sha256.h"
 #include "netns/dns.h"
+#include "proxy/ca.h"
 #include "proxy/http.h"
 #include "proxy/proxy.h"
+#include "proxy/tls.h"
 
 /* ---- policy.c ---- */
 
@@ -112,6 +115,7 @@ struct conn {
     uint16_t port;
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
     struct http_conn *http;  /* CONN_HTTP */
+    bool hello_pending;      /* CONN_PEEK: a ClientHello began and is not complete */
 };
 
 struct proxy {
@@ -126,6 +130,12 @@ struct proxy {
     struct watch w_stop, w_explicit, w_transparent, w_dns;
     struct dns_table *dns;
     struct audit audit;
+    /* TLS interception, set up on the first TLS connection (OpenSSL loads then) */
+    int tls_state; /* 0: not yet, 1: ready, -1: failed (every TLS connection is refused) */
+    struct proxy_ca ca;
+    struct tls_ctx tls;
+    char ca_dir[PATH_MAX];
+    char **upstream_cas;
     struct conn *conns, *dead;
     size_t n_conns;
 };
@@ -144,6 +154,17 @@ void conn_expire(struct proxy *p, struct conn *c);
 /* Close and unlink C; its memory goes once the current batch of events is done. */
 void conn_close(struct proxy *p, struct conn *c);
 void conn_free_dead(struct proxy *p);
+/* After CONNECT's 200: C stands for c->name:c->port now and its first bytes say what
+ * goes through (TLS, HTTP, raw), as on the transparent listener. */
+void conn_tunnel(struct proxy *p, struct conn *c);
+/* Refuse C: reset the sandbox's side, audit REASON. */
+void conn_refuse(struct proxy *p, struct conn *c, const char *reason);
+
+/* ---- intercept.c: TLS from the sandbox ---- */
+
+/* C's first bytes are TLS: read its ClientHello (waiting for more while it is
+ * incomplete), check the server name and the policy, and hand it to the HTTP path. */
+void intercept_peek(struct proxy *p, struct conn *c);
 
 /* ---- http_proxy.c: requests over the transparent listener and the explicit proxy ---- */
 
@@ -174,11 +195,17 @@ struct http_conn {
     enum http_rq rq;
     enum http_rs rs;
     enum http_up up_state;
-    bool c_eof, u_eof;   /* the side sent its FIN */
-    bool c_shut, u_shut; /* the side got ours */
-    bool closing;        /* the answer is the last: flush, then close */
-    bool abort;          /* close both sides now */
-    bool tunnel;         /* WebSocket after 101: bytes relayed as they are */
+    bool c_eof, u_eof;             /* the side sent its FIN */
+    bool c_shut, u_shut;           /* the side got ours */
+    bool closing;                  /* the answer is the last: flush, then close */
+    bool abort;                    /* close both sides now */
+    bool tunnel;                   /* WebSocket after 101: bytes relayed as they are */
+    bool tls;                      /* the sandbox speaks TLS to moat; moat to the origin too */
+    SSL *cssl, *ussl;              /* toward the sandbox, toward the origin */
+    bool c_hs, u_hs;               /* their handshakes are done */
+    uint32_t c_want, u_want;       /* what a TLS call wants to wait for besides the usual */
+    bool connect_ok;               /* CONNECT answered 200: the tunnel's bytes come next */
+    char grant[PROVIDER_NAME_MAX]; /* the grant injected into the current request */
     bool audited;
     struct http_head req, resp;
     struct hbody rqbody, rsbody;
@@ -201,6 +228,13 @@ struct http_conn {
  * watched. -1 when C could not be set up (the caller refuses it); C may be closed
  * already when this returns 0. */
 int http_start(struct proxy *p, struct conn *c, bool explicit_proxy);
+/* The same for a connection whose ClientHello named c->name: SSL is the session
+ * toward the sandbox (taken over), its handshake not done yet. */
+int http_start_tls(struct proxy *p, struct conn *c, SSL *ssl);
+/* Free C's HTTP state and TLS sessions (conn_close). */
+void http_free(struct conn *c);
+/* TLS interception's CA and contexts, made on first use: 0, or -1 with ERR. */
+int proxy_tls_ready(struct proxy *p, struct moat_err *err);
 /* C's deadline passed: a head too slow, an upstream that does not answer, idleness. */
 void http_expire(struct proxy *p, struct conn *c);
 

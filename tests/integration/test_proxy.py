@@ -4,6 +4,7 @@ the explicit proxy (HTTP_PROXY, :3128) reach an origin on the host's 127.0.0.1
 that records what it got (tests/fixtures/origin.py), with the head rewritten,
 bodies streamed, identity checked, the policy applied and every request audited."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from moat_it import run_moat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
-from origin import Origin  # noqa: E402
+from origin import Origin, make_test_pki  # noqa: E402
 
 pytestmark = pytest.mark.all_users
 
@@ -286,3 +287,113 @@ def test_audit_chain_catches_tampering(ctx, origin):
     cp = run_moat(ctx, "audit", "verify", log, sub=None)
     assert cp.returncode != 0
     assert "line 3" in cp.stderr
+
+
+# ---- TLS interception ----
+
+ORIGIN_NAMES = ["api.github.com", "github.com", "api.anthropic.com", "origin.test"]
+
+
+@pytest.fixture
+def tls_origin(ctx):
+    d = ctx.base / "pki"
+    d.mkdir()
+    pki = make_test_pki(d, ORIGIN_NAMES)
+    for p in pki.values():
+        os.chmod(p, 0o644)
+    o = Origin(pki)
+    o.ca = pki["ca"]
+    yield o
+    o.close()
+
+
+def tls_args(o, *names):
+    return [*hosts(o, *names), "--upstream-ca", o.ca]
+
+
+def test_https_reaches_the_origin_with_moat_ca_trusted(ctx, tls_origin):
+    """curl inside trusts moat's CA through the generated bundle, with no flag."""
+    cp = sandbox(ctx, "curl -sS https://origin.test/echo?q=1; echo; "
+                      "curl -sS --noproxy '*' https://origin.test/echo; echo; "
+                      "env | grep -E '^(SSL_CERT_FILE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS|"
+                      "REQUESTS_CA_BUNDLE|GIT_SSL_CAINFO)=' | sort",
+                 *tls_args(tls_origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    out = cp.stdout.splitlines()
+    explicit, transparent = json.loads(out[0]), json.loads(out[1])
+    assert explicit["path"] == "/echo?q=1" and transparent["path"] == "/echo"
+    assert out[2:] == [f"{v}=/etc/ssl/certs/ca-certificates.crt" for v in
+                       ("CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS",
+                        "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")]
+    recs = audit_records(ctx)
+    assert [(r["method"], r["status"]) for r in recs if r["method"] != "CONNECT"] == \
+        [("GET", 200), ("GET", 200)]
+    assert any(r["method"] == "CONNECT" and r["status"] == 200 for r in recs)
+
+
+def test_grant_is_injected_only_for_its_provider_over_tls(ctx, tls_origin):
+    secret = "ghp_" + "S" * 36
+    anthropic = "sk-ant-api03-" + "T" * 40
+    for name, value in (("github", secret), ("anthropic", anthropic)):
+        cp = run_moat(ctx, "grant", name, "--from-env", "MOAT_IT_SECRET", sub=None,
+                      env={"MOAT_IT_SECRET": value})
+        assert cp.returncode == 0, cp.stderr
+    script = ("echo \"GH_TOKEN=$GH_TOKEN\"; "
+              "curl -sS -H 'Authorization: Bearer forged' -H 'Connection: authorization' "
+              "https://api.github.com/user; echo; "
+              "curl -sS --noproxy '*' https://api.anthropic.com/v1/messages; echo; "
+              # the github placeholder sent to anthropic's host stays a placeholder
+              "curl -sS -H \"Authorization: Bearer $GH_TOKEN\" https://origin.test/other; echo")
+    cp = sandbox(ctx, script, "-g", "github", "-g", "anthropic",
+                 *tls_args(tls_origin, "api.github.com", "api.anthropic.com", "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    assert secret not in cp.stdout and anthropic not in cp.stdout + cp.stderr
+    placeholder = cp.stdout.splitlines()[0].split("=", 1)[1]
+    assert placeholder.startswith("ghp_") and placeholder != secret
+    gh, an, other = tls_origin.seen
+    h = {k.lower(): v for k, v in gh["headers"]}
+    assert h["authorization"] == f"Bearer {secret}"
+    assert [k.lower() for k, _ in gh["headers"]].count("authorization") == 1
+    assert "x-api-key" not in h
+    h = {k.lower(): v for k, v in an["headers"]}
+    assert h["x-api-key"] == anthropic and "authorization" not in h
+    h = {k.lower(): v for k, v in other["headers"]}
+    assert h["authorization"] == f"Bearer {placeholder}"
+    assert secret not in json.dumps(other) and anthropic not in json.dumps(other)
+    recs = {r["host"]: r for r in audit_records(ctx) if r["method"] != "CONNECT"}
+    assert recs["api.github.com"]["grant"] == "github"
+    assert recs["api.anthropic.com"]["grant"] == "anthropic"
+    assert "grant" not in recs["origin.test"]
+    for f in (ctx.moat_home / "audit").glob("*.jsonl"):
+        assert secret not in f.read_text() and anthropic not in f.read_text()
+
+
+def test_tls_identity_checks(ctx, tls_origin):
+    """SNI must be the name dialled; CONNECT a with Host b is 421; an origin the
+    proxy cannot verify gets no request."""
+    ctx.write(ctx.workspace / "sni.py",
+              "import socket, ssl, sys\n"
+              "c = ssl.create_default_context()\n"
+              "s = socket.create_connection(('origin.test', 443), timeout=5)\n"
+              "try:\n"
+              "    t = c.wrap_socket(s, server_hostname='api.github.com')\n"
+              "    print('handshake')\n"
+              "except OSError as e:\n"
+              "    print('refused', type(e).__name__)\n")
+    cp = sandbox(ctx, "python3 /workspace/sni.py; "
+                      "curl -sS -o /dev/null -w '%{http_code}\\n' -H 'Host: api.github.com' "
+                      "https://origin.test/echo",
+                 *tls_args(tls_origin, "origin.test", "api.github.com"))
+    assert cp.returncode == 0, cp.stderr
+    sni, misdirected = cp.stdout.splitlines()
+    assert sni.startswith("refused"), cp.stdout
+    assert misdirected == "421"
+    assert tls_origin.seen == []
+    recs = audit_records(ctx, "tcp")
+    assert any("TLS server name api.github.com is not origin.test" in r.get("reason", "")
+               for r in recs), recs
+    # without --upstream-ca the test CA is not trusted: 502, nothing reaches the origin
+    cp = sandbox(ctx, "curl -sS -o /dev/null -w '%{http_code}\\n' https://origin.test/echo",
+                 *hosts(tls_origin, "origin.test"))
+    assert cp.stdout.strip() == "502", cp.stdout + cp.stderr
+    assert tls_origin.seen == []
