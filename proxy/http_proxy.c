@@ -779,7 +779,7 @@ static void http_run(struct proxy *p, struct conn *c)
         log_debug("proxy: %s: closed (request %d, response %d, upstream %d, eof %d/%d)",
                   c->name[0] ? c->name : "-", h->rq, h->rs, h->up_state, h->c_eof, h->u_eof);
         if (!h->audited && h->method[0])
-            audit_request(p, c, h->status ? "allow" : "error", "connection cut");
+            audit_request(p, c, h->status ? "allow" : "error", h->tunnel ? NULL : "connection cut");
         conn_close(p, c);
         return;
     }

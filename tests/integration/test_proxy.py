@@ -263,6 +263,44 @@ def test_sse_events_are_not_buffered(ctx, origin):
     assert second - first > 250  # the second came when the origin sent it, not with the first
 
 
+WS = r'''
+import json, socket, sys
+p = int(sys.argv[1])
+s = socket.create_connection(("origin.test", p), timeout=5)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: origin.test:%d\r\nConnection: Upgrade\r\n"
+          b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" % p)
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, _, rest = buf.partition(b"\r\n\r\n")
+frames = []
+for msg in (b"\x81\x05hello", b"\x81\x05again"):
+    s.sendall(msg)
+    while len(rest) < len(msg):
+        rest += s.recv(4096)
+    frames.append(rest[:len(msg)].decode("latin-1"))
+    rest = rest[len(msg):]
+print(json.dumps({"head": head.decode().split("\r\n"), "frames": frames}))
+'''
+
+
+def test_websocket_upgrade_then_echo(ctx, origin):
+    ctx.write(ctx.workspace / "ws.py", WS)
+    cp = sandbox(ctx, f"python3 /workspace/ws.py {origin.port}", *hosts(origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert out["head"][0] == "HTTP/1.1 101 Switching Protocols"
+    f = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in out["head"][1:])}
+    assert f["upgrade"].lower() == "websocket" and f["connection"].lower() == "upgrade"
+    assert f["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert out["frames"] == ["\x81\x05hello", "\x81\x05again"]
+    (rec,) = origin.seen
+    h = {k.lower(): v for k, v in rec["headers"]}
+    assert h["upgrade"] == "websocket" and h["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert [r["status"] for r in audit_records(ctx)] == [101]
+
+
 def test_slowloris_is_closed_by_the_header_timeout(ctx, origin):
     req = b"GET / HTTP/1.1\r\nHost: origin.test:%d\r\nX-Slow: " % origin.port + b"a" * 40
     out = raw(ctx, origin, [req], slow=True)
