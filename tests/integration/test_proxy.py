@@ -186,9 +186,14 @@ def test_explicit_proxy_identity(ctx, origin):
         f"GET http://user@origin.test:{p}/echo HTTP/1.1\r\nHost: origin.test:{p}\r\n\r\n".encode(),
         f"GET http://origin.test:{p}/echo HTTP/1.1\r\nHost: origin.test:{p}\r\n"
         f"Connection: close\r\n\r\n".encode(),
+        # CONNECT a with Host b
+        f"CONNECT origin.test:{p} HTTP/1.1\r\nHost: other.test:{p}\r\n\r\n".encode(),
+        # CONNECT allowed: 200; silence after it counts as raw TCP, which no rule allows
+        f"CONNECT origin.test:{p} HTTP/1.1\r\nHost: origin.test:{p}\r\n\r\n".encode(),
     ]
     out = raw(ctx, origin, reqs, host=GATEWAY, port=3128)
-    assert [a["status"].split()[1] for a in out] == ["421", "400", "400", "200"]
+    assert [a["status"].split()[1] for a in out] == ["421", "400", "400", "200", "421", "200"]
+    assert out[5]["status"] == "HTTP/1.1 200 Connection established"
     assert [r["path"] for r in origin.seen] == ["/echo"]
 
 
