@@ -45,9 +45,9 @@ static const char run_usage[] =
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
-    "      --network MODE    none: loopback only (default); proxy: one way out through\n"
-    "                        moat's gateway (DNS from moat, every TCP connection\n"
-    "                        checked, an audit record for each refusal)\n"
+    "      --network MODE    proxy (default): one way out through moat's gateway (DNS\n"
+    "                        from moat, HTTP(S) through moat's proxy, every connection\n"
+    "                        checked and audited); none: loopback only\n"
     "      --allow NAME[:PORT]  with --network proxy: NAME (or *.NAME) may be reached;\n"
     "                        with a PORT also by raw TCP, e.g. github.com:22 (repeatable)\n"
     "      --deny NAME       NAME (or *.NAME) does not resolve and is refused; deny wins\n"
@@ -311,12 +311,12 @@ static int check_opts(struct run_opts *o, struct moat_err *err)
 
     if (o->net.grants.n_names && net_none)
         return moat_err_set(err, 0, "-g needs the network: a grant is used by moat's proxy");
-    o->proxy_net = (o->network && strcmp(o->network, "proxy") == 0) || o->net.grants.n_names;
+    /* the proxy is the default: the sandbox's one way out, every request checked */
+    o->proxy_net = !net_none;
     if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts || o->policy || o->net.n_upstream_cas))
-        return moat_err_set(
-            err, 0,
-            "--allow, --deny, --add-host, --policy and --upstream-ca need --network proxy (the "
-            "sandbox has no network otherwise)");
+        return moat_err_set(err, 0,
+                            "--allow, --deny, --add-host, --policy and --upstream-ca do not go "
+                            "with --network none (the sandbox has no network then)");
     if (!o->cmd[0] && o->file_cmd)
         o->cmd = o->file_cmd;
     if (!o->cmd[0] && !o->image)

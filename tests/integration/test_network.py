@@ -213,7 +213,7 @@ def test_audit_chain_links_every_line(ctx):
 def test_flags_are_checked(ctx):
     cases = [
         (("--network", "bridge"), "--network bridge: expected proxy or none"),
-        (("--allow", "github.com"), "need --network proxy"),
+        (("--network", "none", "--allow", "github.com"), "do not go with --network none"),
         (("--network", "proxy", "--allow", "bad host"), "--allow bad host: not a host name"),
         (("--network", "proxy", "--allow", "x.test:70000"), "the port must be 1-65535"),
         (("--network", "proxy", "--deny", "x.test:22"), "a deny rule names a host, not a port"),
