@@ -466,7 +466,7 @@ static int on_request_head(struct proxy *p, struct conn *c)
     h->rq = h->rqbody.done ? RQ_DONE : RQ_BODY;
     h->rs = RS_HEAD;
     http_head_init(&h->resp, HTTP_RESPONSE, h->req_method);
-    c->deadline = proxy_now_ms() + PROXY_IDLE_MS;
+    c->deadline = proxy_now_ms() + (h->up_state == UP_CONNECTING ? PROXY_DIAL_MS : PROXY_IDLE_MS);
     return 0;
 }
 
@@ -718,6 +718,8 @@ static void http_run(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
 
+    bool progress = false;
+
     h->c_want = h->u_want = 0;
     for (int round = 0; round < 64 && !h->abort; round++) {
         bool moved = false;
@@ -774,7 +776,13 @@ static void http_run(struct proxy *p, struct conn *c)
         }
         if (!moved)
             break;
+        progress = true;
     }
+    /* a stream that moves (a long download, server-sent events) is not idle; a request
+     * head keeps its own, shorter deadline */
+    if (progress && !h->abort && !h->closing && h->up_state != UP_CONNECTING &&
+        (h->rq != RQ_HEAD || h->rs != RS_IDLE))
+        c->deadline = proxy_now_ms() + PROXY_IDLE_MS;
     if (h->abort) {
         log_debug("proxy: %s: closed (request %d, response %d, upstream %d, eof %d/%d)",
                   c->name[0] ? c->name : "-", h->rq, h->rs, h->up_state, h->c_eof, h->u_eof);
