@@ -536,7 +536,7 @@ static int use_docker_host(struct docker_host *dh, struct rt_config *cfg, struct
 
 /* --network proxy: moat's CA in the sandbox's bundle (laid over /etc with the other
  * generated files), the CA's directory and the origins' extra CAs for the proxy. */
-static int use_trust(struct run_opts *o, struct run_trust *t, const struct rt_file *files,
+static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *etc,
                      struct rt_file *out, struct rt_config *cfg, const char ***cas,
                      struct moat_err *err)
 {
@@ -544,7 +544,8 @@ static int use_trust(struct run_opts *o, struct run_trust *t, const struct rt_fi
 
     if (run_trust_prepare(t, err) < 0)
         return -1;
-    memcpy(out, files, IMAGE_ETC_FILES * sizeof(*out));
+    etc->ca_pem = t->ca_pem; /* --image: into the image's own bundle */
+    memcpy(out, etc->files, IMAGE_ETC_FILES * sizeof(*out));
     out[IMAGE_ETC_FILES] =
         (struct rt_file){.name = TRUST_BUNDLE_ETC, .data = t->bundle, .mode = 0644};
     cfg->etc_files = out;
@@ -618,10 +619,10 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     cfg.n_etc_files = IMAGE_ETC_FILES;
     if (o->net.grants.n_names && run_grants_prepare(&o->net.grants, err) < 0)
         return -1;
-    if (o->proxy_net && use_trust(o, &trust, etc.files, etc_files, &cfg, &cas, err) < 0)
+    if (o->proxy_net && use_trust(o, &trust, &etc, etc_files, &cfg, &cas, err) < 0)
         goto out;
     if (o->docker_host && use_docker_host(&dh, &cfg, &etc, err) < 0)
-        return -1;
+        goto out;
     if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
     mounts = calloc(host.n_mounts + 5 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));

@@ -54,11 +54,13 @@ int run_trust_prepare(struct run_trust *t, struct moat_err *err)
         t->bundle[n++] = '\n';
     memcpy(t->bundle + n, pem, pem_len);
     t->bundle[n + pem_len] = '\0';
+    t->ca_pem = steal_ptr(&pem);
     return 0;
 }
 
 void run_trust_free(struct run_trust *t)
 {
     free(t->bundle);
-    t->bundle = NULL;
+    free(t->ca_pem);
+    t->bundle = t->ca_pem = NULL;
 }

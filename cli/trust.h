@@ -14,6 +14,7 @@
 struct run_trust {
     char ca_dir[PATH_MAX]; /* MOAT_HOME/ca, for the proxy */
     char *bundle;          /* the host's bundle, then moat's CA; malloc'd */
+    char *ca_pem;          /* moat's CA alone (for an image's own bundle); malloc'd */
 };
 
 /* The CA in MOAT_HOME/ca (created when missing: only then is OpenSSL loaded) and the
