@@ -88,11 +88,18 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libmoatcli.a $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# The registry client's test driver (tests/fixtures/regpull.c), used by the integration tests.
+$(BUILD)/tests/regpull: tests/fixtures/regpull.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; MOAT_BIN=$(CURDIR)/$(BUILD)/moat $$t; done
 
-integration: $(BUILD)/moat $(BUILD)/moat-runtime
-	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
+integration: $(BUILD)/moat $(BUILD)/moat-runtime $(BUILD)/tests/regpull
+	MOAT_BIN=$(CURDIR)/$(BUILD)/moat MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime \
+	  MOAT_REGPULL=$(CURDIR)/$(BUILD)/tests/regpull \
+	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration $(PYTEST_ARGS)
 
 test: all unit integration
 
@@ -156,7 +163,7 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
 FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
                 build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
-                build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
+                build/fuzz/fuzz_http build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
                 build/fuzz/fuzz_clienthello
 HTTP_FUZZ_SRCS := proxy/http.c proxy/http_write.c proxy/http_chunked.c proxy/http_host.c \
                   netns/dns.c lib/err.c lib/siphash.c
@@ -181,7 +188,8 @@ build/fuzz/fuzz_tar: tests/fuzz/fuzz_tar.c image/layer.c image/layer_write.c ima
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
-build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/err.c runtime/spec.h lib/err.h lib/cleanup.h
+build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c runtime/spec.c lib/json.c lib/err.c runtime/spec.h lib/json.h lib/err.h \
+                      lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags yajl) -o $@ $(filter %.c,$^) \
 	  $(shell pkg-config --libs yajl libcap)
@@ -197,6 +205,11 @@ build/fuzz/fuzz_provider: tests/fuzz/fuzz_provider.c proxy/provider.c proxy/prov
 
 build/fuzz/fuzz_image: tests/fuzz/fuzz_image.c image/manifest.c image/ref.c lib/json.c lib/sha256.c \
                        lib/err.c image/internal.h image/image.h lib/json.h lib/err.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
+
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c image/http_parse.c image/auth.c lib/err.c lib/fd.c \
+                      image/http.h image/auth.h lib/err.h lib/fd.h lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
 

@@ -372,7 +372,8 @@ static bool http_rule_ok(const char *s)
 {
     char decision[8], method[32], p[2];
 
-    if (sscanf(s, "%7s %31s %1s", decision, method, p) != 3 || strchr(s, '\t'))
+    /* one kind of separator: sscanf splits at any whitespace, the walk below at spaces */
+    if (sscanf(s, "%7s %31s %1s", decision, method, p) != 3 || strpbrk(s, "\t\r\n\v\f"))
         return false;
     if (strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)
         return false;

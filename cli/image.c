@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/run_image.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
 #include "lib/json.h"
@@ -32,8 +33,8 @@ static const char image_usage[] =
     "NAME is a reference as pulled, or a ChainID or manifest digest (prefix of 4+ digits).\n\n"
     "Flags of pull, import and unpack:\n"
     "  -q, --quiet             no progress (shown per layer when stderr is a terminal)\n"
-    "      --max-layer-size SIZE  refuse a layer that uncompresses to more (e.g. 20g)\n"
-    "Run `moat image COMMAND --help` for one command.\n";
+    "      --max-layer-size SIZE  refuse a layer that uncompresses to more (e.g. "
+    "20g)\n" REGISTRY_FLAGS_HELP "Run `moat image COMMAND --help` for one command.\n";
 
 struct image_cmd {
     const char *name, *args, *help;
@@ -73,8 +74,11 @@ static void cmd_help(const struct image_cmd *c, FILE *out)
             c->pull_flags ? " [--max-layer-size SIZE]" : "", c->json_flag ? " [--json]" : "",
             c->args[0] ? " " : "", c->args, c->help);
     if (c->pull_flags)
-        fprintf(out, "\n  -q, --quiet                no progress on stderr\n"
-                     "      --max-layer-size SIZE  refuse a layer that uncompresses to more\n");
+        fprintf(out,
+                "\n  -q, --quiet                no progress on stderr\n"
+                "      --max-layer-size SIZE  refuse a layer that uncompresses to more\n"
+                "%s",
+                strcmp(c->name, "import") != 0 ? REGISTRY_FLAGS_HELP : "");
     if (c->json_flag)
         fprintf(out, "\n      --json                 one JSON array instead of a table\n");
 }
@@ -83,13 +87,11 @@ static void cmd_help(const struct image_cmd *c, FILE *out)
 static int parse(const struct image_cmd *c, int argc, char **argv, struct image_flags *f,
                  struct moat_err *err)
 {
-    enum { OPT_MAX = 256, OPT_JSON };
+    enum { OPT_MAX = 256, OPT_JSON, OPT_REGISTRY /* and the two after it */ };
     static const struct option opts[] = {
-        {"quiet", no_argument, NULL, 'q'},
-        {"max-layer-size", required_argument, NULL, OPT_MAX},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"quiet", no_argument, NULL, 'q'},     {"max-layer-size", required_argument, NULL, OPT_MAX},
+        {"json", no_argument, NULL, OPT_JSON}, REGISTRY_LONGOPTS(OPT_REGISTRY),
+        {"help", no_argument, NULL, 'h'},      {0},
     };
     int ch;
     int64_t size;
@@ -108,6 +110,10 @@ static int parse(const struct image_cmd *c, int argc, char **argv, struct image_
             f->pull.max_layer = (uint64_t)size;
         } else if (ch == OPT_JSON && c->json_flag) {
             f->json = true;
+        } else if (ch >= OPT_REGISTRY && ch <= OPT_REGISTRY + 2 && c->pull_flags &&
+                   strcmp(c->name, "import") != 0) {
+            if (registry_flag(ch - OPT_REGISTRY, optarg, &f->pull, err) < 0)
+                return -1;
         } else {
             return moat_err_set(err, 0, "image %s: unknown flag %s (see moat image %s --help)",
                                 c->name, argv[optind - 1], c->name);

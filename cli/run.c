@@ -41,7 +41,8 @@ static const char run_usage[] =
     "                        of the host's system, pulled when not cached (a ChainID or\n"
     "                        digest prefix names a cached one); its Env, WorkingDir,\n"
     "                        Entrypoint and Cmd are the defaults, its User is ignored\n"
-    "      --keep            with --image: keep the run's own layer (MOAT_HOME/runs/NAME)\n"
+    "      --keep            with --image: keep the run's own layer "
+    "(MOAT_HOME/runs/NAME)\n" REGISTRY_FLAGS_HELP
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
@@ -175,7 +176,8 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         OPT_JSON,
         OPT_DOCKER_HOST,
         OPT_CPUS,
-        OPT_UPSTREAM_CA
+        OPT_UPSTREAM_CA,
+        OPT_REGISTRY /* and the two after it */
     };
     static const struct option opts[] = {
         {"workspace", required_argument, NULL, 'w'},
@@ -200,6 +202,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"docker-host", no_argument, NULL, OPT_DOCKER_HOST},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+        REGISTRY_LONGOPTS(OPT_REGISTRY),
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -267,6 +270,11 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
             break;
         case OPT_KEEP:
             o->keep = true;
+            break;
+        case OPT_REGISTRY:
+        case OPT_REGISTRY + 1:
+        case OPT_REGISTRY + 2:
+            r = registry_flag(c - OPT_REGISTRY, optarg, &o->pull, err);
             break;
         case OPT_PIDS:
             r = parse_count("--pids", optarg, &o->pids, err);
@@ -574,7 +582,7 @@ static int use_image(const struct run_opts *o, const char *name, const struct im
                      struct rt_config *cfg, struct image_host *host, struct run_image *ri,
                      struct moat_err *err)
 {
-    if (run_image_prepare(o->image, name, etc, cfg->host_uid, cfg->host_gid, ri, err) < 0)
+    if (run_image_prepare(o->image, &o->pull, name, etc, cfg->host_uid, cfg->host_gid, ri, err) < 0)
         return -1;
     host->n_mounts = 0;
     cfg->root = ri->rr.root;

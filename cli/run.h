@@ -8,6 +8,7 @@
 
 #include "cli/config.h"
 #include "cli/net.h"
+#include "image/image.h"
 
 struct user_mount {
     char *source; /* resolved host path, malloc'd; NULL for a tmpfs */
@@ -18,7 +19,8 @@ struct user_mount {
 
 struct run_opts {
     const char *workspace, *name, *network, *seccomp, *policy;
-    const char *image; /* --image REF; NULL: the host image */
+    const char *image;           /* --image REF; NULL: the host image */
+    struct image_pull_opts pull; /* --creds, --tls-verify, --cert-dir for --image docker:// */
     bool interactive, tty, keep, dry_run, json, docker_host;
     bool image_set, interactive_set; /* given on the command line (false may be a choice) */
     int64_t pids, memory;

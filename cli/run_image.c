@@ -16,11 +16,28 @@ static bool is_digest(const char *s)
     return strlen(s) >= 4 && strspn(s, "0123456789abcdef") == strlen(s);
 }
 
-int run_image_prepare(const char *ref_text, const char *name, const struct image_etc *etc,
-                      uid_t uid, gid_t gid, struct run_image *ri, struct moat_err *err)
+int registry_flag(int which, const char *arg, struct image_pull_opts *o, struct moat_err *err)
+{
+    if (which == 0) {
+        o->creds = arg;
+    } else if (which == 2) {
+        o->cert_dir = arg;
+    } else if (!arg || strcmp(arg, "true") == 0) {
+        o->no_tls_verify = false;
+    } else if (strcmp(arg, "false") == 0) {
+        o->no_tls_verify = true;
+    } else {
+        return moat_err_set(err, 0, "--tls-verify=%s: expected true or false", arg);
+    }
+    return 0;
+}
+
+int run_image_prepare(const char *ref_text, const struct image_pull_opts *pull, const char *name,
+                      const struct image_etc *etc, uid_t uid, gid_t gid, struct run_image *ri,
+                      struct moat_err *err)
 {
     struct image_ref ref;
-    struct image_pull_opts opts = {.quiet = false};
+    struct image_pull_opts opts = *pull;
 
     memset(ri, 0, sizeof(*ri));
     if (is_digest(ref_text)) {

@@ -12,10 +12,31 @@ struct run_image {
     bool active;
 };
 
-/* Pull REF if it is not cached (progress on a terminal), then make the run
- * NAME's layer with ETC's files; UID:GID are the ids moatuser stands for. */
-int run_image_prepare(const char *ref, const char *name, const struct image_etc *etc, uid_t uid,
-                      gid_t gid, struct run_image *ri, struct moat_err *err);
+/* Pull REF if it is not cached (progress on a terminal; PULL's registry
+ * flags for docker://), then make the run NAME's layer with ETC's files;
+ * UID:GID are the ids moatuser stands for. */
+int run_image_prepare(const char *ref, const struct image_pull_opts *pull, const char *name,
+                      const struct image_etc *etc, uid_t uid, gid_t gid, struct run_image *ri,
+                      struct moat_err *err);
+
+/* The registry flags `moat image pull|unpack` and `moat run --image` share,
+ * as getopt_long entries with the values BASE, BASE+1, BASE+2. */
+#define REGISTRY_LONGOPTS(base)                                                                    \
+    {"creds", required_argument, NULL, (base)},                                                    \
+        {"tls-verify", optional_argument, NULL, (base) + 1},                                       \
+    {                                                                                              \
+        "cert-dir", required_argument, NULL, (base) + 2                                            \
+    }
+
+#define REGISTRY_FLAGS_HELP                                                                        \
+    "      --creds USER:PASS  docker://: log in as USER (default: your containers\n"               \
+    "                        auth.json or ~/.docker/config.json entry, else anonymous)\n"          \
+    "      --tls-verify=false  docker://: no certificate check; plain HTTP when the\n"             \
+    "                        registry does not speak TLS\n"                                        \
+    "      --cert-dir DIR    docker://: extra CAs (*.crt) and a client pair (*.cert, *.key)\n"
+
+/* The flag OPT - BASE (0, 1, 2 as above) with its ARG into O. */
+int registry_flag(int which, const char *arg, struct image_pull_opts *o, struct moat_err *err);
 
 /* The command: the image's Entrypoint, then CMD (NULL or empty: the image's
  * Cmd). An error when neither the image nor the caller gives one. */

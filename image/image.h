@@ -111,6 +111,10 @@ void image_info_free(struct image_info *info);
 struct image_pull_opts {
     bool quiet;         /* no progress at all */
     uint64_t max_layer; /* refuse layers that uncompress to more; 0: default */
+    /* docker:// only (see image/registry.h) */
+    const char *creds;    /* --creds USER:PASS; NULL: the user's auth.json, else anonymous */
+    bool no_tls_verify;   /* --tls-verify=false: no certificate check, plain HTTP allowed */
+    const char *cert_dir; /* --cert-dir DIR: CAs (*.crt), a client pair (*.cert, *.key) */
 };
 
 /* Make REF available in the cache (fetch, verify every digest, unpack once

@@ -112,6 +112,10 @@ struct image_source_ops {
      * the caller checks its size and digest. */
     int (*open_blob)(struct image_source *src, const struct image_desc *d, int *fd,
                      struct moat_err *err);
+    /* Before M's layers are unpacked: fetch them all (in parallel) so that
+     * open_blob() finds them; a failure leaves nothing behind. NULL: the
+     * transport reads blobs where they are. */
+    int (*prefetch)(struct image_source *src, const struct image_manifest *m, struct moat_err *err);
     void (*close)(struct image_source *src);
 };
 
@@ -138,6 +142,12 @@ int image_source_oci(const struct image_ref *ref, struct image_source *src, stru
 struct image_store;
 int image_source_archive(const struct image_ref *ref, struct image_store *st, bool fresh,
                          struct image_source *src, struct moat_err *err);
+
+/* docker:// (registry_src.c): a registry through image/registry.h, with the
+ * registry flags of OPTS; blobs land in unnamed files under images/tmp. */
+int image_source_docker(const struct image_ref *ref, struct image_store *st,
+                        const struct image_pull_opts *opts, struct image_source *src,
+                        struct moat_err *err);
 
 /* ---- resolve.c: a reference's documents, resolved and verified ---- */
 
@@ -225,7 +235,8 @@ bool image_rootless_mapped(void);
 
 /* FRESH: archives are read again even when remembered. */
 int image_source_open(const struct image_ref *ref, struct image_store *st, bool fresh,
-                      struct image_source *src, struct moat_err *err);
+                      const struct image_pull_opts *opts, struct image_source *src,
+                      struct moat_err *err);
 
 /* ---- store.c, continued ---- */
 

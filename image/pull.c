@@ -152,8 +152,15 @@ static int unpack_layers(void *arg, struct moat_err *err)
     return 0;
 }
 
+/* The layers fetched up front, by transports that fetch (docker://). */
+static int prefetch(struct image_source *src, const struct image_resolved *r, struct moat_err *err)
+{
+    return src->ops->prefetch ? src->ops->prefetch(src, &r->manifest, err) : 0;
+}
+
 int image_source_open(const struct image_ref *ref, struct image_store *st, bool fresh,
-                      struct image_source *src, struct moat_err *err)
+                      const struct image_pull_opts *opts, struct image_source *src,
+                      struct moat_err *err)
 {
     switch (ref->transport) {
     case IMAGE_OCI:
@@ -162,9 +169,7 @@ int image_source_open(const struct image_ref *ref, struct image_store *st, bool 
     case IMAGE_DOCKER_ARCHIVE:
         return image_source_archive(ref, st, fresh, src, err);
     case IMAGE_DOCKER:
-        /* image-registry's client fills the same table (image/registry.h). */
-        return moat_err_set(err, ENOTSUP, "docker://%s/%s: registry pulls are not in this build",
-                            ref->host, ref->repo);
+        return image_source_docker(ref, st, opts, src, err);
     default:
         return moat_err_set(err, EINVAL, "host: the host image is not pulled or unpacked");
     }
@@ -173,9 +178,10 @@ int image_source_open(const struct image_ref *ref, struct image_store *st, bool 
 /* SRC opened and resolved into R. An archive's memo that no longer resolves
  * (its blobs were removed) gives way to reading the archive again. */
 static int open_resolved(const struct image_ref *ref, struct image_store *st,
-                         struct image_source *src, struct image_resolved *r, struct moat_err *err)
+                         const struct image_pull_opts *opts, struct image_source *src,
+                         struct image_resolved *r, struct moat_err *err)
 {
-    if (image_source_open(ref, st, false, src, err) < 0)
+    if (image_source_open(ref, st, false, opts, src, err) < 0)
         return -1;
     if (image_resolve(src, r, err) == 0)
         return 0;
@@ -184,7 +190,7 @@ static int open_resolved(const struct image_ref *ref, struct image_store *st,
     log_debug("%s: remembered import does not resolve (%s): reading it again", src->name, err->msg);
     image_resolved_free(r);
     src->ops->close(src);
-    if (image_source_open(ref, st, true, src, err) < 0)
+    if (image_source_open(ref, st, true, opts, src, err) < 0)
         return -1;
     return image_resolve(src, r, err);
 }
@@ -255,6 +261,9 @@ static int unpack_to_cache(struct image_store *st, struct image_source *src,
 
     job.keep_owner = geteuid() != 0 && !image_rootless_mapped();
     job.show_progress = !opts->quiet && isatty(STDERR_FILENO);
+    /* every blob fetched and checked before the staging directory exists */
+    if (prefetch(src, r, err) < 0)
+        return -1;
     log_info("image %s: unpacking %zu layers (%s)", r->chain_id.str, r->manifest.n_layers,
              job.keep_owner ? "owned by you: no subordinate ids"
                             : (geteuid() == 0 ? "as root" : "in the mapped user namespace"));
@@ -318,7 +327,7 @@ int image_pull(const struct image_ref *ref, const struct image_pull_opts *opts,
     memset(info, 0, sizeof(*info));
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (open_resolved(ref, &st, &src, &r, err) == 0)
+    if (open_resolved(ref, &st, opts, &src, &r, err) == 0)
         ret = pull_resolved(&st, &src, &r, opts, info, err);
     image_resolved_free(&r);
     if (src.ops)
@@ -369,7 +378,7 @@ int image_unpack(const struct image_ref *ref, const struct image_pull_opts *opts
     job.show_progress = !opts->quiet && isatty(STDERR_FILENO);
     if (image_store_open(&st, err) < 0)
         return -1;
-    if (open_resolved(ref, &st, &src, &r, err) == 0 &&
+    if (open_resolved(ref, &st, opts, &src, &r, err) == 0 && prefetch(&src, &r, err) == 0 &&
         open_target(dir, &made, &job.root_fd, err) == 0) {
         ret = unpack_layers(&job, err);
         if (ret < 0 && image_rm_contents(job.root_fd, dir, &(struct moat_err){0}) == 0 && made)

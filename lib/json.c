@@ -4,9 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* yajl's tree is freed recursively, so a deeply nested document could
- * exhaust the stack: count the depth first, outside strings. */
-static int json_depth(const char *s, size_t len)
+int json_depth(const char *s, size_t len)
 {
     int depth = 0, max = 0;
     bool in_str = false;

@@ -22,6 +22,11 @@ static inline void json_freep(yajl_val *v)
 /* Parse the LEN bytes of TEXT (NUL-terminated at LEN) as one JSON document of
  * at most MAX bytes nested at most MAX_DEPTH deep. NAME is what errors talk
  * about. */
+/* The nesting depth of the JSON text S (LEN bytes), brackets inside strings not
+ * counted. yajl's tree is freed recursively, so a deeply nested document could
+ * exhaust the stack: check this before parsing. */
+int json_depth(const char *s, size_t len);
+
 int json_parse(const char *text, size_t len, size_t max, int max_depth, const char *name,
                yajl_val *out, struct moat_err *err);
 

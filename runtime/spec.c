@@ -19,6 +19,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "lib/cleanup.h"
+#include "lib/json.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -100,32 +101,6 @@ static int check_dups(const struct pctx *p, yajl_val v)
         if (check_dups(p, v->u.object.values[i]) < 0)
             return -1;
     return 0;
-}
-
-/* Nesting depth of JSON text, brackets inside strings not counted. yajl's tree is
- * freed recursively, so a hostile depth must be refused before it is built. */
-static bool too_deep(const char *s, size_t len, int max)
-{
-    int depth = 0;
-    bool in_str = false;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max)
-                return true;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return false;
 }
 
 static int want_object(const struct pctx *p, yajl_val v, const char *path)
@@ -973,7 +948,7 @@ static yajl_val parse_tree(const struct pctx *p, const char *json, size_t len)
         moat_err_set(p->err, EINVAL, "%s: invalid JSON: contains a NUL byte", p->name);
         return NULL;
     }
-    if (too_deep(json, len, OCI_SPEC_MAX_DEPTH)) {
+    if (json_depth(json, len) > OCI_SPEC_MAX_DEPTH) {
         moat_err_set(p->err, EINVAL, "%s: nested deeper than %d levels", p->name,
                      OCI_SPEC_MAX_DEPTH);
         return NULL;

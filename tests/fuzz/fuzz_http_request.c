@@ -51,7 +51,7 @@ static void check_rewrite(const struct http_head *h, const char *buf)
             continue;
         memcpy(name, buf + t.off, t.len);
         name[t.len] = '\0';
-        if (strcasecmp(name, "x-api-key") == 0)
+        if (strcasecmp(name, "x-api-key") == 0 || strcasecmp(name, "anthropic-beta") == 0)
             continue;
         if (strcasecmp(name, "upgrade") == 0 && h->upgrade_websocket)
             continue;

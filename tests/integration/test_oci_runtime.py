@@ -512,6 +512,7 @@ def test_terminal_through_console_socket(ctx):
     srv.bind(str(sock_path))
     os.chown(sock_path, ctx.run_uid, ctx.run_gid)
     srv.listen(1)
+    srv.settimeout(20)  # a lost message fails the test, never hangs it
 
     def edit(c):
         c["process"]["terminal"] = True
@@ -522,6 +523,7 @@ def test_terminal_through_console_socket(ctx):
     cp = rt(ctx, "create", "--bundle", b, "--console-socket", sock_path, "c1")
     assert cp.returncode == 0, cp.stderr
     conn, _ = srv.accept()
+    conn.settimeout(20)
     fds = array.array("i")
     msg, anc, _, _ = conn.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
     for level, typ, data in anc:

@@ -136,6 +136,9 @@ static void test_errors(void **state)
         {"network:\n  rules:\n    - x.com: [\"permit GET /\"]\n",
          "m.yaml:3:14: network.rules: \"permit GET /\": expected \"allow|deny METHOD /path\" "
          "(METHOD may be *, the path may end in /**)"},
+        {"network:\n  rules:\n    - x.com: [\"allow\\rGET /\"]\n",
+         "m.yaml:3:14: network.rules: \"allow\rGET /\": expected \"allow|deny METHOD /path\" "
+         "(METHOD may be *, the path may end in /**)"},
         {"network:\n  rules:\n    - {a: [], b: []}\n",
          "m.yaml:3:7: network.rules: a rule is a host (glob, maybe host:port) or {host: "
          "[\"allow|deny METHOD /path\", ...]}"},
