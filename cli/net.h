@@ -12,7 +12,9 @@ struct run_net {
     size_t n_rules;
     struct proxy_host *hosts; /* --add-host */
     size_t n_hosts;
-    struct run_grants grants; /* -g */
+    struct run_grants grants;  /* -g */
+    const char **upstream_cas; /* --upstream-ca, after moat.yaml's network.ca_certs */
+    size_t n_upstream_cas;
     struct proxy_config cfg;
     struct proxy *proxy; /* serving, between the sandbox's start and run_net_stop */
 };

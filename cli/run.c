@@ -16,6 +16,7 @@
 #include "cli/net.h"
 #include "cli/run.h"
 #include "cli/run_image.h"
+#include "cli/trust.h"
 #include "image/image.h"
 #include "lib/cleanup.h"
 #include "lib/fd.h"
@@ -45,14 +46,16 @@ static const char run_usage[] =
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
-    "      --network MODE    none: loopback only (default); proxy: one way out through\n"
-    "                        moat's gateway (DNS from moat, every TCP connection\n"
-    "                        checked, an audit record for each refusal)\n"
+    "      --network MODE    proxy (default): one way out through moat's gateway (DNS\n"
+    "                        from moat, HTTP(S) through moat's proxy, every connection\n"
+    "                        checked and audited); none: loopback only\n"
     "      --allow NAME[:PORT]  with --network proxy: NAME (or *.NAME) may be reached;\n"
     "                        with a PORT also by raw TCP, e.g. github.com:22 (repeatable)\n"
     "      --deny NAME       NAME (or *.NAME) does not resolve and is refused; deny wins\n"
     "      --add-host NAME:ADDR[:PORT]  your own mapping of NAME, trusted even for\n"
     "                        private addresses (repeatable)\n"
+    "      --upstream-ca FILE  PEM certificates trusted for origins besides the system's\n"
+    "                        (repeatable)\n"
     "  -g, --grant NAME      use the credential saved with `moat grant NAME`: the sandbox\n"
     "                        gets placeholders in its provider's variables (GH_TOKEN...),\n"
     "                        the proxy injects the real one into TLS requests to the\n"
@@ -79,6 +82,7 @@ static void free_opts(struct run_opts *o)
     free(o->env);
     free(o->net.rules);
     free(o->net.hosts);
+    free(o->net.upstream_cas);
     run_grants_free(&o->net.grants);
     free(o->net.grants.names);
     free(o->file_cmd);
@@ -172,6 +176,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         OPT_JSON,
         OPT_DOCKER_HOST,
         OPT_CPUS,
+        OPT_UPSTREAM_CA,
         OPT_REGISTRY /* and the two after it */
     };
     static const struct option opts[] = {
@@ -196,6 +201,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"json", no_argument, NULL, OPT_JSON},
         {"docker-host", no_argument, NULL, OPT_DOCKER_HOST},
         {"cpus", required_argument, NULL, OPT_CPUS},
+        {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
         REGISTRY_LONGOPTS(OPT_REGISTRY),
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -259,6 +265,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         case OPT_CPUS:
             r = parse_cpus(optarg, &o->cpus, err);
             break;
+        case OPT_UPSTREAM_CA:
+            o->net.upstream_cas[o->net.n_upstream_cas++] = optarg;
+            break;
         case OPT_KEEP:
             o->keep = true;
             break;
@@ -310,11 +319,12 @@ static int check_opts(struct run_opts *o, struct moat_err *err)
 
     if (o->net.grants.n_names && net_none)
         return moat_err_set(err, 0, "-g needs the network: a grant is used by moat's proxy");
-    o->proxy_net = (o->network && strcmp(o->network, "proxy") == 0) || o->net.grants.n_names;
-    if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts || o->policy))
+    /* the proxy is the default: the sandbox's one way out, every request checked */
+    o->proxy_net = !net_none;
+    if (!o->proxy_net && (o->net.n_rules || o->net.n_hosts || o->policy || o->net.n_upstream_cas))
         return moat_err_set(err, 0,
-                            "--allow, --deny, --add-host and --policy need --network proxy (the "
-                            "sandbox has no network otherwise)");
+                            "--allow, --deny, --add-host, --policy and --upstream-ca do not go "
+                            "with --network none (the sandbox has no network then)");
     if (!o->cmd[0] && o->file_cmd)
         o->cmd = o->file_cmd;
     if (!o->cmd[0] && !o->image)
@@ -423,7 +433,7 @@ static void put_image_env(char **env, size_t *n, char *const *image_env)
 static char **build_env(const struct run_opts *o, bool tty, char *const *image_env)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
-    size_t n = 0, cap = 15 + o->net.grants.n_env + o->n_env;
+    size_t n = 0, cap = 20 + o->net.grants.n_env + o->n_env;
 
     for (size_t i = 0; image_env && image_env[i]; i++)
         cap++;
@@ -446,6 +456,12 @@ static char **build_env(const struct run_opts *o, bool tty, char *const *image_e
             env[n++] = str_printf("%s=http://%s:%d", vars[i], NETNS_GW_ADDR_STR, NETNS_PROXY_PORT);
         env[n++] = strdup("NO_PROXY=localhost,127.0.0.1");
         env[n++] = strdup("no_proxy=localhost,127.0.0.1");
+        /* the bundle with moat's CA in it, for clients that do not read the system's */
+        static const char *const ca_vars[] = {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS",
+                                              "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO",
+                                              "CURL_CA_BUNDLE"};
+        for (size_t i = 0; i < ARRAY_SIZE(ca_vars); i++)
+            env[n++] = str_printf("%s=%s", ca_vars[i], TRUST_BUNDLE_PATH);
     }
     if (o->docker_host)
         env[n++] = strdup("DOCKER_HOST=unix://" DOCKER_HOST_TARGET);
@@ -526,6 +542,41 @@ static int use_docker_host(struct docker_host *dh, struct rt_config *cfg, struct
     return 0;
 }
 
+/* --network proxy: moat's CA in the sandbox's bundle (laid over /etc with the other
+ * generated files), the CA's directory and the origins' extra CAs for the proxy. */
+static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *etc,
+                     struct rt_file *out, struct rt_config *cfg, const char ***cas,
+                     struct moat_err *err)
+{
+    size_t n = 0;
+
+    if (run_trust_prepare(t, err) < 0)
+        return -1;
+    etc->ca_pem = t->ca_pem; /* --image: into the image's own bundle */
+    memcpy(out, etc->files, IMAGE_ETC_FILES * sizeof(*out));
+    out[IMAGE_ETC_FILES] =
+        (struct rt_file){.name = TRUST_BUNDLE_ETC, .data = t->bundle, .mode = 0644};
+    cfg->etc_files = out;
+    cfg->n_etc_files = IMAGE_ETC_FILES + 1;
+    *cas = calloc(o->file.ca_certs.n + o->net.n_upstream_cas + 1, sizeof(**cas));
+    if (!*cas)
+        return moat_err_sys(err, "run");
+    for (size_t i = 0; i < o->file.ca_certs.n; i++)
+        (*cas)[n++] = o->file.ca_certs.v[i];
+    for (size_t i = 0; i < o->net.n_upstream_cas; i++)
+        (*cas)[n++] = o->net.upstream_cas[i];
+    for (size_t i = 0; i < n; i++) {
+        /* now, not at the first TLS connection deep in the run */
+        _cleanup_close_ int fd = open((*cas)[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return moat_err_sys(err, "upstream CA %s", (*cas)[i]);
+    }
+    o->net.cfg.ca_dir = t->ca_dir;
+    o->net.cfg.upstream_cas = *cas;
+    o->net.cfg.n_upstream_cas = n;
+    return 0;
+}
+
 /* --image: the image's root with the run's own layer, and its defaults. */
 static int use_image(const struct run_opts *o, const char *name, const struct image_etc *etc,
                      struct rt_config *cfg, struct image_host *host, struct run_image *ri,
@@ -556,6 +607,9 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     struct rt_mount *mounts = NULL;
     struct run_image ri = {0};
     struct docker_host dh = {0};
+    struct run_trust trust = {0};
+    struct rt_file etc_files[IMAGE_ETC_FILES + 1];
+    const char **cas = NULL;
     char **env = NULL;
     int ret = -1;
 
@@ -573,8 +627,10 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     cfg.n_etc_files = IMAGE_ETC_FILES;
     if (o->net.grants.n_names && run_grants_prepare(&o->net.grants, err) < 0)
         return -1;
+    if (o->proxy_net && use_trust(o, &trust, &etc, etc_files, &cfg, &cas, err) < 0)
+        goto out;
     if (o->docker_host && use_docker_host(&dh, &cfg, &etc, err) < 0)
-        return -1;
+        goto out;
     if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
     mounts = calloc(host.n_mounts + 5 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
@@ -606,6 +662,8 @@ out:
         run_net_stop(&o->net);
     rt_seccomp_free(&filter);
     run_image_finish(&ri, o->keep);
+    run_trust_free(&trust);
+    free(cas);
     free_env(env);
     free(mounts);
     return ret;
@@ -637,8 +695,10 @@ int cmd_run(int argc, char **argv)
     o.net.rules = calloc((size_t)argc, sizeof(*o.net.rules));
     o.net.hosts = calloc((size_t)argc, sizeof(*o.net.hosts));
     o.net.grants.names = calloc((size_t)argc, sizeof(*o.net.grants.names));
+    o.net.upstream_cas = calloc((size_t)argc, sizeof(*o.net.upstream_cas));
     o.net.cfg.audit_fd = -1;
-    if (!o.env || !o.mounts || !o.net.rules || !o.net.hosts || !o.net.grants.names) {
+    if (!o.env || !o.mounts || !o.net.rules || !o.net.hosts || !o.net.grants.names ||
+        !o.net.upstream_cas) {
         free_opts(&o);
         return CLI_EXIT_USAGE;
     }

@@ -13,6 +13,7 @@
 
 #define IMAGE_HOST_MAX_MOUNTS 16
 #define IMAGE_ETC_FILES 5
+#define IMAGE_CA_BUNDLE "ssl/certs/ca-certificates.crt" /* under /etc */
 
 struct image_host {
     struct rt_mount mounts[IMAGE_HOST_MAX_MOUNTS];
@@ -27,6 +28,9 @@ int image_host_layout(struct image_host *h, struct moat_err *err);
 struct image_etc {
     struct rt_file files[IMAGE_ETC_FILES];
     char passwd[512], group[256], hosts[512], hostname[128], resolv[128];
+    /* --network proxy: moat's CA (PEM), added to an image's ssl/certs/ca-certificates.crt
+     * in the run's layer; NULL: none. The caller's. */
+    const char *ca_pem;
 };
 
 /* passwd, group, hosts, hostname and resolv.conf for a sandbox named HOSTNAME;

@@ -165,6 +165,32 @@ static int generated_files(int etc_fd, const struct image_etc *etc, uid_t uid, g
     return 0;
 }
 
+/* --network proxy: the image's CA bundle with moat's CA appended, in the run's layer, so
+ * TLS clients in the image trust the proxy's certificates. */
+static int trust_file(const char *rootfs, int etc_fd, const struct image_etc *etc, uid_t uid,
+                      gid_t gid, struct moat_err *err)
+{
+    static const char *const dirs[] = {"ssl", "ssl/certs"};
+    _cleanup_free_ char *base = NULL, *joined = NULL;
+
+    if (!etc->ca_pem)
+        return 0;
+    if (read_image_etc(rootfs, IMAGE_CA_BUNDLE, &base, err) < 0)
+        return -1;
+    size_t n = strlen(base);
+    if (asprintf(&joined, "%s%s%s", base, n && base[n - 1] != '\n' ? "\n" : "", etc->ca_pem) < 0)
+        return moat_err_set(err, ENOMEM, "image: etc/" IMAGE_CA_BUNDLE);
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        /* a fresh upper layer: nothing is there to follow; the overlay merges these with
+         * the image's own directories */
+        if (mkdirat(etc_fd, dirs[i], 0755) < 0 && errno != EEXIST)
+            return moat_err_sys(err, "image: mkdir etc/%s", dirs[i]);
+        if (geteuid() == 0 && fchownat(etc_fd, dirs[i], uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+            return moat_err_sys(err, "image: chown etc/%s", dirs[i]);
+    }
+    return write_etc(etc_fd, IMAGE_CA_BUNDLE, joined, uid, gid, err);
+}
+
 static int make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid,
                     const char *what, struct moat_err *err)
 {
@@ -233,7 +259,8 @@ static int overlay_layer(struct image_run_root *rr, const char *rootfs, int run_
     if (etc_fd < 0)
         return moat_err_sys(err, "%s/upper/etc", rr->dir);
     if (user_files(rootfs, etc_fd, uid, gid, err) < 0 ||
-        generated_files(etc_fd, etc, uid, gid, err) < 0)
+        generated_files(etc_fd, etc, uid, gid, err) < 0 ||
+        trust_file(rootfs, etc_fd, etc, uid, gid, err) < 0)
         return -1;
     snprintf(rr->upper, sizeof(rr->upper), "%s/upper", rr->dir);
     snprintf(rr->work, sizeof(rr->work), "%s/work", rr->dir);

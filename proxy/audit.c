@@ -2,6 +2,7 @@
  * line before it (64 zeros for the first), so a removed or edited line breaks
  * the chain. Secrets never reach it: records hold names, ports and decisions. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,6 +124,16 @@ void audit_write(struct audit *a, const struct audit_event *ev)
     o = add_str(line, o, "addr", ev->addr);
     if (ev->port && o < AUDIT_LINE_MAX)
         o += (size_t)snprintf(line + o, AUDIT_LINE_MAX - o, ",\"port\":%u", ev->port);
+    o = add_str(line, o, "method", ev->method);
+    o = add_str(line, o, "path", ev->path);
+    if (ev->status && o < AUDIT_LINE_MAX)
+        o += (size_t)snprintf(line + o, AUDIT_LINE_MAX - o, ",\"status\":%d", ev->status);
+    if (ev->method && o < AUDIT_LINE_MAX)
+        o +=
+            (size_t)snprintf(line + o, AUDIT_LINE_MAX - o,
+                             ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64 ",\"ms\":%" PRIu64,
+                             ev->bytes_up, ev->bytes_down, ev->duration_ms);
+    o = add_str(line, o, "grant", ev->grant);
     o = add_str(line, o, "reason", ev->reason);
     if (o >= AUDIT_LINE_MAX - 80)
         o = AUDIT_LINE_MAX - 80; /* cannot happen with the field caps above; stay bounded */

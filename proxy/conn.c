@@ -57,6 +57,7 @@ void conn_close(struct proxy *p, struct conn *c)
         for (int i = 0; i < 2; i++)
             moat_closep(&c->dir[d].pipe[i]);
     c->client = c->up = -1;
+    http_free(c);
     /* Unlink now; free after the batch, since a later event may still point here. */
     if (c->prev)
         c->prev->next = c->next;
@@ -269,12 +270,20 @@ static enum first_bytes classify(const unsigned char *b, size_t n)
 
 static void decide(struct proxy *p, struct conn *c, enum first_bytes kind)
 {
-    if (kind == BYTES_TLS)
-        refuse(p, c, "TLS goes through moat's proxy, which this version does not have yet");
-    else if (kind == BYTES_HTTP)
-        refuse(p, c, "HTTP goes through moat's proxy, which this version does not have yet");
-    else
+    if (kind == BYTES_TLS) {
+        intercept_peek(p, c);
+    } else if (kind == BYTES_HTTP) {
+        /* the HTTP path judges the request itself (policy, Host), answering 403 and such */
+        if (http_start(p, c, false) < 0)
+            refuse(p, c, "out of memory");
+    } else if (!policy_name_allowed(&p->cfg, c->name)) {
+        refuse(p, c, "denied by the network policy");
+    } else if (!policy_raw_allowed(&p->cfg, c->name, c->port)) {
+        /* neither TLS nor HTTP: only an explicit NAME:PORT rule lets raw bytes out */
+        refuse(p, c, "raw TCP (neither HTTP nor TLS) needs an --allow NAME:PORT rule");
+    } else {
         dial(p, c);
+    }
 }
 
 static void on_client(struct proxy *p, struct watch *w, uint32_t events)
@@ -305,10 +314,31 @@ static void on_client(struct proxy *p, struct watch *w, uint32_t events)
 
 void conn_expire(struct proxy *p, struct conn *c)
 {
-    if (c->state == CONN_PEEK)
+    if (c->state == CONN_HTTP)
+        http_expire(p, c);
+    else if (c->state == CONN_PEEK && c->hello_pending)
+        refuse(p, c, "ClientHello not complete in time");
+    else if (c->state == CONN_PEEK)
         decide(p, c, BYTES_OTHER); /* silent: a protocol where the server speaks first */
     else if (c->state == CONN_DIAL)
         refuse(p, c, "connect upstream: timed out");
+}
+
+void conn_refuse(struct proxy *p, struct conn *c, const char *reason)
+{
+    refuse(p, c, reason);
+}
+
+void conn_tunnel(struct proxy *p, struct conn *c)
+{
+    http_free(c);
+    c->state = CONN_PEEK;
+    c->w_client.fn = on_client;
+    /* edge-triggered as on the transparent listener; MOD reports bytes already there */
+    c->client_events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    c->deadline = proxy_now_ms() + PROXY_PEEK_MS;
+    if (proxy_watch(p, c->client, &c->w_client, c->client_events, true) < 0)
+        refuse(p, c, "epoll");
 }
 
 /* Where the connection was going, and what the policy says before a byte is read. */
@@ -325,32 +355,17 @@ static const char *admit(struct proxy *p, struct conn *c)
     if (!name)
         return "an address moat's DNS never gave out (IP literals are refused)";
     snprintf(c->name, sizeof(c->name), "%s", name);
-    if (!policy_name_allowed(&p->cfg, c->name))
-        return "denied by the network policy";
-    if (!policy_raw_allowed(&p->cfg, c->name, c->port))
-        return "no rule allows this host:port (HTTP and TLS need moat's proxy, not in this "
-               "version)";
-    return NULL;
+    return NULL; /* the policy is applied once the first bytes say what this is */
 }
+
+static struct conn *conn_new(struct proxy *p, int fd);
 
 static void accept_one(struct proxy *p, int fd)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = conn_new(p, fd);
 
-    if (!c) {
-        reset_close(fd);
+    if (!c)
         return;
-    }
-    *c = (struct conn){.client = fd, .up = -1, .dir = {{{-1, -1}}, {{-1, -1}}}};
-    c->next = p->conns;
-    if (p->conns)
-        p->conns->prev = c;
-    p->conns = c;
-    p->n_conns++;
-    if (p->n_conns > PROXY_MAX_CONNS) {
-        refuse(p, c, "too many connections");
-        return;
-    }
     const char *why = admit(p, c);
     if (why) {
         refuse(p, c, why);
@@ -380,31 +395,38 @@ void conn_on_transparent(struct proxy *p, struct watch *w, uint32_t events)
     }
 }
 
-/* The explicit proxy's port answers every request with a clear refusal until
- * the HTTP proxy lands. */
+static struct conn *conn_new(struct proxy *p, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        reset_close(fd);
+        return NULL;
+    }
+    *c = (struct conn){.client = fd, .up = -1, .dir = {{{-1, -1}}, {{-1, -1}}}};
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->n_conns++;
+    if (p->n_conns > PROXY_MAX_CONNS) {
+        refuse(p, c, "too many connections");
+        return NULL;
+    }
+    return c;
+}
+
+/* The explicit proxy (:3128): HTTP with absolute-form targets from the first byte. */
 void conn_on_explicit(struct proxy *p, struct watch *w, uint32_t events)
 {
-    static const char resp[] =
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "X-Moat-Blocked: moat's HTTP proxy is not available in this version\r\n"
-        "Content-Type: text/plain\r\nContent-Length: 61\r\nConnection: close\r\n\r\n"
-        "moat: the HTTP proxy is not available in this version (503)\r\n";
-    char drain[4096];
     (void)w;
     (void)events;
-
     for (int i = 0; i < 64; i++) {
         int fd = accept4(p->socks.explicit_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
-            ;
-        if (send(fd, resp, sizeof(resp) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-            log_debug("proxy: explicit: %s", strerror(errno));
-        audit_write(&p->audit, &(struct audit_event){.kind = "proxy",
-                                                     .decision = "deny",
-                                                     .reason = "HTTP proxy not available"});
-        shutdown(fd, SHUT_WR);
-        close(fd);
+        struct conn *c = conn_new(p, fd);
+        if (c && http_start(p, c, true) < 0)
+            refuse(p, c, "out of memory");
     }
 }

@@ -2,6 +2,7 @@
 #ifndef MOAT_PROXY_INTERNAL_H
 #define MOAT_PROXY_INTERNAL_H
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -9,7 +10,10 @@
 
 #include "lib/sha256.h"
 #include "netns/dns.h"
+#include "proxy/ca.h"
+#include "proxy/http.h"
 #include "proxy/proxy.h"
+#include "proxy/tls.h"
 
 /* ---- policy.c ---- */
 
@@ -43,6 +47,13 @@ struct audit_event {
     const char *addr;     /* address as text, or NULL */
     uint16_t port;        /* 0: none */
     const char *reason;   /* one line for the reader, or NULL */
+    /* kind "http": one request; never a header value, never the query */
+    const char *method;
+    const char *path;
+    int status; /* 0: none */
+    uint64_t bytes_up, bytes_down;
+    uint64_t duration_ms;
+    const char *grant; /* the grant injected, by name */
 };
 
 /* Append one record; a failing write is logged once, never fatal to the run. */
@@ -67,6 +78,9 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
 #define PROXY_PEEK_MS 300   /* how long a new connection may stay silent before it counts as raw */
 #define PROXY_DIAL_MS 10000 /* upstream connect timeout */
 #define PROXY_DNS_NAMES 65536
+#define PROXY_HEAD_MS 10000  /* a request head must be complete this soon (slowloris) */
+#define PROXY_IDLE_MS 300000 /* nothing moved either way for this long: closed */
+#define PROXY_LINGER_MS 1000 /* after the proxy's own answer, for the sandbox to close */
 
 struct proxy;
 
@@ -84,7 +98,9 @@ struct relay_dir {
     bool shut;      /* the destination got our FIN */
 };
 
-enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY };
+enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP };
+
+struct http_conn;
 
 struct conn {
     struct watch w_client, w_up;
@@ -98,6 +114,8 @@ struct conn {
     char addr[INET_ADDRSTRLEN]; /* the original destination, as the sandbox dialled it */
     uint16_t port;
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
+    struct http_conn *http;  /* CONN_HTTP */
+    bool hello_pending;      /* CONN_PEEK: a ClientHello began and is not complete */
 };
 
 struct proxy {
@@ -112,6 +130,12 @@ struct proxy {
     struct watch w_stop, w_explicit, w_transparent, w_dns;
     struct dns_table *dns;
     struct audit audit;
+    /* TLS interception, set up on the first TLS connection (OpenSSL loads then) */
+    int tls_state; /* 0: not yet, 1: ready, -1: failed (every TLS connection is refused) */
+    struct proxy_ca ca;
+    struct tls_ctx tls;
+    char ca_dir[PATH_MAX];
+    char **upstream_cas;
     struct conn *conns, *dead;
     size_t n_conns;
 };
@@ -130,6 +154,89 @@ void conn_expire(struct proxy *p, struct conn *c);
 /* Close and unlink C; its memory goes once the current batch of events is done. */
 void conn_close(struct proxy *p, struct conn *c);
 void conn_free_dead(struct proxy *p);
+/* After CONNECT's 200: C stands for c->name:c->port now and its first bytes say what
+ * goes through (TLS, HTTP, raw), as on the transparent listener. */
+void conn_tunnel(struct proxy *p, struct conn *c);
+/* Refuse C: reset the sandbox's side, audit REASON. */
+void conn_refuse(struct proxy *p, struct conn *c, const char *reason);
+
+/* ---- intercept.c: TLS from the sandbox ---- */
+
+/* C's first bytes are TLS: read its ClientHello (waiting for more while it is
+ * incomplete), check the server name and the policy, and hand it to the HTTP path. */
+void intercept_peek(struct proxy *p, struct conn *c);
+
+/* ---- http_proxy.c: requests over the transparent listener and the explicit proxy ---- */
+
+#define HX_IN_MAX HTTP_HEAD_MAX /* bytes read from either side, not yet moved */
+#define HX_OUT_MAX                                                                                 \
+    (HTTP_HEAD_MAX + 8 * 1024) /* bytes for either side: a head grows by the                       \
+                                * proxy's own fields */
+
+struct hbuf {
+    char *b;
+    size_t len;
+};
+
+/* One message body as it streams past. */
+struct hbody {
+    enum http_framing framing;
+    uint64_t left; /* HTTP_BODY_LENGTH */
+    struct http_chunked chunked;
+    bool done;
+};
+
+enum http_rq { RQ_HEAD, RQ_BODY, RQ_DONE };
+enum http_rs { RS_IDLE, RS_HEAD, RS_BODY, RS_DONE };
+enum http_up { UP_NONE, UP_CONNECTING, UP_OPEN };
+
+struct http_conn {
+    bool explicit_proxy; /* :3128; else the transparent listener (c->name, c->port) */
+    enum http_rq rq;
+    enum http_rs rs;
+    enum http_up up_state;
+    bool c_eof, u_eof;             /* the side sent its FIN */
+    bool c_shut, u_shut;           /* the side got ours */
+    bool closing;                  /* the answer is the last: flush, then close */
+    bool abort;                    /* close both sides now */
+    bool tunnel;                   /* WebSocket after 101: bytes relayed as they are */
+    bool tls;                      /* the sandbox speaks TLS to moat; moat to the origin too */
+    SSL *cssl, *ussl;              /* toward the sandbox, toward the origin */
+    bool c_hs, u_hs;               /* their handshakes are done */
+    uint32_t c_want, u_want;       /* what a TLS call wants to wait for besides the usual */
+    bool connect_ok;               /* CONNECT answered 200: the tunnel's bytes come next */
+    char grant[PROVIDER_NAME_MAX]; /* the grant injected into the current request */
+    bool audited;
+    struct http_head req, resp;
+    struct hbody rqbody, rsbody;
+    bool req_keep_alive, resp_keep_alive, req_websocket;
+    enum http_method req_method;
+    struct http_host host; /* the request's one verified destination */
+    char up_name[HTTP_HOST_BUF];
+    uint16_t up_port;
+    /* for the audit record */
+    char method[HTTP_METHOD_MAX + 1];
+    char path[512];
+    int status;
+    uint64_t started, bytes_up, bytes_down, sent_client, sent_up;
+    struct hbuf cin, uin, cout, uout; /* from the client, from upstream, to each */
+    char cin_b[HX_IN_MAX], uin_b[HX_IN_MAX], cout_b[HX_OUT_MAX], uout_b[HX_OUT_MAX];
+};
+
+/* Serve C (its client socket connected, c->name/c->port set on the transparent path)
+ * as HTTP from here on; EXPLICIT_PROXY: the socket came from :3128 and is not yet
+ * watched. -1 when C could not be set up (the caller refuses it); C may be closed
+ * already when this returns 0. */
+int http_start(struct proxy *p, struct conn *c, bool explicit_proxy);
+/* The same for a connection whose ClientHello named c->name: SSL is the session
+ * toward the sandbox (taken over), its handshake not done yet. */
+int http_start_tls(struct proxy *p, struct conn *c, SSL *ssl);
+/* Free C's HTTP state and TLS sessions (conn_close). */
+void http_free(struct conn *c);
+/* TLS interception's CA and contexts, made on first use: 0, or -1 with ERR. */
+int proxy_tls_ready(struct proxy *p, struct moat_err *err);
+/* C's deadline passed: a head too slow, an upstream that does not answer, idleness. */
+void http_expire(struct proxy *p, struct conn *c);
 
 /* ---- dns_serve.c ---- */
 

@@ -100,6 +100,15 @@ static int copy_config(struct proxy *p, const struct proxy_config *cfg, struct m
         memcpy(p->hosts, cfg->hosts, cfg->n_hosts * sizeof(*p->hosts));
     p->cfg.rules = p->rules;
     p->cfg.hosts = p->hosts;
+    snprintf(p->ca_dir, sizeof(p->ca_dir), "%s", cfg->ca_dir ? cfg->ca_dir : "");
+    p->cfg.ca_dir = NULL;
+    p->upstream_cas = calloc(cfg->n_upstream_cas + 1, sizeof(char *));
+    if (!p->upstream_cas)
+        return moat_err_sys(err, "proxy configuration");
+    for (size_t i = 0; i < cfg->n_upstream_cas; i++)
+        if (!(p->upstream_cas[i] = strdup(cfg->upstream_cas[i])))
+            return moat_err_sys(err, "proxy configuration");
+    p->cfg.upstream_cas = (const char *const *)p->upstream_cas;
     return 0;
 }
 
@@ -156,6 +165,13 @@ static void destroy(struct proxy *p)
     moat_closep(&p->stopfd);
     audit_close(&p->audit);
     dns_table_free(p->dns);
+    if (p->tls_state != 0) {
+        tls_ctx_free(&p->tls);
+        ca_close(&p->ca);
+    }
+    for (size_t i = 0; p->upstream_cas && i < p->cfg.n_upstream_cas; i++)
+        free(p->upstream_cas[i]);
+    free(p->upstream_cas);
     free(p->rules);
     free(p->hosts);
     free(p);

@@ -46,6 +46,11 @@ struct proxy_config {
      * Not copied: the caller keeps them alive until proxy_stop(). */
     const struct grant *grants;
     size_t n_grants;
+    /* TLS interception: the CA's directory (MOAT_HOME/ca; NULL: TLS is refused) and PEM
+     * files trusted for origins besides the system store (--upstream-ca, network.ca_certs) */
+    const char *ca_dir;
+    const char *const *upstream_cas;
+    size_t n_upstream_cas;
 };
 
 int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err);

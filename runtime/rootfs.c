@@ -53,16 +53,33 @@ static int clone_sources(const struct rt_config *cfg, int *fds, struct moat_err 
     return 0;
 }
 
+/* The directories above NAME (a relative path such as "ssl/certs/x") under DIR. */
+static int etc_parents(int dir, const char *name, struct moat_err *err)
+{
+    char buf[PATH_MAX];
+
+    snprintf(buf, sizeof(buf), "%s", name);
+    for (char *s = strchr(buf, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdirat(dir, buf, 0755) < 0 && errno != EEXIST)
+            return moat_err_sys(err, "mkdir /etc/%s", buf);
+        *s = '/';
+    }
+    return 0;
+}
+
 static int generate_etc(const struct rt_config *cfg, struct moat_err *err)
 {
-    static const char *const opts[] = {"mode=0755", "size=1m", NULL};
+    /* a CA bundle (--network proxy) is the largest: a few hundred KiB */
+    static const char *const opts[] = {"mode=0755", "size=16m", NULL};
     int gen = mnt_fs("tmpfs", opts, 0, err);
 
     if (gen < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_etc_files; i++) {
         const struct rt_file *f = &cfg->etc_files[i];
-        if (write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err) < 0) {
+        if (etc_parents(gen, f->name, err) < 0 ||
+            write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err) < 0) {
             close(gen);
             return moat_err_prefix(err, "generate /etc");
         }

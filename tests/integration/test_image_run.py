@@ -155,3 +155,22 @@ def test_run_layer_with_copied_up_directories_is_removed(ctx):
     else:
         assert (cp.returncode, cp.stdout) == (0, "x\n"), cp
     assert runs(ctx) == []
+
+
+@pytest.mark.all_users
+def test_image_trusts_moats_ca_with_the_network(ctx):
+    """With the network (the default) the run's layer holds the image's bundle plus
+    moat's CA; the cached image is untouched, and --network none adds nothing."""
+    d = fixture_dir(ctx, "in")
+    ref = make_ref("oci-gzip", d)
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    cp = run_image(ctx, ref, "sh", "-c", f"cat {bundle}; echo; echo $SSL_CERT_FILE")
+    assert cp.returncode == 0, cp
+    ca = (ctx.moat_home / "ca" / "ca.pem").read_text()
+    assert cp.stdout == ca + "\n" + bundle + "\n"
+    (chain,) = cached_roots(ctx)
+    rootfs = images_dir(ctx) / "roots" / chain / "rootfs"
+    assert not (rootfs / "etc/ssl/certs/ca-certificates.crt").exists()
+    cp = run_image(ctx, ref, "sh", "-c", f"test ! -e {bundle} && echo none",
+                   flags=("--network", "none"))
+    assert (cp.returncode, cp.stdout) == (0, "none\n"), cp

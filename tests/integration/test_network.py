@@ -170,7 +170,9 @@ def test_sandbox_cannot_point_an_allowed_name_at_the_host(ctx, echo):
     assert recs and "private or special" in recs[-1]["reason"]
 
 
-def test_tls_and_http_are_refused_until_the_proxy_lands(ctx, echo):
+def test_tls_is_intercepted_even_where_raw_tcp_is_allowed(ctx, echo):
+    """A NAME:PORT rule lets raw bytes through, but TLS on that port still goes
+    through moat's interception: the sandbox sees a certificate from moat's CA."""
     args = ("--add-host", f"echo.test:127.0.0.1:{echo.port}", "--allow", "echo.test:443")
     out, _ = probe(ctx, "tcp echo.test 443 GET_/_HTTP/1.1", args=args)
     assert out[0]["ok"] is True  # "GET_" is no HTTP method line: raw, allowed
@@ -178,25 +180,22 @@ def test_tls_and_http_are_refused_until_the_proxy_lands(ctx, echo):
               "import socket,ssl\n"
               "s=socket.create_connection(('echo.test',443),timeout=3)\n"
               "c=ssl.create_default_context()\n"
-              "try:\n c.wrap_socket(s,server_hostname='echo.test'); print('handshake')\n"
-              "except OSError as e: print('refused', type(e).__name__)\n")
+              "t=c.wrap_socket(s,server_hostname='echo.test')\n"
+              "print(dict(x[0] for x in t.getpeercert()['issuer'])['commonName'])\n")
     cp = run_moat(ctx, "--network", "proxy", *args, "--", "python3", "/workspace/tls.py")
-    assert cp.stdout.startswith("refused"), cp.stdout + cp.stderr
-    recs = [x for x in audit_records(ctx) if x["kind"] == "tcp" and x["decision"] == "deny"]
-    assert any(x["reason"].startswith("TLS goes through") for x in recs)
-    assert echo.seen == 1  # only the raw probe reached it
-
-
-def test_explicit_proxy_answers_with_a_clear_refusal(ctx):
-    ctx.write(ctx.workspace / "req.py",
-              "import socket\n"
-              f"s=socket.create_connection(('{GATEWAY}',3128),timeout=3)\n"
-              "s.sendall(b'GET http://example.test/ HTTP/1.1\\r\\nHost: example.test\\r\\n\\r\\n')\n"
-              "print(s.recv(400).decode())\n")
-    cp = run_moat(ctx, "--network", "proxy", "--", "python3", "/workspace/req.py")
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout.startswith("HTTP/1.1 503 ")
-    assert "X-Moat-Blocked:" in cp.stdout
+    assert cp.stdout.startswith("moat interception CA"), cp.stdout + cp.stderr
+    assert echo.seen == 1  # only the raw probe reached it: no request was sent over TLS
+
+
+def test_raw_tcp_without_a_port_rule_is_refused(ctx, echo):
+    """HTTP and TLS go through the proxy; other bytes only to an --allow NAME:PORT."""
+    args = ("--add-host", f"echo.test:127.0.0.1:{echo.port}", "--allow", "echo.test")
+    (r,), _ = probe(ctx, "tcp echo.test 22 SSH-2.0-probe", args=args)
+    assert r["ok"] is False
+    assert echo.seen == 0
+    recs = [x for x in audit_records(ctx) if x["kind"] == "tcp"]
+    assert recs[-1]["decision"] == "deny" and "--allow NAME:PORT" in recs[-1]["reason"]
 
 
 def test_audit_chain_links_every_line(ctx):
@@ -214,7 +213,7 @@ def test_audit_chain_links_every_line(ctx):
 def test_flags_are_checked(ctx):
     cases = [
         (("--network", "bridge"), "--network bridge: expected proxy or none"),
-        (("--allow", "github.com"), "need --network proxy"),
+        (("--network", "none", "--allow", "github.com"), "do not go with --network none"),
         (("--network", "proxy", "--allow", "bad host"), "--allow bad host: not a host name"),
         (("--network", "proxy", "--allow", "x.test:70000"), "the port must be 1-65535"),
         (("--network", "proxy", "--deny", "x.test:22"), "a deny rule names a host, not a port"),

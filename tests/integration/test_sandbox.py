@@ -387,8 +387,15 @@ def test_environment_is_clean(ctx):
     cp = ok(run_moat(ctx, "-e", "MY_VAR=hello", "-e", "SPACED=a b=c", "-e", "_u9=", "--",
                      "env", "-0", env=host_env))
     env = dict(kv.split("=", 1) for kv in cp.stdout.split("\0") if kv)
-    allowed = {"PATH", "HOME", "USER", "TERM", "LANG", "TZ", "MY_VAR", "SPACED", "_u9"}
+    # the network (the default) names moat's proxy and the bundle with moat's CA
+    net = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
+    ca = {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO",
+          "CURL_CA_BUNDLE"}
+    allowed = {"PATH", "HOME", "USER", "TERM", "LANG", "TZ", "MY_VAR", "SPACED", "_u9"} | net | ca
     assert set(env) <= allowed, f"unexpected variables: {set(env) - allowed}"
+    assert all(env[v] == "http://10.88.0.1:3128" for v in net if "proxy" in v.lower()
+               and "no_" not in v.lower())
+    assert all(env[v] == "/etc/ssl/certs/ca-certificates.crt" for v in ca)
     assert env["HOME"] == SANDBOX_HOME
     assert env["USER"] == "moatuser"
     assert "/usr/bin" in env["PATH"].split(":")

@@ -1,0 +1,265 @@
+/* proxy/http_proxy.c end to end without a sandbox: a proxy serving an explicit
+ * listener on 127.0.0.1, an origin thread that records the bytes it receives, and
+ * a client that sends requests the way a sandboxed tool would. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proxy/proxy.h"
+
+/* ---- a scripted origin: for each connection, read requests and answer RESP ---- */
+
+struct origin {
+    int lfd;
+    uint16_t port;
+    const char *resp; /* answered after each complete request */
+    char seen[8192];  /* everything received, all connections */
+    size_t n_seen;
+    int accepts;
+    pthread_t thread;
+};
+
+/* Whether BUF (LEN) holds one whole request: a head, and its body by Content-Length or
+ * up to the chunked body's last chunk. */
+static bool request_complete(const char *buf, size_t len)
+{
+    const char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (!end)
+        return false;
+    size_t head = (size_t)(end + 4 - buf);
+    const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+    if (cl && cl < end)
+        return len >= head + strtoul(cl + 18, NULL, 10);
+    if (strcasestr(buf, "\r\nTransfer-Encoding: chunked"))
+        return memmem(end + 4, len - head, "0\r\n\r\n", 5) != NULL;
+    return true;
+}
+
+static void *origin_main(void *arg)
+{
+    struct origin *o = arg;
+
+    for (;;) {
+        int fd = accept(o->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        o->accepts++;
+        char buf[4096];
+        size_t start = o->n_seen;
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+            if (o->n_seen + (size_t)n > sizeof(o->seen))
+                break;
+            memcpy(o->seen + o->n_seen, buf, (size_t)n);
+            o->n_seen += (size_t)n;
+            if (request_complete(o->seen + start, o->n_seen - start)) {
+                send(fd, o->resp, strlen(o->resp), MSG_NOSIGNAL);
+                start = o->n_seen;
+            }
+        }
+        close(fd);
+    }
+}
+
+static void origin_start(struct origin *o, const char *resp)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+
+    memset(o, 0, sizeof(*o));
+    o->resp = resp;
+    o->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o->lfd >= 0);
+    assert_int_equal(bind(o->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o->lfd, 8), 0);
+    assert_int_equal(getsockname(o->lfd, (struct sockaddr *)&a, &len), 0);
+    o->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&o->thread, NULL, origin_main, o), 0);
+}
+
+static void origin_stop(struct origin *o)
+{
+    shutdown(o->lfd, SHUT_RDWR);
+    close(o->lfd);
+    pthread_join(o->thread, NULL);
+}
+
+/* ---- the proxy, on an explicit listener, mapping origin.test to the origin ---- */
+
+struct rig {
+    struct origin origin;
+    struct proxy *proxy;
+    struct proxy_host host;
+    uint16_t port;
+};
+
+static void rig_start(struct rig *r, const char *resp)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    struct moat_err err = {0};
+    char spec[64];
+
+    origin_start(&r->origin, resp);
+    snprintf(spec, sizeof(spec), "origin.test:127.0.0.1:%u", r->origin.port);
+    assert_int_equal(proxy_host_parse(spec, &r->host, &err), 0);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    r->port = ntohs(a.sin_port);
+    struct proxy_config cfg = {.hosts = &r->host, .n_hosts = 1, .audit_fd = -1};
+    struct proxy_sockets socks = {.explicit_fd = lfd, .transparent_fd = -1, .dns_fd = -1};
+    assert_int_equal(proxy_start(&cfg, &socks, &r->proxy, &err), 0);
+}
+
+static void rig_stop(struct rig *r)
+{
+    proxy_stop(r->proxy);
+    origin_stop(&r->origin);
+}
+
+static int client(const struct rig *r)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons(r->port)};
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Read from FD until WANT bytes of answer came or it closed; the count. */
+static size_t read_answer(int fd, char *buf, size_t cap, size_t want)
+{
+    size_t n = 0;
+    ssize_t r;
+
+    while (n < want && n < cap - 1 && (r = recv(fd, buf + n, cap - 1 - n, 0)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    return n;
+}
+
+static void send_str(int fd, const char *s)
+{
+    assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+#define RESP_OK "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+static void test_request_rewritten_and_bodies_passed(void **state)
+{
+    struct rig r;
+    char head[256], buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    int fd = client(&r);
+    snprintf(head, sizeof(head),
+             "POST http://origin.test:%u/up?x=1 HTTP/1.1\r\nHost: origin.test:%u\r\n"
+             "Proxy-Connection: keep-alive\r\nConnection: x-drop\r\nX-Drop: 1\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n",
+             r.origin.port, r.origin.port);
+    send_str(fd, head);
+    usleep(20000); /* the body in pieces, as it is produced */
+    send_str(fd, "5\r\nhello\r\n");
+    usleep(20000);
+    send_str(fd, "0\r\n\r\n");
+    read_answer(fd, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    /* the same client connection, the same upstream connection */
+    snprintf(head, sizeof(head),
+             "PUT http://origin.test:%u/two HTTP/1.1\r\nHost: origin.test:%u\r\n"
+             "Content-Length: 3\r\n\r\nabc",
+             r.origin.port, r.origin.port);
+    send_str(fd, head);
+    read_answer(fd, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    close(fd);
+    rig_stop(&r);
+
+    r.origin.seen[r.origin.n_seen] = '\0';
+    const char *s = r.origin.seen;
+    assert_non_null(strstr(s, "POST /up?x=1 HTTP/1.1\r\n"));
+    assert_non_null(strstr(s, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(s, "\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    assert_null(strcasestr(s, "Proxy-Connection"));
+    assert_null(strcasestr(s, "X-Drop")); /* named in Connection: hop-by-hop */
+    assert_non_null(strstr(s, "PUT /two HTTP/1.1\r\n"));
+    assert_non_null(strstr(s, "\r\n\r\nabc"));
+    assert_int_equal(r.origin.accepts, 1);
+}
+
+static void test_bad_chunked_response_is_cut(void **state)
+{
+    struct rig r;
+    char req[256], buf[4096];
+    (void)state;
+
+    /* a chunk size that is not hex: the client gets the head and what was valid, then EOF */
+    rig_start(&r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n");
+    int fd = client(&r);
+    snprintf(req, sizeof(req),
+             "GET http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n", r.origin.port,
+             r.origin.port);
+    send_str(fd, req);
+    size_t n = read_answer(fd, buf, sizeof(buf), sizeof(buf));
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_null(strstr(buf, "zz"));
+    close(fd);
+    rig_stop(&r);
+}
+
+static void test_smuggling_refused_before_upstream(void **state)
+{
+    static const char *const reqs[] = {
+        "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "X-A: 1\r\n folded\r\n\r\n",
+    };
+    struct rig r;
+    char req[256], buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        int fd = client(&r);
+        snprintf(req, sizeof(req),
+                 "POST http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\n%s",
+                 r.origin.port, r.origin.port, reqs[i]);
+        send_str(fd, req);
+        read_answer(fd, buf, sizeof(buf), sizeof(buf));
+        assert_non_null(strstr(buf, "HTTP/1.1 400 Bad Request\r\n"));
+        assert_non_null(strstr(buf, "Connection: close\r\n"));
+        close(fd);
+    }
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_rewritten_and_bodies_passed),
+        cmocka_unit_test(test_bad_chunked_response_is_cut),
+        cmocka_unit_test(test_smuggling_refused_before_upstream),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
