@@ -117,7 +117,7 @@ __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
     const struct rt_config *cfg = c->cfg;
     struct moat_err err = {0};
     struct sync_msg m;
-    int fds[SYNC_MAX_FDS], master = -1, slave = -1, stdio[3] = {-1, -1, -1};
+    int fds[SYNC_MAX_FDS], slave = -1, stdio[3] = {-1, -1, -1};
     size_t nfds;
 
     /* Nothing happens until the creator has written our id maps and put us in
@@ -128,19 +128,11 @@ __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (cfg->tty) {
         struct winsize ws = {.ws_row = cfg->oci->console_rows, .ws_col = cfg->oci->console_cols};
-        if (tty_open_pty(&ws, &master, &slave, &err) < 0 || bind_console(slave, &err) < 0)
+        slave = rt_open_terminal(&ws, c->sync, stdio);
+        if (bind_console(slave, &err) < 0)
             sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
-        if (sync_send(c->sync, SYNC_PTY, NULL, &master, 1) < 0)
-            _exit(RT_EXIT_FAILURE);
-        close(master);
-        stdio[0] = stdio[1] = stdio[2] = slave;
     }
-    pid_t agent = fork();
-    if (agent < 0)
-        sync_fail(c->sync, SYNC_ERROR, &(struct moat_err){errno, "fork the command"},
-                  RT_EXIT_FAILURE);
-    if (agent == 0)
-        exec_agent(cfg, c->sync, stdio, slave >= 0);
+    pid_t agent = rt_fork_agent(cfg, c->sync, stdio, slave >= 0);
     close(c->sync);
     /* Only the command may hold the gate: `start` on a dead command must fail. */
     close(cfg->oci->start_fd);
@@ -349,7 +341,7 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
 {
     struct moat_err err = {0};
     struct sync_msg m;
-    int fds[SYNC_MAX_FDS], master = -1, slave = -1, stdio[3] = {-1, -1, -1};
+    int fds[SYNC_MAX_FDS], slave = -1, stdio[3] = {-1, -1, -1};
     size_t nfds;
 
     /* Wait until the parent has put us in the container's cgroups. */
@@ -367,12 +359,7 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
     if (x->cfg->tty) {
         struct winsize ws = {.ws_row = x->cfg->oci->console_rows,
                              .ws_col = x->cfg->oci->console_cols};
-        if (tty_open_pty(&ws, &master, &slave, &err) < 0)
-            sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
-        if (sync_send(x->sync, SYNC_PTY, NULL, &master, 1) < 0)
-            _exit(RT_EXIT_FAILURE);
-        close(master);
-        stdio[0] = stdio[1] = stdio[2] = slave;
+        slave = rt_open_terminal(&ws, x->sync, stdio);
     }
     pid_t pid = fork_process(x, stdio, slave >= 0);
     if (pid < 0)

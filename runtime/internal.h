@@ -110,6 +110,15 @@ int rt_loopback_up(struct moat_err *err);
  * no capabilities. */
 int rt_init_harden(struct moat_err *err);
 
+/* The command's terminal: a pty of size WS from the sandbox's devpts, its master
+ * sent to the supervisor (SYNC_PTY) and closed here, its slave put in STDIO and
+ * returned. Failures go to the supervisor through SYNC and end the process. */
+int rt_open_terminal(const struct winsize *ws, int sync, int stdio[3]);
+
+/* Fork the command (exec_agent); its pid. CTTY: STDIO is its terminal. A failed
+ * fork goes to the supervisor and ends the process. */
+pid_t rt_fork_agent(const struct rt_config *cfg, int sync, const int stdio[3], bool ctty);
+
 /* ---- container.c / ocifs.c: OCI containers (rt_config.oci set) ---- */
 
 /* The OCI part of the root: devices, sysctl, masked and read-only paths, the

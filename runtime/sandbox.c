@@ -169,7 +169,7 @@ __attribute__((noreturn)) static void child_main(const struct child_ctx *c)
 {
     struct moat_err err = {0};
     struct sync_msg m;
-    int fds[SYNC_MAX_FDS], master = -1, slave = -1;
+    int fds[SYNC_MAX_FDS], slave = -1;
     size_t nfds;
     int stdio[3] = {c->stdio[0], c->stdio[1], c->stdio[2]};
 
@@ -183,26 +183,40 @@ __attribute__((noreturn)) static void child_main(const struct child_ctx *c)
         (c->cfg->net.setup && setup_net(c->cfg, c->sync, &err) < 0) ||
         rootfs_setup(c->cfg, &err) < 0)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
-    if (c->cfg->tty) {
-        if (tty_open_pty(&c->ws, &master, &slave, &err) < 0)
-            sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
-        if (sync_send(c->sync, SYNC_PTY, NULL, &master, 1) < 0)
-            _exit(RT_EXIT_FAILURE);
-        close(master);
-        stdio[0] = stdio[1] = stdio[2] = slave;
-    }
-    pid_t agent = fork();
-    if (agent < 0)
-        sync_fail(c->sync, SYNC_ERROR, &(struct moat_err){errno, "fork the command"},
-                  RT_EXIT_FAILURE);
-    if (agent == 0)
-        exec_agent(c->cfg, c->sync, stdio, slave >= 0);
+    if (c->cfg->tty)
+        slave = rt_open_terminal(&c->ws, c->sync, stdio);
+    pid_t agent = rt_fork_agent(c->cfg, c->sync, stdio, slave >= 0);
     close(c->sync);
     if (slave >= 0)
         close(slave);
     if (rt_init_harden(&err) < 0)
         _exit(RT_EXIT_FAILURE);
     init_run(agent);
+}
+
+int rt_open_terminal(const struct winsize *ws, int sync, int stdio[3])
+{
+    struct moat_err err = {0};
+    int master, slave;
+
+    if (tty_open_pty(ws, &master, &slave, &err) < 0)
+        sync_fail(sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
+    if (sync_send(sync, SYNC_PTY, NULL, &master, 1) < 0)
+        _exit(RT_EXIT_FAILURE);
+    close(master);
+    stdio[0] = stdio[1] = stdio[2] = slave;
+    return slave;
+}
+
+pid_t rt_fork_agent(const struct rt_config *cfg, int sync, const int stdio[3], bool ctty)
+{
+    pid_t agent = fork();
+
+    if (agent < 0)
+        sync_fail(sync, SYNC_ERROR, &(struct moat_err){errno, "fork the command"}, RT_EXIT_FAILURE);
+    if (agent == 0)
+        exec_agent(cfg, sync, stdio, ctty);
+    return agent;
 }
 
 /* ------------------------------------------------------------------ parent */
@@ -359,8 +373,8 @@ static int start(const struct rt_config *cfg, struct supervisor *s, int *status,
         return -1;
     if (cfg->pids_max || cfg->memory_max || cfg->cpu.quota > 0 || cfg->cpu.shares > 0) {
         rt_cgroup_sweep(); /* leftovers of supervisors that were SIGKILLed */
-        if (rt_cgroup_create_cpu(&s->cg, cfg->hostname, cfg->pids_max, cfg->memory_max,
-                                 &cfg->cpu, err) < 0)
+        if (rt_cgroup_create_cpu(&s->cg, cfg->hostname, cfg->pids_max, cfg->memory_max, &cfg->cpu,
+                                 err) < 0)
             return -1;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
