@@ -555,7 +555,7 @@ static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *
     etc->ca_pem = t->ca_pem; /* --image: into the image's own bundle */
     memcpy(out, etc->files, IMAGE_ETC_FILES * sizeof(*out));
     out[IMAGE_ETC_FILES] =
-        (struct rt_file){.name = TRUST_BUNDLE_ETC, .data = t->bundle, .mode = 0644};
+        (struct rt_file){.name = TRUST_BUNDLE_ETC, .fd = t->bundle_fd, .mode = 0644};
     cfg->etc_files = out;
     cfg->n_etc_files = IMAGE_ETC_FILES + 1;
     *cas = calloc(o->file.ca_certs.n + o->net.n_upstream_cas + 1, sizeof(**cas));
@@ -607,7 +607,7 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     struct rt_mount *mounts = NULL;
     struct run_image ri = {0};
     struct docker_host dh = {0};
-    struct run_trust trust = {0};
+    struct run_trust trust = {.bundle_fd = -1};
     struct rt_file etc_files[IMAGE_ETC_FILES + 1];
     const char **cas = NULL;
     char **env = NULL;

@@ -1,5 +1,5 @@
 /* moat run's trust store (cli/trust.c): moat's interception CA, made on first use,
- * added to the bundle the sandbox's TLS clients read. */
+ * and the bundle the sandbox's TLS clients read: the host's with the CA appended. */
 #ifndef MOAT_CLI_TRUST_H
 #define MOAT_CLI_TRUST_H
 
@@ -13,13 +13,14 @@
 
 struct run_trust {
     char ca_dir[PATH_MAX]; /* MOAT_HOME/ca, for the proxy */
-    char *bundle;          /* the host's bundle, then moat's CA; malloc'd */
+    int bundle_fd;         /* the joined bundle cached in ca_dir; -1 before */
     char *ca_pem;          /* moat's CA alone (for an image's own bundle); malloc'd */
 };
 
 /* The CA in MOAT_HOME/ca (created when missing: only then is OpenSSL loaded) and the
- * bundle for the sandbox: the host's /etc/ssl/certs/ca-certificates.crt (when there is
- * one) with the CA's certificate appended. */
+ * sandbox's bundle: the host's /etc/ssl/certs/ca-certificates.crt (when there is one)
+ * with the CA's certificate appended, made once per host bundle and CA and kept in
+ * MOAT_HOME/ca as trust-<hash>.pem. T must be {.bundle_fd = -1} or prepared. */
 int run_trust_prepare(struct run_trust *t, struct moat_err *err);
 void run_trust_free(struct run_trust *t);
 

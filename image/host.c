@@ -73,9 +73,9 @@ void image_etc_generate(struct image_etc *etc, const char *hostname, const char 
                  nameserver);
     else
         snprintf(etc->resolv, sizeof(etc->resolv), "# moat: no network in this sandbox\n");
-    etc->files[0] = (struct rt_file){"passwd", etc->passwd, 0644};
-    etc->files[1] = (struct rt_file){"group", etc->group, 0644};
-    etc->files[2] = (struct rt_file){"hosts", etc->hosts, 0644};
-    etc->files[3] = (struct rt_file){"hostname", etc->hostname, 0644};
-    etc->files[4] = (struct rt_file){"resolv.conf", etc->resolv, 0644};
+    etc->files[0] = (struct rt_file){.name = "passwd", .data = etc->passwd, .mode = 0644};
+    etc->files[1] = (struct rt_file){.name = "group", .data = etc->group, .mode = 0644};
+    etc->files[2] = (struct rt_file){.name = "hosts", .data = etc->hosts, .mode = 0644};
+    etc->files[3] = (struct rt_file){.name = "hostname", .data = etc->hostname, .mode = 0644};
+    etc->files[4] = (struct rt_file){.name = "resolv.conf", .data = etc->resolv, .mode = 0644};
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,6 +100,22 @@ int write_file_at(int dirfd, const char *name, const void *data, size_t len, mod
         return moat_err_sys(err, "create %s", name);
     if (write_all(fd, data, len) < 0)
         return moat_err_sys(err, "write %s", name);
+    return 0;
+}
+
+int copy_file_at(int dirfd, const char *name, int src, mode_t mode, struct moat_err *err)
+{
+    /* O_NOFOLLOW: a symlink planted at NAME must not redirect the write. */
+    _cleanup_close_ int fd =
+        openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+    off_t off = 0;
+    ssize_t n;
+
+    if (fd < 0)
+        return moat_err_sys(err, "create %s", name);
+    while ((n = sendfile(fd, src, &off, 1 << 30)) != 0)
+        if (n < 0 && errno != EINTR)
+            return moat_err_sys(err, "write %s", name);
     return 0;
 }
 

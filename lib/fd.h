@@ -28,6 +28,10 @@ int read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *ou
 int write_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                   struct moat_err *err);
 
+/* Like write_file_at(), with the content of the file open at SRC (from offset 0,
+ * copied in the kernel; SRC's file position is left alone). */
+int copy_file_at(int dirfd, const char *name, int src, mode_t mode, struct moat_err *err);
+
 /* Write DATA to NAME under DIRFD atomically: a temporary file, then rename. */
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                          struct moat_err *err);

@@ -374,6 +374,35 @@ def test_https_reaches_the_origin_with_moat_ca_trusted(ctx, tls_origin):
     assert any(r["method"] == "CONNECT" and r["status"] == 200 for r in recs)
 
 
+def test_sandbox_bundle_is_the_hosts_plus_moats_ca_made_once(ctx):
+    """The bundle is the host's with moat's CA appended, read-only inside; it is joined once
+    into MOAT_HOME/ca and reused, and made again (the old one removed) for a new CA."""
+    host = Path("/etc/ssl/certs/ca-certificates.crt")
+    host_pem = host.read_text() if host.exists() else ""
+    script = ("cat /etc/ssl/certs/ca-certificates.crt; "
+              "stat -c 'mode %a' /etc/ssl/certs/ca-certificates.crt /etc/resolv.conf >&2; "
+              "echo x 2>/dev/null >> /etc/ssl/certs/ca-certificates.crt || echo READONLY >&2")
+
+    def run_and_check():
+        cp = sandbox(ctx, script)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stderr.split("\n") == ["mode 644", "mode 644", "READONLY", ""], cp.stderr
+        ca = (ctx.moat_home / "ca" / "ca.pem").read_text()
+        sep = "\n" if host_pem and not host_pem.endswith("\n") else ""
+        assert cp.stdout == host_pem + sep + ca
+        cached = list((ctx.moat_home / "ca").glob("trust-*.pem"))
+        assert len(cached) == 1 and cached[0].read_text() == cp.stdout
+        return ca, cached[0].stat()
+
+    ca1, st1 = run_and_check()
+    ca2, st2 = run_and_check()
+    assert (ca2, st2.st_ino, st2.st_mtime_ns) == (ca1, st1.st_ino, st1.st_mtime_ns)
+    for f in ("ca.pem", "ca.key"):  # a new CA: a new bundle, the old one gone
+        (ctx.moat_home / "ca" / f).unlink()
+    ca3, st3 = run_and_check()
+    assert ca3 != ca1
+
+
 def test_grant_is_injected_only_for_its_provider_over_tls(ctx, tls_origin):
     secret = "ghp_" + "S" * 36
     anthropic = "sk-ant-api03-" + "T" * 40
