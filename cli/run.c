@@ -542,8 +542,9 @@ static int use_docker_host(struct docker_host *dh, struct rt_config *cfg, struct
     return 0;
 }
 
-/* --network proxy: moat's CA in the sandbox's bundle (laid over /etc with the other
- * generated files), the CA's directory and the origins' extra CAs for the proxy. */
+/* --network proxy: moat's CA in the sandbox's bundle (bound over the host's by
+ * run_sandbox(); where the host has none, an empty generated file is its mount point),
+ * the CA's directory and the origins' extra CAs for the proxy. */
 static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *etc,
                      struct rt_file *out, struct rt_config *cfg, const char ***cas,
                      struct moat_err *err)
@@ -553,11 +554,12 @@ static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *
     if (run_trust_prepare(t, err) < 0)
         return -1;
     etc->ca_pem = t->ca_pem; /* --image: into the image's own bundle */
-    memcpy(out, etc->files, IMAGE_ETC_FILES * sizeof(*out));
-    out[IMAGE_ETC_FILES] =
-        (struct rt_file){.name = TRUST_BUNDLE_ETC, .fd = t->bundle_fd, .mode = 0644};
-    cfg->etc_files = out;
-    cfg->n_etc_files = IMAGE_ETC_FILES + 1;
+    if (!t->host_has_bundle) {
+        memcpy(out, etc->files, IMAGE_ETC_FILES * sizeof(*out));
+        out[IMAGE_ETC_FILES] = (struct rt_file){.name = TRUST_BUNDLE_ETC, .data = "", .mode = 0644};
+        cfg->etc_files = out;
+        cfg->n_etc_files = IMAGE_ETC_FILES + 1;
+    }
     *cas = calloc(o->file.ca_certs.n + o->net.n_upstream_cas + 1, sizeof(**cas));
     if (!*cas)
         return moat_err_sys(err, "run");
@@ -607,7 +609,7 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     struct rt_mount *mounts = NULL;
     struct run_image ri = {0};
     struct docker_host dh = {0};
-    struct run_trust trust = {.bundle_fd = -1};
+    struct run_trust trust = {0};
     struct rt_file etc_files[IMAGE_ETC_FILES + 1];
     const char **cas = NULL;
     char **env = NULL;
@@ -633,7 +635,7 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
         goto out;
     if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
-    mounts = calloc(host.n_mounts + 5 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
+    mounts = calloc(host.n_mounts + 6 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
     env = build_env(o, cfg.tty, ri.info.env);
     if (!mounts || !env) {
         moat_err_set(err, ENOMEM, "run");
@@ -646,6 +648,12 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
     if (o->docker_host)
         mounts[cfg.n_mounts++] = (struct rt_mount){
             .kind = RT_MOUNT_BIND, .source = dh.path, .target = DOCKER_HOST_TARGET};
+    /* after /etc, over the host image's bundle; read-only: the agent adds no CA of its own */
+    if (trust.bundle[0] && !o->image)
+        mounts[cfg.n_mounts++] = (struct rt_mount){.kind = RT_MOUNT_BIND,
+                                                   .source = trust.bundle,
+                                                   .target = TRUST_BUNDLE_PATH,
+                                                   .readonly = true};
     cfg.envp = env;
     if (load_seccomp(o->seccomp, &filter, err) < 0)
         goto out;

@@ -2,8 +2,9 @@
  *
  * The bundle the sandbox reads is the host's with the CA appended. Reading and joining
  * the two (a few hundred KiB) on every run cost about a millisecond, so the joined file
- * is kept in MOAT_HOME/ca under a name derived from both inputs' identities, made once;
- * a run only opens it, and the kernel copies it into the sandbox's generated /etc. */
+ * is kept in MOAT_HOME/cache/trust under a name derived from both inputs' identities,
+ * made once; a run only checks that it exists, and the sandbox gets it by a read-only
+ * bind over its /etc/ssl/certs/ca-certificates.crt. */
 #include "cli/trust.h"
 
 #include <dirent.h>
@@ -130,45 +131,55 @@ static int make_bundle(int dir, const char *name, int host_fd, const char *pem, 
     return 0;
 }
 
-int run_trust_prepare(struct run_trust *t, struct moat_err *err)
+/* The CA's certificate, made first when there is none; its identity in CA_ST. */
+static int prepare_ca(struct run_trust *t, char **pem, size_t *len, struct stat *ca_st,
+                      struct moat_err *err)
 {
-    _cleanup_free_ char *pem = NULL;
-    size_t pem_len = 0;
-    struct stat host_st, ca_st;
-    char name[64];
-
-    memset(t, 0, sizeof(*t));
-    t->bundle_fd = -1;
     if (moat_home_sub("ca", t->ca_dir, sizeof(t->ca_dir), err) < 0)
         return -1;
     _cleanup_close_ int dir = open(t->ca_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return moat_err_sys(err, "open %s", t->ca_dir);
-    if (read_ca_pem(dir, t->ca_dir, &pem, &pem_len, err) < 0)
+    if (read_ca_pem(dir, t->ca_dir, pem, len, err) < 0)
         return -1;
-    if (fstatat(dir, "ca.pem", &ca_st, AT_SYMLINK_NOFOLLOW) < 0)
+    if (fstatat(dir, "ca.pem", ca_st, AT_SYMLINK_NOFOLLOW) < 0)
         return moat_err_sys(err, "stat %s/ca.pem", t->ca_dir);
+    return 0;
+}
+
+int run_trust_prepare(struct run_trust *t, struct moat_err *err)
+{
+    _cleanup_free_ char *pem = NULL;
+    size_t pem_len = 0;
+    struct stat host_st, ca_st;
+    char cache[PATH_MAX], name[64];
+
+    memset(t, 0, sizeof(*t));
+    if (prepare_ca(t, &pem, &pem_len, &ca_st, err) < 0)
+        return -1;
     _cleanup_close_ int host = open(HOST_BUNDLE, O_RDONLY | O_CLOEXEC);
     if (host >= 0 && fstat(host, &host_st) < 0)
         return moat_err_sys(err, "stat %s", HOST_BUNDLE);
+    t->host_has_bundle = host >= 0;
     cache_name(host >= 0 ? &host_st : NULL, &ca_st, name, sizeof(name));
 
-    t->bundle_fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (t->bundle_fd < 0 && errno == ENOENT) {
-        if (make_bundle(dir, name, host, pem, pem_len, err) < 0)
-            return -1;
-        t->bundle_fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    if (t->bundle_fd < 0)
-        return moat_err_sys(err, "open %s/%s", t->ca_dir, name);
+    /* the setup child binds it by name: as root it must be able to get there */
+    if (moat_home_sub("cache/trust", cache, sizeof(cache), err) < 0 ||
+        moat_home_open_way(cache, err) < 0)
+        return -1;
+    _cleanup_close_ int dir = open(cache, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return moat_err_sys(err, "open %s", cache);
+    snprintf(t->bundle, sizeof(t->bundle), "%s/%s", cache, name);
+    if (faccessat(dir, name, R_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+        make_bundle(dir, name, host, pem, pem_len, err) < 0)
+        return -1;
     t->ca_pem = steal_ptr(&pem);
     return 0;
 }
 
 void run_trust_free(struct run_trust *t)
 {
-    moat_closep(&t->bundle_fd);
-    t->bundle_fd = -1;
     free(t->ca_pem);
     t->ca_pem = NULL;
 }

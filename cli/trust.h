@@ -4,6 +4,7 @@
 #define MOAT_CLI_TRUST_H
 
 #include <limits.h>
+#include <stdbool.h>
 
 #include "lib/err.h"
 
@@ -13,14 +14,15 @@
 
 struct run_trust {
     char ca_dir[PATH_MAX]; /* MOAT_HOME/ca, for the proxy */
-    int bundle_fd;         /* the joined bundle cached in ca_dir; -1 before */
+    char bundle[PATH_MAX]; /* the joined bundle, MOAT_HOME/cache/trust/trust-<hash>.pem */
+    bool host_has_bundle;  /* else the sandbox's /etc needs a file to bind it onto */
     char *ca_pem;          /* moat's CA alone (for an image's own bundle); malloc'd */
 };
 
 /* The CA in MOAT_HOME/ca (created when missing: only then is OpenSSL loaded) and the
  * sandbox's bundle: the host's /etc/ssl/certs/ca-certificates.crt (when there is one)
- * with the CA's certificate appended, made once per host bundle and CA and kept in
- * MOAT_HOME/ca as trust-<hash>.pem. T must be {.bundle_fd = -1} or prepared. */
+ * with the CA's certificate appended, made once per host bundle and CA (0644, kept
+ * under MOAT_HOME/cache/trust, older ones removed). */
 int run_trust_prepare(struct run_trust *t, struct moat_err *err);
 void run_trust_free(struct run_trust *t);
 

@@ -203,43 +203,6 @@ static int make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t g
     return 0;
 }
 
-/* As root the sandbox's setup process runs as the workspace owner and opens
- * the root, upper and work directories by path: every directory on the way
- * must let it search (0711: through, not list). Rootless they are the
- * caller's own and stay 0700. */
-static int open_way(const char *path, struct moat_err *err)
-{
-    char home[PATH_MAX], buf[PATH_MAX];
-    size_t n;
-    struct stat st;
-
-    if (geteuid() != 0)
-        return 0;
-    if (moat_home(home, sizeof(home), err) < 0)
-        return -1;
-    n = strlen(home);
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = strchr(buf + 1, '/');; p = strchr(p + 1, '/')) {
-        if (p)
-            *p = '\0';
-        if (lstat(buf, &st) < 0)
-            return moat_err_sys(err, "stat %s", buf);
-        bool ours = strlen(buf) >= n && strncmp(buf, home, n) == 0;
-        if (S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH) && !ours)
-            return moat_err_set(err, EACCES,
-                                "--image as root: %s is not searchable by the workspace owner, "
-                                "who sets up the sandbox; put MOAT_HOME elsewhere (e.g. "
-                                "MOAT_HOME=/var/lib/moat)",
-                                buf);
-        if (S_ISDIR(st.st_mode) && ours && (st.st_mode & 0011) != 0011 &&
-            chmod(buf, (st.st_mode & 07777) | 0011) < 0)
-            return moat_err_sys(err, "chmod %s", buf);
-        if (!p)
-            return 0;
-        *p = '/';
-    }
-}
-
 static int overlay_layer(struct image_run_root *rr, const char *rootfs, int run_fd,
                          const struct image_etc *etc, uid_t uid, gid_t gid, struct moat_err *err)
 {
@@ -322,7 +285,7 @@ int image_run_root_create(const struct image_info *info, const char *name,
     run_fd = openat(rr->runs_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (run_fd < 0)
         r = moat_err_sys(err, "open %s", rr->dir);
-    else if (open_way(info->rootfs, err) < 0 || open_way(rr->dir, err) < 0)
+    else if (moat_home_open_way(info->rootfs, err) < 0 || moat_home_open_way(rr->dir, err) < 0)
         r = -1;
     else if (userns_overlay())
         r = overlay_layer(rr, info->rootfs, run_fd, etc, uid, gid, err);

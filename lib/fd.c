@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,22 +102,6 @@ int write_file_at(int dirfd, const char *name, const void *data, size_t len, mod
     return 0;
 }
 
-int copy_file_at(int dirfd, const char *name, int src, mode_t mode, struct moat_err *err)
-{
-    /* O_NOFOLLOW: a symlink planted at NAME must not redirect the write. */
-    _cleanup_close_ int fd =
-        openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
-    off_t off = 0;
-    ssize_t n;
-
-    if (fd < 0)
-        return moat_err_sys(err, "create %s", name);
-    while ((n = sendfile(fd, src, &off, 1 << 30)) != 0)
-        if (n < 0 && errno != EINTR)
-            return moat_err_sys(err, "write %s", name);
-    return 0;
-}
-
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                          struct moat_err *err)
 {
@@ -197,4 +180,37 @@ int moat_home_sub(const char *sub, char *buf, size_t len, struct moat_err *err)
     if (n < 0 || (size_t)n >= len)
         return moat_err_set(err, ENAMETOOLONG, "%s/%s", home, sub);
     return mkdir_p(buf, 0700, err);
+}
+
+int moat_home_open_way(const char *path, struct moat_err *err)
+{
+    char home[PATH_MAX], buf[PATH_MAX];
+    size_t n;
+    struct stat st;
+
+    if (geteuid() != 0)
+        return 0;
+    if (moat_home(home, sizeof(home), err) < 0)
+        return -1;
+    n = strlen(home);
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = strchr(buf + 1, '/');; p = strchr(p + 1, '/')) {
+        if (p)
+            *p = '\0';
+        if (lstat(buf, &st) < 0)
+            return moat_err_sys(err, "stat %s", buf);
+        bool ours = strlen(buf) >= n && strncmp(buf, home, n) == 0;
+        if (S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH) && !ours)
+            return moat_err_set(err, EACCES,
+                                "as root: %s is not searchable by the workspace owner, who "
+                                "sets up the sandbox; put MOAT_HOME elsewhere (e.g. "
+                                "MOAT_HOME=/var/lib/moat)",
+                                buf);
+        if (S_ISDIR(st.st_mode) && ours && (st.st_mode & 0011) != 0011 &&
+            chmod(buf, (st.st_mode & 07777) | 0011) < 0)
+            return moat_err_sys(err, "chmod %s", buf);
+        if (!p)
+            return 0;
+        *p = '/';
+    }
 }

@@ -28,10 +28,6 @@ int read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *ou
 int write_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                   struct moat_err *err);
 
-/* Like write_file_at(), with the content of the file open at SRC (from offset 0,
- * copied in the kernel; SRC's file position is left alone). */
-int copy_file_at(int dirfd, const char *name, int src, mode_t mode, struct moat_err *err);
-
 /* Write DATA to NAME under DIRFD atomically: a temporary file, then rename. */
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                          struct moat_err *err);
@@ -45,5 +41,11 @@ int moat_home(char *buf, size_t len, struct moat_err *err);
 
 /* moat_home()/SUB, created 0700 when missing. */
 int moat_home_sub(const char *sub, char *buf, size_t len, struct moat_err *err);
+
+/* As root, let the sandbox's setup process, which runs as the workspace owner and
+ * opens PATH by name, search every directory on the way: MOAT_HOME's own become
+ * 0711 (through, not list); any other that does not allow it is an error. Rootless,
+ * PATH is the caller's own: nothing to do. */
+int moat_home_open_way(const char *path, struct moat_err *err);
 
 #endif

@@ -79,8 +79,7 @@ static int generate_etc(const struct rt_config *cfg, struct moat_err *err)
     for (size_t i = 0; i < cfg->n_etc_files; i++) {
         const struct rt_file *f = &cfg->etc_files[i];
         if (etc_parents(gen, f->name, err) < 0 ||
-            (f->data ? write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err)
-                     : copy_file_at(gen, f->name, f->fd, f->mode, err)) < 0) {
+            write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err) < 0) {
             close(gen);
             return moat_err_prefix(err, "generate /etc");
         }

@@ -376,7 +376,7 @@ def test_https_reaches_the_origin_with_moat_ca_trusted(ctx, tls_origin):
 
 def test_sandbox_bundle_is_the_hosts_plus_moats_ca_made_once(ctx):
     """The bundle is the host's with moat's CA appended, read-only inside; it is joined once
-    into MOAT_HOME/ca and reused, and made again (the old one removed) for a new CA."""
+    into MOAT_HOME/cache/trust and reused, and made again (the old one removed) for a new CA."""
     host = Path("/etc/ssl/certs/ca-certificates.crt")
     host_pem = host.read_text() if host.exists() else ""
     script = ("cat /etc/ssl/certs/ca-certificates.crt; "
@@ -390,7 +390,7 @@ def test_sandbox_bundle_is_the_hosts_plus_moats_ca_made_once(ctx):
         ca = (ctx.moat_home / "ca" / "ca.pem").read_text()
         sep = "\n" if host_pem and not host_pem.endswith("\n") else ""
         assert cp.stdout == host_pem + sep + ca
-        cached = list((ctx.moat_home / "ca").glob("trust-*.pem"))
+        cached = list((ctx.moat_home / "cache" / "trust").glob("trust-*.pem"))
         assert len(cached) == 1 and cached[0].read_text() == cp.stdout
         return ca, cached[0].stat()
 
