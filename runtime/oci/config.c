@@ -366,20 +366,33 @@ int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *er
     return oci_spec_parse("config.json", text, len, spec, err);
 }
 
-/* startContainer hooks run in the container, by its process (runtime/exec.c). */
-static int build_start_hooks(struct oci_bundle *b, struct moat_err *err)
+/* The hooks of KIND as the engine runs them, into a calloc'd *OUT. */
+static int engine_hooks(const struct oci_spec *s, enum oci_hook_kind kind, struct rt_hook **out,
+                        size_t *n, struct moat_err *err)
 {
-    size_t n = b->spec.hooks.n[OCI_HOOK_START_CONTAINER];
-    const struct oci_hook *h = b->spec.hooks.list[OCI_HOOK_START_CONTAINER];
+    const struct oci_hook *h = s->hooks.list[kind];
 
-    b->start_hooks = calloc(n + 1, sizeof(*b->start_hooks));
-    if (!b->start_hooks)
-        return moat_err_set(err, ENOMEM, "config.json: hooks.startContainer");
-    for (size_t i = 0; i < n; i++)
-        b->start_hooks[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args,
-                                             (char *const *)h[i].env, h[i].timeout};
+    *n = s->hooks.n[kind];
+    *out = calloc(*n + 1, sizeof(**out));
+    if (!*out)
+        return moat_err_set(err, ENOMEM, "config.json: hooks.%s", oci_hook_name(kind));
+    for (size_t i = 0; i < *n; i++)
+        (*out)[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args, (char *const *)h[i].env,
+                                     h[i].timeout};
+    return 0;
+}
+
+/* startContainer hooks run in the container, by its process (runtime/exec.c);
+ * createContainer ones by its setup process before pivot_root (runtime/container.c). */
+static int build_hooks(struct oci_bundle *b, struct moat_err *err)
+{
+    if (engine_hooks(&b->spec, OCI_HOOK_START_CONTAINER, &b->start_hooks, &b->oci.n_start_hooks,
+                     err) < 0 ||
+        engine_hooks(&b->spec, OCI_HOOK_CREATE_CONTAINER, &b->container_hooks,
+                     &b->oci.create_hooks.n_container, err) < 0)
+        return -1;
     b->oci.start_hooks = b->start_hooks;
-    b->oci.n_start_hooks = n;
+    b->oci.create_hooks.container = b->container_hooks;
     return 0;
 }
 
@@ -396,13 +409,18 @@ int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals
     b->oci.start_fd = -1;
     if (!b->spec.root_path)
         return moat_err_set(err, EINVAL, "config.json: root: missing");
-    if (bundle_path(b, b->spec.root_path, b->root, sizeof(b->root), err) < 0)
+    char root[PATH_MAX];
+    if (bundle_path(b, b->spec.root_path, root, sizeof(root), err) < 0)
         return moat_err_prefix(err, "config.json: root.path");
+    /* Canonical: the root is assembled over this very path, and --no-pivot
+     * finds it in mountinfo by name. */
+    if (!realpath(root, b->root))
+        return moat_err_sys(err, "config.json: root.path %s", root);
     b->cfg.root = (struct rt_root){.path = b->root, .readonly = b->spec.root_readonly};
     b->cfg.hostname = b->spec.hostname;
     b->oci.domainname = b->spec.domainname;
     if (build_process(b, err) < 0 || build_namespaces(b, err) < 0 || build_maps(b, err) < 0 ||
-        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_start_hooks(b, err) < 0)
+        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_hooks(b, err) < 0)
         return -1;
     return 0;
 }
@@ -423,6 +441,7 @@ void oci_bundle_free(struct oci_bundle *b)
     free(b->devices);
     free(b->sysctl);
     free(b->start_hooks);
+    free(b->container_hooks);
     if (b->has_seccomp)
         rt_seccomp_free(&b->seccomp);
     oci_spec_free(&b->spec);

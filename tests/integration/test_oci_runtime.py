@@ -438,10 +438,13 @@ def test_hooks(ctx):
                                            "/hookout/main; exec sleep 1000"], edit)
     rt(ctx, "create", "--bundle", b, "c1", check=True)
     created = json.loads((out / "createRuntime").read_text().splitlines()[0])
-    assert created["status"] == "created" and created["id"] == "c1"
+    # the runtime-spec's state during create, as runc has it
+    assert created["status"] == "creating" and created["id"] == "c1"
+    assert created["pid"] == state(ctx, "c1")["pid"]
     assert created["annotations"] == {"org.example/key": "value"}
     assert (out / "createRuntime").read_text().splitlines()[1] == "set"
-    assert (out / "prestart").exists() and (out / "createContainer").exists()
+    assert (out / "prestart").exists()
+    assert json.loads((out / "createContainer").read_text().splitlines()[0]) == created
     assert not (out / "poststart").exists()
     assert state(ctx, "c1")["annotations"] == {"org.example/key": "value"}
     assert not (out / "startContainer").exists()
@@ -474,6 +477,110 @@ def test_hook_failure_and_timeout(ctx):
     cp = rt(ctx, "create", "--bundle", b2, "c2")
     assert time.monotonic() - t < 5
     assert cp.returncode == 1 and "hook prestart[0] /bin/sleep: timed out after 1 s" in cp.stderr
+
+
+def test_create_hooks_namespaces_and_order(ctx):
+    """createRuntime runs in the runtime's namespaces, createContainer in the
+    container's (its mount namespace with the root built, before pivot_root),
+    after createRuntime; both before create returns."""
+    out = host_shared_dir(ctx, "hooks")
+    # The root is still mounted where it is built: /bin/busybox is in it, not at /.
+    probe = ("readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/uts > {o}/{k}.ns; "
+             "hostname >> {o}/{k}.ns; ls {o} > {o}/{k}.seen")
+
+    def edit(c):
+        c["hostname"] = "hookbox"
+        c["hooks"] = {k: [{"path": "/bin/sh", "args": ["sh", "-c", probe.format(o=out, k=k)]}]
+                      for k in ("createRuntime", "createContainer")}
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    rt(ctx, "create", "--bundle", b, "c1", check=True)
+    pid = state(ctx, "c1")["pid"]
+    container = [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("mnt", "pid", "uts")]
+    runtime_ns = (out / "createRuntime.ns").read_text().splitlines()
+    container_ns = (out / "createContainer.ns").read_text().splitlines()
+    assert container_ns == container + ["hookbox"]
+    assert runtime_ns[:3] == [os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "pid", "uts")]
+    assert runtime_ns[3] != "hookbox"
+    # createRuntime ran first: createContainer saw its output.
+    assert "createRuntime.ns" in (out / "createContainer.seen").read_text().split()
+    assert "createContainer.ns" not in (out / "createRuntime.seen").read_text().split()
+    rt(ctx, "delete", "--force", "c1", check=True)
+
+
+def test_create_container_hook_sees_the_root_before_pivot(ctx):
+    """The createContainer hook's mount view: the container's root is mounted
+    (its /proc among them) but not yet /, the host's files still reachable."""
+    out = host_shared_dir(ctx, "hooks")
+
+    def edit(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"cat /proc/self/mountinfo > {out}/mounts; test -e /etc/os-release"]}]}
+    b = make_bundle(ctx, "b", ["true"], edit)
+    rt(ctx, "create", "--bundle", b, "c1", check=True)
+    mounts = [l.split()[4] for l in (out / "mounts").read_text().splitlines()]
+    root = [m for m in mounts if m.endswith("/proc") and m != "/proc"]
+    assert root, f"no container /proc below a staging root in {mounts}"
+    assert "/" in mounts
+    rt(ctx, "delete", "--force", "c1", check=True)
+
+
+def test_create_container_hook_failure_and_timeout(ctx):
+    def edit_fail(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    b = make_bundle(ctx, "b", ["true"], edit_fail)
+    cp = rt(ctx, "create", "--bundle", b, "c1")
+    assert cp.returncode == 1
+    assert "hook createContainer[0] /bin/sh: exit status 3" in cp.stderr
+    assert rt(ctx, "list", "--quiet", check=True).stdout == ""
+
+    def edit_slow(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "10"],
+                                           "timeout": 1}]}
+    b2 = make_bundle(ctx, "b2", ["true"], edit_slow)
+    t = time.monotonic()
+    cp = rt(ctx, "create", "--bundle", b2, "c2")
+    assert time.monotonic() - t < 5
+    assert cp.returncode == 1
+    assert "hook createContainer[0] /bin/sleep: timed out after 1 s" in cp.stderr
+    assert rt(ctx, "list", "--quiet", check=True).stdout == ""
+
+
+# The classic climb out of a chroot: chroot into a subdirectory, walk up past
+# the old root with "..", chroot there. pivot_root leaves nothing above the
+# container's root; --no-pivot's root is moved onto the old / and covers it, so
+# ".." ends on the container's root too.
+ESCAPE = """
+import os
+os.chroot("/dev")
+for _ in range(64):
+    os.chdir("..")
+os.chroot(".")
+print(" ".join(sorted(os.listdir("/"))))
+"""
+
+
+def test_no_pivot(ctx):
+    """--no-pivot moves the root onto / and chroots, as runc: the process sees
+    only its root, and even with CAP_SYS_CHROOT the chroot climb stays in it."""
+    def edit(c):
+        c["mounts"].append(bind("/usr", "/usr", "ro"))
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_SYS_CHROOT")
+
+    b = make_bundle(ctx, "b", ["/usr/bin/python3", "-c", ESCAPE], edit)
+    for link in ("lib", "lib64"):
+        os.symlink(f"usr/{link}", b / "rootfs" / link)
+    (b / "rootfs" / "usr").mkdir()
+    inside = "bin data dev lib lib64 proc sys tmp usr\n"
+    pivot = run_bundle(ctx, b, "p")
+    assert (pivot.returncode, pivot.stdout) == (0, inside), pivot.stderr
+    cp = rt(ctx, "run", "--no-pivot", "--bundle", b, "np")
+    assert (cp.returncode, cp.stdout) == (0, inside), cp.stderr
+
+    plain = make_bundle(ctx, "b2", ["ls", "/"])
+    cp = rt(ctx, "run", "--no-pivot", "--bundle", plain, "np2")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["bin", "data", "dev", "proc", "sys", "tmp"]
 
 
 @pytest.mark.variants("root")
