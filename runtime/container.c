@@ -302,11 +302,12 @@ static int await_ready(const struct rt_config *cfg, struct rt_container *c, int 
 
 static int limits(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err)
 {
-    if (cfg->oci->cgroup_path)
-        return rt_cgroup_create_at(&c->cg, cfg->oci->cgroup_path, cfg->pids_max, cfg->memory_max,
-                                   &cfg->cpu, err);
-    return rt_cgroup_create_cpu(&c->cg, cfg->oci->cgroup_name, cfg->pids_max, cfg->memory_max,
-                                &cfg->cpu, err);
+    struct rt_cgroup_limits l = {.pids_max = cfg->pids_max,
+                                 .memory_max = cfg->memory_max,
+                                 .cpu = cfg->cpu,
+                                 .extra = cfg->oci->resources};
+
+    return rt_cgroup_create_limits(&c->cg, cfg->oci->cgroup_name, cfg->oci->cgroup_path, &l, err);
 }
 
 static void abandon(struct rt_container *c)

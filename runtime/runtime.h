@@ -188,9 +188,13 @@ struct rt_oci {
     const struct rt_hook *start_hooks;
     size_t n_start_hooks;
     /* The name cgroups are created under, next to the runtime's own; or, with
-     * cgroup_path (linux.cgroupsPath, absolute), that path in each hierarchy. */
+     * cgroup_path (linux.cgroupsPath), that path in each hierarchy: absolute from
+     * the hierarchy's root, relative below the runtime's own cgroup (v1) or its
+     * parent (v2, where the runtime's own cgroup may hold no children). */
     const char *cgroup_name;
     const char *cgroup_path;
+    /* linux.resources beyond rt_config's pids, memory and cpu limits. */
+    struct rt_cgroup_extra resources;
 };
 
 struct rt_config {

@@ -1,6 +1,7 @@
 /* BUNDLE/config.json -> struct rt_config: the engine's terms for what the spec
  * says. Refusals name the field; what moat cannot do is refused, not skipped. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/mount.h>
 #include <sched.h>
 #include <stdio.h>
@@ -291,28 +292,77 @@ static int build_devices(struct oci_bundle *b, struct moat_err *err)
     return 0;
 }
 
+/* linux.cgroupsPath: absolute, or relative to moat-runtime's own cgroup (see
+ * rt_oci.cgroup_path); systemd's slice:prefix:name form needs --systemd-cgroup,
+ * which moat-runtime refuses, so it is refused here too rather than taken for a
+ * directory name. */
+static int build_cgroup_path(struct oci_bundle *b, struct moat_err *err)
+{
+    const char *p = b->spec.lx.cgroups_path;
+
+    if (!p || !*p)
+        return 0;
+    if (p[0] != '/' && strchr(p, ':'))
+        return moat_err_set(err, ENOTSUP,
+                            "config.json: linux.cgroupsPath \"%s\": systemd's slice:prefix:name "
+                            "form needs --systemd-cgroup, which moat-runtime does not support "
+                            "(cgroupfs only: give a path)",
+                            p);
+    b->oci.cgroup_path = p;
+    return 0;
+}
+
+/* memory.swap is memory+swap: at least the limit, and meaningless without one.
+ * -1 (unlimited) is taken as unset: swap never extends the limit here. */
+static int build_swap(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_resources *r = &b->spec.lx.resources;
+
+    if (r->memory_swap <= 0)
+        return 0;
+    if (r->memory_limit <= 0)
+        return moat_err_set(err, EINVAL,
+                            "config.json: linux.resources.memory.swap needs memory.limit");
+    if (r->memory_swap < r->memory_limit)
+        return moat_err_set(err, EINVAL,
+                            "config.json: linux.resources.memory.swap (%" PRId64
+                            ") is memory+swap and must be at least memory.limit (%" PRId64 ")",
+                            r->memory_swap, r->memory_limit);
+    b->oci.resources.memory_swap = r->memory_swap;
+    return 0;
+}
+
 /* linux.resources and linux.cgroupsPath: what the cgroups get, and where. */
-static void build_cgroups(struct oci_bundle *b)
+static int build_cgroups(struct oci_bundle *b, struct moat_err *err)
 {
     const struct oci_linux *lx = &b->spec.lx;
     const struct oci_resources *r = &lx->resources;
+    struct rt_cgroup_extra *x = &b->oci.resources;
 
-    if (lx->cgroups_path && lx->cgroups_path[0] == '/')
-        b->oci.cgroup_path = lx->cgroups_path;
-    else if (lx->cgroups_path && *lx->cgroups_path)
-        log_warn("linux.cgroupsPath \"%s\" is not an absolute path (a systemd slice?): the "
-                 "container's cgroups go next to moat-runtime's own",
-                 lx->cgroups_path);
+    if (build_cgroup_path(b, err) < 0)
+        return -1;
     if (!lx->has_resources)
-        return;
+        return 0;
     b->cfg.pids_max = r->pids_limit > 0 ? r->pids_limit : 0;
     b->cfg.memory_max = r->memory_limit > 0 ? r->memory_limit : 0;
     /* 1024 shares is every cgroup's default weight: nothing to enforce. */
     b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
     b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
     b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
-    if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
-        log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
+    x->cpus = r->cpu_cpus;
+    x->mems = r->cpu_mems;
+    x->rt_runtime = r->cpu_rt_runtime > 0 ? r->cpu_rt_runtime : 0;
+    x->rt_period = r->cpu_rt_period > 0 ? r->cpu_rt_period : 0;
+    x->memory_reservation = r->memory_reservation > 0 ? r->memory_reservation : 0;
+    x->blkio_weight = r->blkio_weight;
+    for (size_t i = 0; i < r->n_hugepages && i < RT_CG_MAX_HUGEPAGES; i++) {
+        x->hugepages[i].size = r->hugepages[i].page_size;
+        x->hugepages[i].limit = r->hugepages[i].limit;
+        x->n_hugepages++;
+    }
+    for (size_t i = 0; i < r->n_ignored; i++)
+        log_warn("%s is not enforced by moat-runtime", r->ignored[i]);
+    return build_swap(b, err);
 }
 
 static int build_seccomp(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
@@ -348,7 +398,8 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     b->oci.rootfs_propagation = lx->rootfs_propagation;
     b->oci.has_personality = lx->has_personality;
     b->oci.personality = lx->personality;
-    build_cgroups(b);
+    if (build_cgroups(b, err) < 0)
+        return -1;
     return build_seccomp(b, g, err);
 }
 
