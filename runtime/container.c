@@ -15,6 +15,7 @@
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,10 +100,33 @@ static int oci_setup(const struct rt_config *cfg, int sync, struct moat_err *err
     return rootfs_setup(cfg, sync, err);
 }
 
+/* The state the creator put in the memfd FD, NUL-terminated and malloc'd. */
+static char *read_state(int fd, struct moat_err *err)
+{
+    struct stat st;
+    char *state = NULL;
+    size_t got = 0;
+
+    if (fstat(fd, &st) < 0 || !(state = malloc((size_t)st.st_size + 1))) {
+        moat_err_sys(err, "create hooks: the state");
+        return NULL;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = pread(fd, state + got, (size_t)st.st_size - got, (off_t)got);
+        if (n <= 0) {
+            free(state);
+            moat_err_sys(err, "create hooks: read the state");
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    state[got] = '\0';
+    return state;
+}
+
 int ocifs_create_hooks(const struct rt_config *cfg, int sync, struct moat_err *err)
 {
     const struct rt_create_hooks *h = &cfg->oci->create_hooks;
-    static char state[64 << 10];
     struct sync_msg m;
     int fds[SYNC_MAX_FDS];
     size_t n = 0;
@@ -117,10 +141,9 @@ int ocifs_create_hooks(const struct rt_config *cfg, int sync, struct moat_err *e
         close(fds[i]);
     if (r <= 0 || m.type != SYNC_HOOKS_DONE || fd < 0)
         return moat_err_set(err, EPROTO, "create hooks: no state from moat-runtime");
-    ssize_t len = pread(fd, state, sizeof(state) - 1, 0);
-    if (len < 0)
-        return moat_err_sys(err, "create hooks: read the state");
-    state[len] = '\0';
+    _cleanup_free_ char *state = read_state(fd, err);
+    if (!state)
+        return -1;
     for (size_t i = 0; i < h->n_container; i++)
         if (rt_hook_run(&h->container[i], "createContainer", i, state, err) < 0)
             return -1;

@@ -837,7 +837,8 @@ def test_resources_refused_and_ignored(ctx):
         c["linux"]["resources"] = {"network": {"classID": 1},
                                    "blockIO": {"throttleReadBpsDevice": [
                                        {"major": 8, "minor": 0, "rate": 1000}]},
-                                   "memory": {"swappiness": 10}, "devices": []}
+                                   "memory": {"swappiness": 10},
+                                   "devices": [{"allow": False, "access": "rwm"}]}
     cp = run_bundle(ctx, make_bundle(ctx, "b", ["true"], ignored), "c1")
     assert cp.returncode == 0, cp.stderr
     assert cp.stderr.splitlines() == [
