@@ -285,10 +285,10 @@ static void detach_host_mounts(const char *stage)
     }
 }
 
-/* --no-pivot, as runc's: the root moved onto / and chroot into it. The host's
- * root stays mounted beneath: a process with CAP_SYS_ADMIN or CAP_SYS_CHROOT
- * can climb back to it (the man page says so); only a root pivot_root cannot
- * take (initramfs) justifies it. */
+/* --no-pivot, as runc's: the root moved onto / and chroot into it. It covers
+ * the old root exactly, so a chroot climb ("..") ends on it; but the host's root
+ * stays mounted beneath, which a process with CAP_SYS_ADMIN may uncover (the man
+ * page says so): only a root pivot_root cannot take (initramfs) justifies it. */
 static int move_root(const char *stage)
 {
     detach_host_mounts(stage);
