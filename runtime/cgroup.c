@@ -610,8 +610,11 @@ static int v2_memory(int fd, const char *dir, const struct cg_plan *pl, struct m
         cg_write_i64(fd, dir, "memory.low", pl->x.memory_reservation, err) < 0)
         return -1;
     /* v2 counts swap apart: memory.swap.max is what memory+swap leaves over the limit. */
-    if (pl->x.memory_swap > 0) {
-        snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap - pl->memory_max);
+    if (pl->x.memory_swap != 0) {
+        if (pl->x.memory_swap < 0)
+            snprintf(swap, sizeof(swap), "max");
+        else
+            snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap - pl->memory_max);
         return write_swap(fd, dir, "memory.swap.max", swap, err);
     }
     /* Swap would let the sandbox hold more than --memory; absent without swap
@@ -749,8 +752,8 @@ static int v1_memory(int fd, const char *dir, const struct cg_plan *pl, struct m
     if (pl->x.memory_reservation > 0 &&
         cg_write_i64(fd, dir, "memory.soft_limit_in_bytes", pl->x.memory_reservation, err) < 0)
         return -1;
-    if (pl->x.memory_swap > 0) {
-        snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap);
+    if (pl->x.memory_swap != 0) {
+        snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap < 0 ? -1 : pl->x.memory_swap);
         return write_swap(fd, dir, "memory.memsw.limit_in_bytes", swap, err);
     }
     /* memory+swap to the same value, so swap cannot extend the limit; the file is

@@ -40,7 +40,8 @@ struct rt_cgroup_extra {
     const char *cpus, *mems;       /* cpuset.cpus, cpuset.mems ("0-3,6") */
     int64_t rt_runtime, rt_period; /* us: cpu.rt_runtime_us, cpu.rt_period_us (v1 only) */
     int64_t memory_reservation;    /* bytes: memory.low (v2), memory.soft_limit_in_bytes (v1) */
-    int64_t memory_swap;           /* memory+swap in bytes, >= memory_max; 0: no swap beyond it */
+    int64_t memory_swap;           /* memory+swap in bytes, >= memory_max; -1: swap unlimited; 0: no
+                                    * swap beyond memory_max */
     int64_t blkio_weight;          /* 10-1000: io.bfq.weight/io.weight, blkio(.bfq).weight */
     struct {
         const char *size; /* "2MB": hugetlb.2MB.max (v2), hugetlb.2MB.limit_in_bytes (v1) */

@@ -887,6 +887,7 @@ static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *
         get_i64(p, blkio, "weight", "linux.resources.blockIO", 0, 1000, &r->blkio_weight) < 0 ||
         parse_hugepages(p, res, r) < 0)
         return -1;
+    r->has_memory_swap = YAJL_IS_OBJECT(mem) && get(mem, "swap") != NULL;
     if (r->blkio_weight > 0 && r->blkio_weight < 10)
         return perr(p, "linux.resources.blockIO.weight", "%" PRId64 " is below 10",
                     r->blkio_weight);

@@ -111,6 +111,7 @@ struct oci_device {
 /* linux.resources; -1 (or NULL, 0) where a field is absent. */
 struct oci_resources {
     int64_t memory_limit, memory_reservation, memory_swap;
+    bool has_memory_swap; /* memory.swap given: -1 there means unlimited, not absent */
     int64_t pids_limit;
     int64_t cpu_shares, cpu_quota, cpu_period;
     int64_t cpu_rt_runtime, cpu_rt_period;

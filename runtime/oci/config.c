@@ -312,12 +312,14 @@ static int build_cgroup_path(struct oci_bundle *b, struct moat_err *err)
     return 0;
 }
 
-/* memory.swap is memory+swap: at least the limit, and meaningless without one.
- * -1 (unlimited) is taken as unset: swap never extends the limit here. */
+/* memory.swap is memory+swap: at least the limit, and meaningless without one;
+ * -1 lets swap go unlimited. Absent (or 0), swap never extends the limit. */
 static int build_swap(struct oci_bundle *b, struct moat_err *err)
 {
     const struct oci_resources *r = &b->spec.lx.resources;
 
+    if (r->has_memory_swap && r->memory_swap == -1 && r->memory_limit > 0)
+        b->oci.resources.memory_swap = -1;
     if (r->memory_swap <= 0)
         return 0;
     if (r->memory_limit <= 0)

@@ -830,6 +830,31 @@ def test_resources_beyond_limits(ctx):
     assert [d for d in dirs if d.exists()] == [], "delete left the container's cgroups"
 
 
+@pytest.mark.variants("root")
+def test_memory_swap_unlimited_or_none(ctx):
+    """memory.swap -1 leaves swap unlimited; absent, swap never extends the limit."""
+    swap_files = {True: "memory.memsw.limit_in_bytes", False: "memory.swap.max"}
+
+    def run(cid, mem):
+        def edit(c):
+            c["linux"]["resources"] = {"memory": mem}
+        b = make_bundle(ctx, cid, ["sleep", "1000"], edit)
+        rt(ctx, "run", "--detach", "--bundle", b, cid, check=True)
+        f = _cgroup_file(state(ctx, cid)["pid"], "memory",
+                         swap_files["memory" in _cgroup_mounts()])
+        if not f.exists():
+            rt(ctx, "delete", "--force", cid, check=True)
+            pytest.skip(f"{f.name}: no swap accounting in this kernel")
+        value = f.read_text().strip()
+        rt(ctx, "delete", "--force", cid, check=True)
+        return value
+
+    unlimited = run("c1", {"limit": 64 << 20, "swap": -1})
+    assert unlimited == "max" or int(unlimited) > 1 << 62
+    none = run("c2", {"limit": 64 << 20})
+    assert none == "0" or int(none) == 64 << 20
+
+
 def test_resources_refused_and_ignored(ctx):
     """What moat-runtime will not do: named keys, as a warning (not enforced) or
     an error (a value the spec does not allow)."""
