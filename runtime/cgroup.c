@@ -38,9 +38,21 @@
 #include "lib/fd.h"
 #include "lib/log.h"
 
-enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_NCTRL };
+enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_CPUSET, CG_BLKIO, CG_HUGETLB, CG_NCTRL };
 
-static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory", "cpu"};
+/* The controllers' names in v1 (mount options, /proc/self/cgroup) and in v2
+ * (cgroup.controllers): only the block I/O one differs. */
+static const char *const ctrl_names[CG_NCTRL] = {"pids",   "memory", "cpu",
+                                                 "cpuset", "blkio",  "hugetlb"};
+static const char *const v2_names[CG_NCTRL] = {"pids", "memory", "cpu", "cpuset", "io", "hugetlb"};
+
+/* What the warning for a controller left unenforced names. */
+static const char *const ctrl_keys[CG_NCTRL] = {"--pids",
+                                                "--memory",
+                                                "--cpu",
+                                                "linux.resources.cpu.cpus/mems",
+                                                "linux.resources.blockIO.weight",
+                                                "linux.resources.hugepageLimits"};
 
 #define CG_WHY_MAX 512
 #define CG_PROC_MAX (4u << 20)
@@ -48,8 +60,10 @@ static const char *const ctrl_names[CG_NCTRL] = {"pids", "memory", "cpu"};
 
 /* What rt_cgroup_create() still has to place, and why each hierarchy refused. */
 struct cg_plan {
-    int64_t limit[CG_NCTRL]; /* CG_CPU: 1 when any cpu limit is set */
+    bool want[CG_NCTRL];
+    int64_t pids_max, memory_max;
     struct rt_cgroup_cpu cpu;
+    struct rt_cgroup_extra x;
     const char *at; /* OCI cgroupsPath: the cgroup's path in every hierarchy, or NULL */
     bool done[CG_NCTRL];
     char why[CG_NCTRL][CG_WHY_MAX];
@@ -302,7 +316,7 @@ static void note(struct cg_plan *pl, int c, const char *fmt, ...)
 
 static bool wanted(const struct cg_plan *pl, int c)
 {
-    return pl->limit[c] > 0 && !pl->done[c];
+    return pl->want[c] && !pl->done[c];
 }
 
 /* mkdir LEAF (or LEAF-2, LEAF-3, ... when a run of this same process holds the name)
@@ -350,10 +364,10 @@ static bool v2_pick(int pfd, const char *parent, struct cg_plan *pl, bool pick[C
     /* Unreadable: AVAIL stays NULL and nothing is offered. */
     (void)read_file_at(pfd, "cgroup.controllers", 64 << 10, &avail, NULL, &err);
     for (int c = 0; c < CG_NCTRL; c++) {
-        pick[c] = wanted(pl, c) && avail && has_token(avail, " \n", ctrl_names[c]);
+        pick[c] = wanted(pl, c) && avail && has_token(avail, " \n", v2_names[c]);
         if (wanted(pl, c) && !pick[c])
             note(pl, c, "cgroup v2 at %s does not offer the %s controller (cgroup.controllers)",
-                 parent, ctrl_names[c]);
+                 parent, v2_names[c]);
         any |= pick[c];
     }
     return any;
@@ -364,14 +378,14 @@ static int v2_enable(int pfd, const char *parent, const bool pick[CG_NCTRL], cha
 {
     _cleanup_free_ char *cur = NULL;
     struct moat_err err;
-    char req[64] = "";
+    char req[128] = "";
 
     /* Unreadable: CUR stays NULL and every picked controller is requested. */
     (void)read_file_at(pfd, "cgroup.subtree_control", 64 << 10, &cur, NULL, &err);
     for (int c = 0; c < CG_NCTRL; c++) {
-        if (pick[c] && !(cur && has_token(cur, " \n", ctrl_names[c]))) {
+        if (pick[c] && !(cur && has_token(cur, " \n", v2_names[c]))) {
             strcat(req, req[0] ? " +" : "+");
-            strcat(req, ctrl_names[c]);
+            strcat(req, v2_names[c]);
         }
     }
     if (!req[0] || cg_write(pfd, parent, "cgroup.subtree_control", req, &err) == 0)
@@ -395,6 +409,9 @@ static bool v2_ready(int pfd, const char *parent, const bool pick[CG_NCTRL], cha
 
 /* ---- a given path (OCI cgroupsPath) ---- */
 
+static int cpuset_fill(int pfd, int fd, const char *dir, const char *file, const char *want,
+                       struct moat_err *err);
+
 /* Where the hierarchy of CTRL (v2 when NULL) shows cgroup path AT: the mount point
  * plus AT seen through the mount's root, into OUT. */
 static int at_dir(const char *ctrl, const char *at, char *out, size_t len, char *why, size_t wlen)
@@ -415,36 +432,62 @@ static int at_dir(const char *ctrl, const char *at, char *out, size_t len, char 
     return -1;
 }
 
-/* mkdir DIR unless it exists; on v2 (V2) it then enables the PICKed controllers
- * for its children, which a cgroup needs from every one of its ancestors. */
-static int at_mkdir(const char *dir, bool v2, const bool pick[CG_NCTRL], char *why, size_t wlen)
+/* mkdir DIR unless it exists; on v2 (CTRL NULL) it then enables the PICKed
+ * controllers for its children, which a cgroup needs from every one of its
+ * ancestors; a v1 cpuset directory takes its parent's cpus and mems, without
+ * which none of its descendants could hold a process. */
+static int at_mkdir(const char *dir, const char *ctrl, const bool pick[CG_NCTRL], char *why,
+                    size_t wlen)
 {
+    struct moat_err err;
+
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         snprintf(why, wlen, "mkdir %s: %s", dir, strerror(errno));
         return -1;
     }
-    if (!v2)
-        return 0;
     _cleanup_close_ int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(why, wlen, "open %s: %s", dir, strerror(errno));
         return -1;
     }
-    return v2_enable(fd, dir, pick, why, wlen);
+    if (!ctrl)
+        return v2_enable(fd, dir, pick, why, wlen);
+    if (strcmp(ctrl, "cpuset") != 0)
+        return 0;
+    _cleanup_close_ int pfd = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0 || cpuset_fill(pfd, fd, dir, "cpuset.cpus", NULL, &err) < 0 ||
+        cpuset_fill(pfd, fd, dir, "cpuset.mems", NULL, &err) < 0) {
+        snprintf(why, wlen, "%s", pfd < 0 ? strerror(errno) : err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 /* Every directory of DIR below the mount point (MNT_LEN bytes) but its last. */
-static int at_mkdirs(char *dir, size_t mnt_len, bool v2, const bool pick[CG_NCTRL], char *why,
-                     size_t wlen)
+static int at_mkdirs(char *dir, size_t mnt_len, const char *ctrl, const bool pick[CG_NCTRL],
+                     char *why, size_t wlen)
 {
     for (char *slash = strchr(dir + mnt_len + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
         *slash = '\0';
-        int r = at_mkdir(dir, v2, pick, why, wlen);
+        int r = at_mkdir(dir, ctrl, pick, why, wlen);
         *slash = '/';
         if (r < 0)
             return -1;
     }
     return 0;
+}
+
+/* Where a relative AT starts in the hierarchy of CTRL (v2 when NULL): below our
+ * own cgroup on v1, below the directory moat's own cgroups go on v2 (our cgroup's
+ * parent, see the top of this file), whose controllers are enabled for it. */
+static int rel_base(const char *ctrl, const bool pick[CG_NCTRL], char *top, size_t len, char *why,
+                    size_t wlen)
+{
+    if (ctrl)
+        return v1_parent(ctrl, top, len, why, wlen);
+    if (v2_parent(top, len, why, wlen) < 0)
+        return -1;
+    return at_mkdir(top, NULL, pick, why, wlen);
 }
 
 /* The parent of AT's directory in the hierarchy of CTRL, created as needed, into
@@ -454,14 +497,16 @@ static int at_parent(const char *ctrl, const char *at, const bool pick[CG_NCTRL]
 {
     char top[PATH_MAX];
 
-    if (at_dir(ctrl, "/", top, sizeof(top), why, wlen) < 0 ||
-        at_dir(ctrl, at, parent, len, why, wlen) < 0)
+    if (at[0] == '/' ? at_dir(ctrl, "/", top, sizeof(top), why, wlen) < 0 ||
+                           at_dir(ctrl, at, parent, len, why, wlen) < 0
+                     : rel_base(ctrl, pick, top, sizeof(top), why, wlen) < 0 ||
+                           path_join(parent, len, top, at) < 0)
         return -1;
-    if (at_mkdirs(parent, strlen(top), !ctrl, pick, why, wlen) < 0)
+    if (at_mkdirs(parent, strlen(top), ctrl, pick, why, wlen) < 0)
         return -1;
-    char *slash = strrchr(parent, '/');
-    *slash = '\0';
-    *leaf = at + (strrchr(at, '/') - at) + 1;
+    *strrchr(parent, '/') = '\0';
+    const char *slash = strrchr(at, '/');
+    *leaf = slash ? slash + 1 : at;
     return 0;
 }
 
@@ -495,11 +540,54 @@ static int64_t shares_to_weight(int64_t shares)
     return 1 + ((shares - 2) * 9999) / 262142;
 }
 
-static int v2_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+static bool has_file(int fd, const char *file)
 {
+    return faccessat(fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* memory+swap (OCI memory.swap) into FILE of DIR: a host without swap accounting
+ * lacks the file, which is a warning naming the key, not an error. */
+static int write_swap(int fd, const char *dir, const char *file, const char *val,
+                      struct moat_err *err)
+{
+    if (!has_file(fd, file)) {
+        log_warn("linux.resources.memory.swap not enforced: %s/%s is missing (no swap "
+                 "accounting in this kernel)",
+                 dir, file);
+        return 0;
+    }
+    return cg_write(fd, dir, file, val, err);
+}
+
+/* Copy FILE (cpuset.cpus or .mems) from the parent PFD into FD unless it has a
+ * value, or write WANT when given: a v1 cpuset cgroup starts empty and holds no
+ * process until both are set. */
+static int cpuset_fill(int pfd, int fd, const char *dir, const char *file, const char *want,
+                       struct moat_err *err)
+{
+    _cleanup_free_ char *own = NULL, *parent = NULL;
+
+    if (want)
+        return cg_write(fd, dir, file, want, err);
+    if (read_file_at(fd, file, 64 << 10, &own, NULL, err) < 0)
+        return moat_err_prefix(err, "%s", dir);
+    if (own[strspn(own, " \n")])
+        return 0;
+    if (read_file_at(pfd, file, 64 << 10, &parent, NULL, err) < 0)
+        return moat_err_prefix(err, "parent of %s", dir);
+    return cg_write(fd, dir, file, parent, err);
+}
+
+static int v2_cpu(int fd, const char *dir, const struct cg_plan *pl, struct moat_err *err)
+{
+    const struct rt_cgroup_cpu *cpu = &pl->cpu;
     char max[64];
     int64_t period = cpu->period > 0 ? cpu->period : 100000;
 
+    if (pl->x.rt_runtime > 0 || pl->x.rt_period > 0)
+        log_warn("linux.resources.cpu.realtimeRuntime/realtimePeriod not enforced: %s is on "
+                 "cgroup v2, which has no realtime CPU bandwidth control",
+                 dir);
     if (cpu->shares > 0 &&
         cg_write_i64(fd, dir, "cpu.weight", shares_to_weight(cpu->shares), err) < 0)
         return -1;
@@ -512,22 +600,84 @@ static int v2_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, stru
     return cg_write(fd, dir, "cpu.max", max, err);
 }
 
-static int v2_limits(int fd, const char *dir, const bool pick[CG_NCTRL], const struct cg_plan *pl,
-                     struct moat_err *err)
+static int v2_memory(int fd, const char *dir, const struct cg_plan *pl, struct moat_err *err)
 {
-    if (pick[CG_CPU] && v2_cpu(fd, dir, &pl->cpu, err) < 0)
+    char swap[32];
+
+    if (pl->memory_max > 0 && cg_write_i64(fd, dir, "memory.max", pl->memory_max, err) < 0)
         return -1;
-    if (pick[CG_PIDS] && cg_write_i64(fd, dir, "pids.max", pl->limit[CG_PIDS], err) < 0)
+    if (pl->x.memory_reservation > 0 &&
+        cg_write_i64(fd, dir, "memory.low", pl->x.memory_reservation, err) < 0)
         return -1;
-    if (!pick[CG_MEMORY])
-        return 0;
-    if (cg_write_i64(fd, dir, "memory.max", pl->limit[CG_MEMORY], err) < 0)
-        return -1;
+    /* v2 counts swap apart: memory.swap.max is what memory+swap leaves over the limit. */
+    if (pl->x.memory_swap != 0) {
+        if (pl->x.memory_swap < 0)
+            snprintf(swap, sizeof(swap), "max");
+        else
+            snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap - pl->memory_max);
+        return write_swap(fd, dir, "memory.swap.max", swap, err);
+    }
     /* Swap would let the sandbox hold more than --memory; absent without swap
      * accounting, hence best effort. */
     struct moat_err ignored;
-    cg_write(fd, dir, "memory.swap.max", "0", &ignored);
+    if (pl->memory_max > 0)
+        cg_write(fd, dir, "memory.swap.max", "0", &ignored);
     return 0;
+}
+
+static int v2_io(int fd, const char *dir, int64_t weight, struct moat_err *err)
+{
+    char buf[32];
+
+    /* BFQ takes the spec's 10-1000 as is; io.weight (1-10000) gets it scaled, as runc does. */
+    if (has_file(fd, "io.bfq.weight"))
+        return cg_write_i64(fd, dir, "io.bfq.weight", weight, err);
+    snprintf(buf, sizeof(buf), "default %" PRId64, 1 + (weight - 10) * 9999 / 990);
+    return cg_write(fd, dir, "io.weight", buf, err);
+}
+
+static int hugetlb(int fd, const char *dir, const struct cg_plan *pl, const char *suffix,
+                   struct moat_err *err)
+{
+    char file[64];
+
+    for (size_t i = 0; i < pl->x.n_hugepages; i++) {
+        snprintf(file, sizeof(file), "hugetlb.%s.%s", pl->x.hugepages[i].size, suffix);
+        if (cg_write_i64(fd, dir, file, pl->x.hugepages[i].limit, err) < 0)
+            return moat_err_prefix(err, "linux.resources.hugepageLimits[%zu] (%s)", i,
+                                   pl->x.hugepages[i].size);
+    }
+    return 0;
+}
+
+static int v2_limits(int fd, const char *dir, const bool pick[CG_NCTRL], const struct cg_plan *pl,
+                     struct moat_err *err)
+{
+    if (pick[CG_CPU] && v2_cpu(fd, dir, pl, err) < 0)
+        return -1;
+    if (pick[CG_CPUSET] && ((pl->x.cpus && cg_write(fd, dir, "cpuset.cpus", pl->x.cpus, err) < 0) ||
+                            (pl->x.mems && cg_write(fd, dir, "cpuset.mems", pl->x.mems, err) < 0)))
+        return -1;
+    if (pick[CG_BLKIO] && v2_io(fd, dir, pl->x.blkio_weight, err) < 0)
+        return -1;
+    if (pick[CG_HUGETLB] && hugetlb(fd, dir, pl, "max", err) < 0)
+        return -1;
+    if (pick[CG_PIDS] && cg_write_i64(fd, dir, "pids.max", pl->pids_max, err) < 0)
+        return -1;
+    return pick[CG_MEMORY] ? v2_memory(fd, dir, pl, err) : 0;
+}
+
+/* Does the v2 hierarchy's root offer any wanted controller? Unmounted: yes, so
+ * that setup_v2() tells why. */
+static bool v2_offers_any(struct cg_plan *pl)
+{
+    char top[PATH_MAX], why[CG_WHY_MAX];
+    bool pick[CG_NCTRL];
+
+    if (at_dir(NULL, "/", top, sizeof(top), why, sizeof(why)) < 0)
+        return true;
+    _cleanup_close_ int fd = open(top, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 || v2_pick(fd, top, pl, pick);
 }
 
 static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
@@ -539,6 +689,10 @@ static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
 
     for (int c = 0; c < CG_NCTRL; c++)
         pick[c] = wanted(pl, c);
+    /* A given path's directories are made before the leaf's parent is asked what
+     * it offers: the hierarchy's root is asked first, so none is made for nothing. */
+    if (pl->at && !v2_offers_any(pl))
+        return 0;
     if (pl->at ? at_parent(NULL, pl->at, pick, parent, sizeof(parent), &leaf, why, sizeof(why)) < 0
                : v2_parent(parent, sizeof(parent), why, sizeof(why)) < 0)
         goto refused;
@@ -569,33 +723,70 @@ refused:
 
 /* ---- cgroup v1 ---- */
 
-static int v1_cpu(int fd, const char *dir, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+static int v1_cpu(int fd, const char *dir, const struct cg_plan *pl, struct moat_err *err)
 {
+    const struct rt_cgroup_cpu *cpu = &pl->cpu;
+
     if (cpu->shares > 0 && cg_write_i64(fd, dir, "cpu.shares", cpu->shares, err) < 0)
         return -1;
-    /* The period first: a quota is checked against the period in force. */
+    /* The period first: a quota (or realtime runtime) is checked against the period in force. */
     if (cpu->period > 0 && cg_write_i64(fd, dir, "cpu.cfs_period_us", cpu->period, err) < 0)
         return -1;
     if (cpu->quota != 0 && cg_write_i64(fd, dir, "cpu.cfs_quota_us", cpu->quota, err) < 0)
         return -1;
+    if (pl->x.rt_period > 0 && cg_write_i64(fd, dir, "cpu.rt_period_us", pl->x.rt_period, err) < 0)
+        return -1;
+    if (pl->x.rt_runtime > 0 &&
+        cg_write_i64(fd, dir, "cpu.rt_runtime_us", pl->x.rt_runtime, err) < 0)
+        return -1;
     return 0;
 }
 
-static int v1_limits(int fd, const char *dir, int c, const struct cg_plan *pl, struct moat_err *err)
+static int v1_memory(int fd, const char *dir, const struct cg_plan *pl, struct moat_err *err)
 {
-    int64_t limit = pl->limit[c];
+    char swap[32];
 
-    if (c == CG_CPU)
-        return v1_cpu(fd, dir, &pl->cpu, err);
-    if (c == CG_PIDS)
-        return cg_write_i64(fd, dir, "pids.max", limit, err);
-    if (cg_write_i64(fd, dir, "memory.limit_in_bytes", limit, err) < 0)
+    if (pl->memory_max > 0 &&
+        cg_write_i64(fd, dir, "memory.limit_in_bytes", pl->memory_max, err) < 0)
         return -1;
+    if (pl->x.memory_reservation > 0 &&
+        cg_write_i64(fd, dir, "memory.soft_limit_in_bytes", pl->x.memory_reservation, err) < 0)
+        return -1;
+    if (pl->x.memory_swap != 0) {
+        snprintf(swap, sizeof(swap), "%" PRId64, pl->x.memory_swap < 0 ? -1 : pl->x.memory_swap);
+        return write_swap(fd, dir, "memory.memsw.limit_in_bytes", swap, err);
+    }
     /* memory+swap to the same value, so swap cannot extend the limit; the file is
      * missing without swap accounting, hence best effort. */
     struct moat_err ignored;
-    cg_write_i64(fd, dir, "memory.memsw.limit_in_bytes", limit, &ignored);
+    if (pl->memory_max > 0)
+        cg_write_i64(fd, dir, "memory.memsw.limit_in_bytes", pl->memory_max, &ignored);
     return 0;
+}
+
+static int v1_limits(int pfd, int fd, const char *dir, int c, const struct cg_plan *pl,
+                     struct moat_err *err)
+{
+    switch (c) {
+    case CG_CPU:
+        return v1_cpu(fd, dir, pl, err);
+    case CG_PIDS:
+        return cg_write_i64(fd, dir, "pids.max", pl->pids_max, err);
+    case CG_CPUSET:
+        return cpuset_fill(pfd, fd, dir, "cpuset.cpus", pl->x.cpus, err) < 0 ||
+                       cpuset_fill(pfd, fd, dir, "cpuset.mems", pl->x.mems, err) < 0
+                   ? -1
+                   : 0;
+    case CG_BLKIO:
+        /* CFQ's blkio.weight where the kernel still has it, else BFQ's. */
+        return cg_write_i64(fd, dir,
+                            has_file(fd, "blkio.weight") ? "blkio.weight" : "blkio.bfq.weight",
+                            pl->x.blkio_weight, err);
+    case CG_HUGETLB:
+        return hugetlb(fd, dir, pl, "limit_in_bytes", err);
+    default:
+        return v1_memory(fd, dir, pl, err);
+    }
 }
 
 static int setup_v1(char *out, size_t len, int c, const char *leaf, struct cg_plan *pl,
@@ -617,7 +808,7 @@ static int setup_v1(char *out, size_t len, int c, const char *leaf, struct cg_pl
                 : make_leaf(pfd, parent, leaf, out, len, why, sizeof(why));
     if (fd < 0)
         goto refused;
-    if (v1_limits(fd, out, c, pl, err) < 0)
+    if (v1_limits(pfd, fd, out, c, pl, err) < 0)
         return -1;
     pl->done[c] = true;
     return 0;
@@ -628,19 +819,28 @@ refused:
 
 /* ---- public ---- */
 
+/* The v1 directory of controller C in CG. */
+static char *v1_dir(struct rt_cgroup *cg, int c)
+{
+    char *const dirs[CG_NCTRL] = {cg->v1_pids,   cg->v1_memory, cg->v1_cpu,
+                                  cg->v1_cpuset, cg->v1_blkio,  cg->v1_hugetlb};
+
+    return dirs[c];
+}
+
 /* One warning per limit left unenforced; where a fallback did the job, the reasons
  * the better hierarchies refused are still worth a debug line. */
 static void report(const struct cg_plan *pl)
 {
     for (int c = 0; c < CG_NCTRL; c++)
-        if (pl->limit[c] > 0 && pl->done[c] && pl->why[c][0])
-            log_debug("--%s through cgroup v1: %s", ctrl_names[c], pl->why[c]);
+        if (pl->want[c] && pl->done[c] && pl->why[c][0])
+            log_debug("%s through cgroup v1: %s", ctrl_keys[c], pl->why[c]);
     for (int c = 0; c < CG_NCTRL; c++)
         if (wanted(pl, c))
-            log_warn("--%s not enforced: no writable cgroup v2 with the %s controller and no "
+            log_warn("%s not enforced: no writable cgroup v2 with the %s controller and no "
                      "writable cgroup v1 %s hierarchy (run as root, or delegate cgroup v2 — "
                      "see `moat doctor`): %s",
-                     ctrl_names[c], ctrl_names[c], ctrl_names[c], pl->why[c]);
+                     ctrl_keys[c], v2_names[c], ctrl_names[c], pl->why[c]);
 }
 
 int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
@@ -651,35 +851,47 @@ int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, i
     return rt_cgroup_create_cpu(cg, name, pids_max, memory_max, &none, err);
 }
 
-static bool cpu_wanted(const struct rt_cgroup_cpu *cpu)
+static void plan_wants(struct cg_plan *pl)
 {
-    return cpu->shares > 0 || cpu->quota > 0 || cpu->period > 0;
+    const struct rt_cgroup_cpu *cpu = &pl->cpu;
+    const struct rt_cgroup_extra *x = &pl->x;
+
+    pl->want[CG_PIDS] = pl->pids_max > 0;
+    pl->want[CG_MEMORY] = pl->memory_max > 0 || x->memory_reservation > 0 || x->memory_swap > 0;
+    pl->want[CG_CPU] = cpu->shares > 0 || cpu->quota > 0 || cpu->period > 0 || x->rt_runtime > 0 ||
+                       x->rt_period > 0;
+    pl->want[CG_CPUSET] = (x->cpus && *x->cpus) || (x->mems && *x->mems);
+    pl->want[CG_BLKIO] = x->blkio_weight > 0;
+    pl->want[CG_HUGETLB] = x->n_hugepages > 0;
 }
 
-static int create(struct rt_cgroup *cg, const char *name, const char *at, int64_t pids_max,
-                  int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
+static int create(struct rt_cgroup *cg, const char *name, const char *at,
+                  const struct rt_cgroup_limits *l, struct moat_err *err)
 {
-    struct cg_plan pl = {
-        .limit =
-            {[CG_PIDS] = pids_max, [CG_MEMORY] = memory_max, [CG_CPU] = cpu_wanted(cpu) ? 1 : 0},
-        .cpu = *cpu,
-        .at = at};
+    struct cg_plan pl = {.pids_max = l->pids_max,
+                         .memory_max = l->memory_max,
+                         .cpu = l->cpu,
+                         .x = l->extra,
+                         .at = at};
     char leaf[NAME_MAX + 1];
+    bool any = false;
 
     memset(cg, 0, sizeof(*cg));
-    if (!wanted(&pl, CG_PIDS) && !wanted(&pl, CG_MEMORY) && !wanted(&pl, CG_CPU))
+    if (pl.x.cpus && !*pl.x.cpus)
+        pl.x.cpus = NULL;
+    if (pl.x.mems && !*pl.x.mems)
+        pl.x.mems = NULL;
+    plan_wants(&pl);
+    for (int c = 0; c < CG_NCTRL; c++)
+        any |= pl.want[c];
+    if (!any)
         return 0;
     leaf_name(leaf, sizeof(leaf), name);
     if (setup_v2(cg, leaf, &pl, err) < 0)
         goto fail;
-    if (wanted(&pl, CG_PIDS) &&
-        setup_v1(cg->v1_pids, sizeof(cg->v1_pids), CG_PIDS, leaf, &pl, err) < 0)
-        goto fail;
-    if (wanted(&pl, CG_MEMORY) &&
-        setup_v1(cg->v1_memory, sizeof(cg->v1_memory), CG_MEMORY, leaf, &pl, err) < 0)
-        goto fail;
-    if (wanted(&pl, CG_CPU) && setup_v1(cg->v1_cpu, sizeof(cg->v1_cpu), CG_CPU, leaf, &pl, err) < 0)
-        goto fail;
+    for (int c = 0; c < CG_NCTRL; c++)
+        if (wanted(&pl, c) && setup_v1(v1_dir(cg, c), PATH_MAX, c, leaf, &pl, err) < 0)
+            goto fail;
     report(&pl);
     return 0;
 fail:
@@ -690,26 +902,38 @@ fail:
 int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_max,
                          int64_t memory_max, const struct rt_cgroup_cpu *cpu, struct moat_err *err)
 {
-    return create(cg, name, NULL, pids_max, memory_max, cpu, err);
+    struct rt_cgroup_limits l = {.pids_max = pids_max, .memory_max = memory_max, .cpu = *cpu};
+
+    return create(cg, name, NULL, &l, err);
 }
 
-/* An absolute path of plain names: nothing that could climb out of a hierarchy. */
+/* A path of plain names, absolute or relative: nothing that could climb out of
+ * a hierarchy or of the runtime's own cgroup. */
 static bool valid_at(const char *at)
 {
     size_t n = strlen(at);
 
-    return at[0] == '/' && n > 1 && n < PATH_MAX / 2 && at[n - 1] != '/' && !strstr(at, "//") &&
-           !has_dotdot(at) && !strstr(at, "/./");
+    return n > (at[0] == '/') && n < PATH_MAX / 2 && at[n - 1] != '/' && !strstr(at, "//") &&
+           !has_dotdot(at) && !strstr(at, "/./") && strncmp(at, "./", 2) != 0 &&
+           strcmp(at, ".") != 0;
+}
+
+int rt_cgroup_create_limits(struct rt_cgroup *cg, const char *name, const char *at,
+                            const struct rt_cgroup_limits *l, struct moat_err *err)
+{
+    if (at && !valid_at(at)) {
+        memset(cg, 0, sizeof(*cg));
+        return moat_err_set(err, EINVAL, "cgroup path %s: not a path of plain names", at);
+    }
+    return create(cg, at ? "" : name, at, l, err);
 }
 
 int rt_cgroup_create_at(struct rt_cgroup *cg, const char *at, int64_t pids_max, int64_t memory_max,
                         const struct rt_cgroup_cpu *cpu, struct moat_err *err)
 {
-    if (!valid_at(at)) {
-        memset(cg, 0, sizeof(*cg));
-        return moat_err_set(err, EINVAL, "cgroup path %s: not an absolute path of plain names", at);
-    }
-    return create(cg, "", at, pids_max, memory_max, cpu, err);
+    struct rt_cgroup_limits l = {.pids_max = pids_max, .memory_max = memory_max, .cpu = *cpu};
+
+    return rt_cgroup_create_limits(cg, "", at, &l, err);
 }
 
 static int attach_one(const char *dir, const char *pid, struct moat_err *err)
@@ -729,9 +953,11 @@ int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err
     char buf[32];
 
     snprintf(buf, sizeof(buf), "%d", (int)pid);
-    if (attach_one(cg->v2, buf, err) < 0 || attach_one(cg->v1_pids, buf, err) < 0 ||
-        attach_one(cg->v1_memory, buf, err) < 0 || attach_one(cg->v1_cpu, buf, err) < 0)
+    if (attach_one(cg->v2, buf, err) < 0)
         return -1;
+    for (int c = 0; c < CG_NCTRL; c++)
+        if (attach_one(v1_dir((struct rt_cgroup *)cg, c), buf, err) < 0)
+            return -1;
     return 0;
 }
 
@@ -757,9 +983,8 @@ static void remove_dir(char *dir)
 void rt_cgroup_destroy(struct rt_cgroup *cg)
 {
     remove_dir(cg->v2);
-    remove_dir(cg->v1_pids);
-    remove_dir(cg->v1_memory);
-    remove_dir(cg->v1_cpu);
+    for (int c = 0; c < CG_NCTRL; c++)
+        remove_dir(v1_dir(cg, c));
 }
 
 /* The supervisor pid in "moat-<pid>-...", or -1 when NAME is not one of ours. */

@@ -17,10 +17,13 @@
 #include "lib/err.h"
 
 struct rt_cgroup {
-    char v2[PATH_MAX];        /* created cgroup v2 directory, "" when unused */
-    char v1_pids[PATH_MAX];   /* created v1 pids directory, "" when unused */
-    char v1_memory[PATH_MAX]; /* created v1 memory directory, "" when unused */
-    char v1_cpu[PATH_MAX];    /* created v1 cpu directory, "" when unused */
+    char v2[PATH_MAX];         /* created cgroup v2 directory, "" when unused */
+    char v1_pids[PATH_MAX];    /* created v1 pids directory, "" when unused */
+    char v1_memory[PATH_MAX];  /* created v1 memory directory, "" when unused */
+    char v1_cpu[PATH_MAX];     /* created v1 cpu directory, "" when unused */
+    char v1_cpuset[PATH_MAX];  /* created v1 cpuset directory, "" when unused */
+    char v1_blkio[PATH_MAX];   /* created v1 blkio directory, "" when unused */
+    char v1_hugetlb[PATH_MAX]; /* created v1 hugetlb directory, "" when unused */
 };
 
 /* CPU limits (OCI linux.resources.cpu); 0 = not set. SHARES is v1's weight
@@ -28,6 +31,30 @@ struct rt_cgroup {
  * microseconds (cpu.max, cpu.cfs_quota_us/cfs_period_us), QUOTA -1 = no limit. */
 struct rt_cgroup_cpu {
     int64_t shares, quota, period;
+};
+
+#define RT_CG_MAX_HUGEPAGES 8
+
+/* What OCI linux.resources adds to the limits above; 0 or NULL = not set. */
+struct rt_cgroup_extra {
+    const char *cpus, *mems;       /* cpuset.cpus, cpuset.mems ("0-3,6") */
+    int64_t rt_runtime, rt_period; /* us: cpu.rt_runtime_us, cpu.rt_period_us (v1 only) */
+    int64_t memory_reservation;    /* bytes: memory.low (v2), memory.soft_limit_in_bytes (v1) */
+    int64_t memory_swap;           /* memory+swap in bytes, >= memory_max; -1: swap unlimited; 0: no
+                                    * swap beyond memory_max */
+    int64_t blkio_weight;          /* 10-1000: io.bfq.weight/io.weight, blkio(.bfq).weight */
+    struct {
+        const char *size; /* "2MB": hugetlb.2MB.max (v2), hugetlb.2MB.limit_in_bytes (v1) */
+        int64_t limit;    /* bytes */
+    } hugepages[RT_CG_MAX_HUGEPAGES];
+    size_t n_hugepages;
+};
+
+/* Every limit rt_cgroup_create_limits() knows. */
+struct rt_cgroup_limits {
+    int64_t pids_max, memory_max;
+    struct rt_cgroup_cpu cpu;
+    struct rt_cgroup_extra extra;
 };
 
 /* Create the cgroup(s) for the run NAME and write the limits (<= 0 = no limit; memory
@@ -50,6 +77,14 @@ int rt_cgroup_create_cpu(struct rt_cgroup *cg, const char *name, int64_t pids_ma
  * existing AT is joined. rt_cgroup_destroy() removes AT's last directory only. */
 int rt_cgroup_create_at(struct rt_cgroup *cg, const char *at, int64_t pids_max, int64_t memory_max,
                         const struct rt_cgroup_cpu *cpu, struct moat_err *err);
+
+/* The same with every limit of L: at AT as rt_cgroup_create_at() when AT is not
+ * NULL, else next to our own cgroup as rt_cgroup_create_cpu(). A v1 cpuset
+ * directory gets its parent's cpus/mems where L sets none (it could hold no
+ * process otherwise). What no hierarchy can enforce is a warning naming the OCI
+ * key (realtime CPU on v2: cgroup v2 has no such control). */
+int rt_cgroup_create_limits(struct rt_cgroup *cg, const char *name, const char *at,
+                            const struct rt_cgroup_limits *l, struct moat_err *err);
 
 /* Move PID into every cgroup created above (cgroup.procs); a no-op when none was. */
 int rt_cgroup_attach(const struct rt_cgroup *cg, pid_t pid, struct moat_err *err);

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,7 +65,7 @@ static bool in_new_or_joined(const struct rt_oci *oci, int type)
     return false;
 }
 
-static int oci_setup(const struct rt_config *cfg, struct moat_err *err)
+static int oci_setup(const struct rt_config *cfg, int sync, struct moat_err *err)
 {
     const struct rt_oci *oci = cfg->oci;
 
@@ -95,7 +97,57 @@ static int oci_setup(const struct rt_config *cfg, struct moat_err *err)
         if (write_file_at(AT_FDCWD, "/proc/self/oom_score_adj", v, strlen(v), 0, err) < 0)
             return -1;
     }
-    return rootfs_setup(cfg, err);
+    return rootfs_setup(cfg, sync, err);
+}
+
+/* The state the creator put in the memfd FD, NUL-terminated and malloc'd. */
+static char *read_state(int fd, struct moat_err *err)
+{
+    struct stat st;
+    char *state = NULL;
+    size_t got = 0;
+
+    if (fstat(fd, &st) < 0 || !(state = malloc((size_t)st.st_size + 1))) {
+        moat_err_sys(err, "create hooks: the state");
+        return NULL;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = pread(fd, state + got, (size_t)st.st_size - got, (off_t)got);
+        if (n <= 0) {
+            free(state);
+            moat_err_sys(err, "create hooks: read the state");
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    state[got] = '\0';
+    return state;
+}
+
+int ocifs_create_hooks(const struct rt_config *cfg, int sync, struct moat_err *err)
+{
+    const struct rt_create_hooks *h = &cfg->oci->create_hooks;
+    struct sync_msg m;
+    int fds[SYNC_MAX_FDS];
+    size_t n = 0;
+
+    if (!h->runtime)
+        return 0;
+    if (sync_send(sync, SYNC_HOOKS, NULL, NULL, 0) < 0)
+        return moat_err_sys(err, "ask for the create hooks");
+    int r = sync_recv(sync, &m, fds, &n);
+    _cleanup_close_ int fd = n > 0 ? fds[0] : -1;
+    for (size_t i = 1; i < n; i++)
+        close(fds[i]);
+    if (r <= 0 || m.type != SYNC_HOOKS_DONE || fd < 0)
+        return moat_err_set(err, EPROTO, "create hooks: no state from moat-runtime");
+    _cleanup_free_ char *state = read_state(fd, err);
+    if (!state)
+        return -1;
+    for (size_t i = 0; i < h->n_container; i++)
+        if (rt_hook_run(&h->container[i], "createContainer", i, state, err) < 0)
+            return -1;
+    return 0;
 }
 
 /* The terminal also at /dev/console, as runc has it: programs that write to the
@@ -124,7 +176,7 @@ __attribute__((noreturn)) static void oci_child_main(const struct oci_child *c)
      * our cgroup; EOF means it is gone. */
     if (sync_recv(c->sync, &m, fds, &nfds) <= 0 || m.type != SYNC_MAPS_DONE)
         _exit(RT_EXIT_FAILURE);
-    if (oci_setup(cfg, &err) < 0)
+    if (oci_setup(cfg, c->sync, &err) < 0)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (cfg->tty) {
         struct winsize ws = {.ws_row = cfg->oci->console_rows, .ws_col = cfg->oci->console_cols};
@@ -221,9 +273,27 @@ static pid_t clone_container(const struct rt_config *cfg, struct rt_container *c
     return pid;
 }
 
+/* The child's root is built: the runtime's create hooks run here, and the state
+ * they produced goes back in a memfd for the createContainer hooks. */
+static int runtime_hooks(const struct rt_create_hooks *h, pid_t pid, int sync, struct moat_err *err)
+{
+    _cleanup_free_ char *json = h->runtime(h->ctx, pid, err);
+    _cleanup_close_ int fd = -1;
+
+    if (!json)
+        return -1;
+    fd = memfd_create("moat-state", MFD_CLOEXEC);
+    if (fd < 0 || write_all(fd, json, strlen(json)) < 0)
+        return moat_err_sys(err, "create hooks: state memfd");
+    if (sync_send(sync, SYNC_HOOKS_DONE, NULL, &fd, 1) < 0)
+        return moat_err_sys(err, "create hooks: send the state");
+    return 0;
+}
+
 /* Read the child's messages until its last copy of the sync socket closes: the
  * command is then parked at the start gate. */
-static int await_ready(struct rt_container *c, int sync, struct moat_err *err)
+static int await_ready(const struct rt_config *cfg, struct rt_container *c, int sync,
+                       struct moat_err *err)
 {
     struct sync_msg m;
     int fds[SYNC_MAX_FDS], r;
@@ -236,6 +306,11 @@ static int await_ready(struct rt_container *c, int sync, struct moat_err *err)
         }
         for (size_t i = 0; i < n; i++)
             close(fds[i]);
+        if (m.type == SYNC_HOOKS && cfg->oci->create_hooks.runtime) {
+            if (runtime_hooks(&cfg->oci->create_hooks, c->pid, sync, err) < 0)
+                return -1;
+            continue;
+        }
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
@@ -250,11 +325,12 @@ static int await_ready(struct rt_container *c, int sync, struct moat_err *err)
 
 static int limits(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err)
 {
-    if (cfg->oci->cgroup_path)
-        return rt_cgroup_create_at(&c->cg, cfg->oci->cgroup_path, cfg->pids_max, cfg->memory_max,
-                                   &cfg->cpu, err);
-    return rt_cgroup_create_cpu(&c->cg, cfg->oci->cgroup_name, cfg->pids_max, cfg->memory_max,
-                                &cfg->cpu, err);
+    struct rt_cgroup_limits l = {.pids_max = cfg->pids_max,
+                                 .memory_max = cfg->memory_max,
+                                 .cpu = cfg->cpu,
+                                 .extra = cfg->oci->resources};
+
+    return rt_cgroup_create_limits(&c->cg, cfg->oci->cgroup_name, cfg->oci->cgroup_path, &l, err);
 }
 
 static void abandon(struct rt_container *c)
@@ -293,7 +369,7 @@ static int create(const struct rt_config *cfg, struct rt_container *c, int sv[2]
             moat_err_sys(err, "start the container");
         return -1;
     }
-    return await_ready(c, sv[0], err);
+    return await_ready(cfg, c, sv[0], err);
 }
 
 int rt_create(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err)

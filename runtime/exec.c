@@ -2,7 +2,6 @@
  * terminal, working directory, credentials, capabilities, no_new_privs, and the
  * seccomp filter last, right before execve. */
 #include <fcntl.h>
-#include <poll.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/close_range.h>
@@ -15,7 +14,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -209,43 +207,6 @@ static void wait_start(int sync_sock, int gate, char *buf, size_t len)
     close(gate);
 }
 
-/* One start hook: STATE on its stdin, killed when its timeout passes. */
-static int run_hook(const struct rt_hook *h, size_t i, const char *state, struct moat_err *err)
-{
-    char *const argv0[] = {(char *)h->path, NULL}, *const no_env[] = {NULL};
-    int fds[2], status;
-
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return moat_err_sys(err, "hook startContainer[%zu] %s: pipe", i, h->path);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[0], STDIN_FILENO);
-        execve(h->path, h->argv ? h->argv : argv0, h->envp ? h->envp : no_env);
-        _exit(127);
-    }
-    close(fds[0]);
-    if (pid > 0)
-        (void)write_all(fds[1], state, strlen(state));
-    close(fds[1]);
-    if (pid < 0)
-        return moat_err_sys(err, "hook startContainer[%zu] %s: fork", i, h->path);
-    _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    if (h->timeout > 0 && pidfd >= 0 && poll(&p, 1, h->timeout * 1000) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return moat_err_set(err, ETIMEDOUT, "hook startContainer[%zu] %s: timed out after %d s", i,
-                            h->path, h->timeout);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return moat_err_sys(err, "hook startContainer[%zu] %s: wait", i, h->path);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return moat_err_set(err, 0, "hook startContainer[%zu] %s: exit status %d", i, h->path,
-                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    return 0;
-}
-
 /* Between start and execve: the gate, then the startContainer hooks. */
 static void start_gate(const struct rt_oci *oci, int sync_sock)
 {
@@ -254,7 +215,7 @@ static void start_gate(const struct rt_oci *oci, int sync_sock)
 
     wait_start(sync_sock, oci->start_fd, state, sizeof(state));
     for (size_t i = 0; i < oci->n_start_hooks; i++)
-        if (run_hook(&oci->start_hooks[i], i, state, &err) < 0)
+        if (rt_hook_run(&oci->start_hooks[i], "startContainer", i, state, &err) < 0)
             exec_fail(-1, SYNC_ERROR, &err, RT_EXIT_FAILURE);
 }
 

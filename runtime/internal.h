@@ -20,6 +20,8 @@ enum sync_type {
     SYNC_ERROR,         /* child -> parent: setup failed; errnum + message */
     SYNC_EXEC_ERROR,    /* agent -> parent: execve failed; errnum + message */
     SYNC_PID,           /* child -> parent: the host pid of a process it forked, in msg */
+    SYNC_HOOKS,         /* child -> parent: root built, run the runtime's create hooks */
+    SYNC_HOOKS_DONE,    /* parent -> child: done; the state JSON in a memfd (SCM_RIGHTS) */
 };
 
 /* The most fds one message carries. */
@@ -73,8 +75,10 @@ int idmap_apply(const struct idmap_plan *plan, pid_t pid, struct moat_err *err);
 
 /* ---- rootfs.c / dev.c: the sandbox's filesystem (child side) ---- */
 
-/* Build the root described by CFG in a new tmpfs and pivot_root into it. */
-int rootfs_setup(const struct rt_config *cfg, struct moat_err *err);
+/* Build the root described by CFG in a new tmpfs and pivot_root into it (or,
+ * OCI --no-pivot, move it onto / and chroot). SYNC: the socket to the creator,
+ * for the OCI create hooks that run just before (-1 for moat run). */
+int rootfs_setup(const struct rt_config *cfg, int sync, struct moat_err *err);
 
 /* Populate /dev under the root fd ROOT. */
 int dev_setup(int root, struct moat_err *err);
@@ -130,6 +134,18 @@ int ocifs_mount(int root, const struct rt_mount *m, struct moat_err *err);
 
 /* Set M's propagation (M->propagation, 0 = leave) once it is attached in ROOT. */
 int ocifs_propagation(int root, const struct rt_mount *m, struct moat_err *err);
+
+/* The OCI create hooks, once the root is built and before pivot_root: ask the
+ * creator over SYNC to run prestart and createRuntime (rt_create_hooks.runtime)
+ * and to send the state back, then run the createContainer hooks here, in the
+ * container's namespaces, with that state on their stdin (container.c). A no-op
+ * without hooks. */
+int ocifs_create_hooks(const struct rt_config *cfg, int sync, struct moat_err *err);
+
+/* Run the OCI hook H (KIND[I] in errors) with STATE on its stdin, within its
+ * timeout (hook.c). */
+int rt_hook_run(const struct rt_hook *h, const char *kind, size_t i, const char *state,
+                struct moat_err *err);
 
 /* After pivot_root: the root's propagation. */
 int ocifs_after_pivot(const struct rt_config *cfg, struct moat_err *err);

@@ -14,9 +14,16 @@
 #include "lib/log.h"
 #include "runtime/internal.h"
 
-/* Where the new root is assembled; it is only ever seen inside our own mount
- * namespace, and every bind source is opened before it is covered. */
+/* Where moat run's new root is assembled; it is only ever seen inside our own
+ * mount namespace, and every bind source is opened before it is covered. An OCI
+ * root is assembled over its own path instead, as runc does: the createContainer
+ * hooks then see the host's files everywhere, the root's at root.path. */
 #define STAGING "/tmp"
+
+static const char *staging(const struct rt_config *cfg)
+{
+    return cfg->oci ? cfg->root.path : STAGING;
+}
 
 #define ATTR_HOST_RO (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 
@@ -39,7 +46,7 @@ static uint64_t bind_attrs(const struct rt_config *cfg, const struct rt_mount *m
     return MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m->readonly ? MOUNT_ATTR_RDONLY : 0);
 }
 
-/* Detached copies of every bind source, taken before STAGING is covered. */
+/* Detached copies of every bind source, taken before the staging point is covered. */
 static int clone_sources(const struct rt_config *cfg, int *fds, struct moat_err *err)
 {
     for (size_t i = 0; i < cfg->n_mounts; i++) {
@@ -249,7 +256,48 @@ static int mount_sys(int root, struct moat_err *err)
     return mnt_attach(sys, root, "/sys", true, err);
 }
 
-static int pivot_into(int root, bool readonly, struct moat_err *err)
+/* --no-pivot: every mount but the new root and its ancestors detached, so the
+ * old root stays beneath the new one with nothing of the host's mounted in it.
+ * Best effort: a mount locked by a user namespace stays (runc does the same). */
+static void detach_host_mounts(const char *stage)
+{
+    _cleanup_free_ char *text = NULL;
+    struct moat_err ignored;
+    char *lines[4096], *save = NULL;
+    size_t n = 0;
+
+    if (read_file_at(AT_FDCWD, "/proc/self/mountinfo", 4u << 20, &text, NULL, &ignored) < 0)
+        return;
+    for (char *l = strtok_r(text, "\n", &save); l && n < ARRAY_SIZE(lines);
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    /* Children are listed after their parents: the last first. */
+    while (n-- > 0) {
+        char mnt[PATH_MAX];
+        if (sscanf(lines[n], "%*s %*s %*s %*s %4095s", mnt) != 1 || strchr(mnt, '\\'))
+            continue;
+        size_t len = strlen(mnt), slen = strlen(stage);
+        bool ancestor =
+            strncmp(stage, mnt, len) == 0 && (len == 1 || stage[len] == '/' || stage[len] == '\0');
+        bool inside = strncmp(mnt, stage, slen) == 0 && (mnt[slen] == '/' || !mnt[slen]);
+        if (!ancestor && !inside)
+            umount2(mnt, MNT_DETACH);
+    }
+}
+
+/* --no-pivot, as runc's: the root moved onto / and chroot into it. It covers
+ * the old root exactly, so a chroot climb ("..") ends on it; but the host's root
+ * stays mounted beneath, which a process with CAP_SYS_ADMIN may uncover (the man
+ * page says so): only a root pivot_root cannot take (initramfs) justifies it. */
+static int move_root(const char *stage)
+{
+    detach_host_mounts(stage);
+    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+        return -1;
+    return chroot(".");
+}
+
+static int pivot_into(int root, bool readonly, const char *no_pivot_stage, struct moat_err *err)
 {
     /* Read-only only now: mount points were made in it above. Not recursive, so
      * the writable submounts stay writable. */
@@ -259,12 +307,17 @@ static int pivot_into(int root, bool readonly, struct moat_err *err)
         return moat_err_sys(err, "make / read-only");
     if (fchdir(root) < 0)
         return moat_err_sys(err, "chdir to the new root");
-    /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves
-     * no path back to the host's filesystem. */
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        return moat_err_sys(err, "pivot_root");
-    if (umount2(".", MNT_DETACH) < 0)
-        return moat_err_sys(err, "detach the old root");
+    if (no_pivot_stage) {
+        if (move_root(no_pivot_stage) < 0)
+            return moat_err_sys(err, "move the new root onto / (--no-pivot)");
+    } else {
+        /* pivot_root(".", ".") stacks the old root on the new one; detaching it
+         * leaves no path back to the host's filesystem. */
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+            return moat_err_sys(err, "pivot_root");
+        if (umount2(".", MNT_DETACH) < 0)
+            return moat_err_sys(err, "detach the old root");
+    }
     if (chdir("/") < 0)
         return moat_err_sys(err, "chdir /");
     return 0;
@@ -322,7 +375,7 @@ static int moat_defaults(int root, struct moat_err *err)
     return 0;
 }
 
-int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
+int rootfs_setup(const struct rt_config *cfg, int sync, struct moat_err *err)
 {
     int src[cfg->n_mounts + 1];
     _cleanup_close_ int root = -1;
@@ -338,18 +391,20 @@ int rootfs_setup(const struct rt_config *cfg, struct moat_err *err)
     root = root_mount(&cfg->root, err);
     if (root < 0)
         goto out;
-    if (move_mount(root, "", AT_FDCWD, STAGING, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-        moat_err_sys(err, "mount the new root on %s", STAGING);
+    if (move_mount(root, "", AT_FDCWD, staging(cfg), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        moat_err_sys(err, "mount the new root on %s", staging(cfg));
         goto out;
     }
     for (size_t i = 0; i < cfg->n_mounts; i++)
         if (apply_mount(root, &cfg->mounts[i], src[i], cfg, err) < 0 ||
             (cfg->oci && ocifs_propagation(root, &cfg->mounts[i], err) < 0))
             goto out;
-    if (cfg->oci ? ocifs_finish(root, cfg, err) < 0 : moat_defaults(root, err) < 0)
+    if (cfg->oci ? ocifs_finish(root, cfg, err) < 0 || ocifs_create_hooks(cfg, sync, err) < 0
+                 : moat_defaults(root, err) < 0)
         goto out;
     /* The tmpfs root holds only mount points: read-only, like a bound root asked to be. */
-    ret = pivot_into(root, !cfg->root.path || (cfg->root.readonly && !cfg->root.upper), err);
+    ret = pivot_into(root, !cfg->root.path || (cfg->root.readonly && !cfg->root.upper),
+                     cfg->oci && cfg->oci->no_pivot ? staging(cfg) : NULL, err);
     if (ret == 0 && cfg->oci)
         ret = ocifs_after_pivot(cfg, err);
 out:

@@ -123,6 +123,21 @@ struct rt_hook {
     int timeout;       /* seconds, 0 = none */
 };
 
+/* The create hooks of an OCI container (runtime-spec prestart, createRuntime and
+ * createContainer), run once its root is built and before pivot_root. */
+struct rt_create_hooks {
+    /* In the creator, in the runtime's namespaces, PID being the container's
+     * setup process: run prestart and createRuntime and return the state JSON
+     * (malloc'd) the createContainer hooks get, or NULL with ERR (the container
+     * is then abandoned). NULL: no such hooks, the state is not needed either. */
+    char *(*runtime)(void *ctx, pid_t pid, struct moat_err *err);
+    void *ctx;
+    /* createContainer: run by the setup process, in the container's namespaces,
+     * the paths resolved in the runtime's mount view (not pivoted yet). */
+    const struct rt_hook *container;
+    size_t n_container;
+};
+
 struct rt_sysctl {
     const char *key, *value;
 };
@@ -163,6 +178,7 @@ struct rt_oci {
     size_t n_sysctl;
     unsigned long rootfs_propagation; /* MS_SHARED, ...; 0 = private */
     bool no_pivot;                    /* chroot instead of pivot_root (root on a ramfs) */
+    struct rt_create_hooks create_hooks;
 
     /* The start gate: an fd of a FIFO the command blocks on between create and
      * start, reading the container's state JSON up to a newline; no user code runs
@@ -172,9 +188,13 @@ struct rt_oci {
     const struct rt_hook *start_hooks;
     size_t n_start_hooks;
     /* The name cgroups are created under, next to the runtime's own; or, with
-     * cgroup_path (linux.cgroupsPath, absolute), that path in each hierarchy. */
+     * cgroup_path (linux.cgroupsPath), that path in each hierarchy: absolute from
+     * the hierarchy's root, relative below the runtime's own cgroup (v1) or its
+     * parent (v2, where the runtime's own cgroup may hold no children). */
     const char *cgroup_name;
     const char *cgroup_path;
+    /* linux.resources beyond rt_config's pids, memory and cpu limits. */
+    struct rt_cgroup_extra resources;
 };
 
 struct rt_config {

@@ -181,7 +181,7 @@ __attribute__((noreturn)) static void child_main(const struct child_ctx *c)
         _exit(RT_EXIT_FAILURE);
     if (setup_namespaces(c->cfg, &err) < 0 ||
         (c->cfg->net.setup && setup_net(c->cfg, c->sync, &err) < 0) ||
-        rootfs_setup(c->cfg, &err) < 0)
+        rootfs_setup(c->cfg, -1, &err) < 0)
         sync_fail(c->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (c->cfg->tty)
         slave = rt_open_terminal(&c->ws, c->sync, stdio);

@@ -6,6 +6,7 @@
 #include "runtime/spec.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -763,12 +764,101 @@ static int parse_devices(const struct pctx *p, yajl_val lx, struct oci_linux *ou
     return 0;
 }
 
+static struct oci_resources resources_unset(void)
+{
+    return (struct oci_resources){.memory_limit = -1,
+                                  .memory_reservation = -1,
+                                  .memory_swap = -1,
+                                  .pids_limit = -1,
+                                  .cpu_shares = -1,
+                                  .cpu_quota = -1,
+                                  .cpu_period = -1,
+                                  .cpu_rt_runtime = -1,
+                                  .cpu_rt_period = -1};
+}
+
+/* Keys of linux.resources moat-runtime parses no further: named in a warning.
+ * Not "devices": every generator writes a deny-all rule there, and a warning on
+ * every container would teach users to skip warnings (docs/internals.md says what
+ * stands in for the device cgroup). */
+static const struct {
+    const char *object, *key, *path;
+} ignored_keys[] = {
+    {NULL, "network", "linux.resources.network"},
+    {NULL, "rdma", "linux.resources.rdma"},
+    {NULL, "unified", "linux.resources.unified"},
+    {"memory", "kernel", "linux.resources.memory.kernel"},
+    {"memory", "kernelTCP", "linux.resources.memory.kernelTCP"},
+    {"memory", "swappiness", "linux.resources.memory.swappiness"},
+    {"memory", "disableOOMKiller", "linux.resources.memory.disableOOMKiller"},
+    {"memory", "checkBeforeUpdate", "linux.resources.memory.checkBeforeUpdate"},
+    {"cpu", "idle", "linux.resources.cpu.idle"},
+    {"cpu", "burst", "linux.resources.cpu.burst"},
+    {"blockIO", "leafWeight", "linux.resources.blockIO.leafWeight"},
+    {"blockIO", "weightDevice", "linux.resources.blockIO.weightDevice"},
+    {"blockIO", "throttleReadBpsDevice", "linux.resources.blockIO.throttleReadBpsDevice"},
+    {"blockIO", "throttleWriteBpsDevice", "linux.resources.blockIO.throttleWriteBpsDevice"},
+    {"blockIO", "throttleReadIOPSDevice", "linux.resources.blockIO.throttleReadIOPSDevice"},
+    {"blockIO", "throttleWriteIOPSDevice", "linux.resources.blockIO.throttleWriteIOPSDevice"},
+};
+
+static void note_ignored(yajl_val res, struct oci_resources *r)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(ignored_keys) && r->n_ignored < OCI_MAX_IGNORED; i++) {
+        yajl_val obj = ignored_keys[i].object ? get(res, ignored_keys[i].object) : res;
+        yajl_val v = YAJL_IS_OBJECT(obj) ? get(obj, ignored_keys[i].key) : NULL;
+        /* null, and the empty lists generators write by default, ask for nothing. */
+        if (v && !YAJL_IS_NULL(v) && !(YAJL_IS_ARRAY(v) && v->u.array.len == 0) &&
+            !(YAJL_IS_OBJECT(v) && v->u.object.len == 0))
+            r->ignored[r->n_ignored++] = ignored_keys[i].path;
+    }
+}
+
+/* A hugetlb page size as the cgroup files name it: digits, then KB, MB or GB.
+ * It becomes part of a file name, so nothing else passes. */
+static bool valid_page_size(const char *s)
+{
+    size_t d = strspn(s, "0123456789");
+
+    return d > 0 && d < 8 && (s[d] == 'K' || s[d] == 'M' || s[d] == 'G') && s[d + 1] == 'B' &&
+           s[d + 2] == '\0';
+}
+
+static int parse_hugepages(const struct pctx *p, yajl_val res, struct oci_resources *r)
+{
+    const char *path = "linux.resources.hugepageLimits";
+    char b[PATH_BUF];
+    yajl_val a;
+    int n = opt_array(p, res, "hugepageLimits", "linux.resources", &a);
+
+    if (n <= 0)
+        return n;
+    if (a->u.array.len > OCI_MAX_HUGEPAGES)
+        return perr(p, path, "more than %d page sizes", OCI_MAX_HUGEPAGES);
+    for (size_t i = 0; i < a->u.array.len; i++) {
+        yajl_val h = a->u.array.values[i];
+        idx(b, path, i);
+        if (want_object(p, h, b) < 0 ||
+            get_string(p, h, "pageSize", b, true, &r->hugepages[i].page_size) < 0)
+            return -1;
+        if (!valid_page_size(r->hugepages[i].page_size))
+            return perr(p, b, "pageSize \"%s\" is not a size such as 2MB or 1GB",
+                        r->hugepages[i].page_size);
+        if (!get(h, "limit"))
+            return perr(p, b, "limit: missing");
+        if (get_i64(p, h, "limit", b, 0, INT64_MAX, &r->hugepages[i].limit) < 0)
+            return -1;
+        r->n_hugepages++;
+    }
+    return 0;
+}
+
 static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *out)
 {
     struct oci_resources *r = &out->resources;
-    yajl_val res, mem, pids, cpu;
+    yajl_val res, mem, pids, cpu, blkio;
 
-    *r = (struct oci_resources){-1, -1, -1, -1, -1, -1, -1, NULL, NULL};
+    *r = resources_unset();
     if (get_object(p, lx, "resources", "linux", &res) < 0)
         return -1;
     if (!res)
@@ -776,7 +866,8 @@ static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *
     out->has_resources = true;
     if (get_object(p, res, "memory", "linux.resources", &mem) < 0 ||
         get_object(p, res, "pids", "linux.resources", &pids) < 0 ||
-        get_object(p, res, "cpu", "linux.resources", &cpu) < 0)
+        get_object(p, res, "cpu", "linux.resources", &cpu) < 0 ||
+        get_object(p, res, "blockIO", "linux.resources", &blkio) < 0)
         return -1;
     /* -1 means "unlimited" in the spec, as it does here. */
     if (get_i64(p, mem, "limit", "linux.resources.memory", -1, INT64_MAX, &r->memory_limit) < 0 ||
@@ -787,9 +878,20 @@ static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *
         get_i64(p, cpu, "shares", "linux.resources.cpu", 0, UINT32_MAX, &r->cpu_shares) < 0 ||
         get_i64(p, cpu, "quota", "linux.resources.cpu", -1, INT64_MAX, &r->cpu_quota) < 0 ||
         get_i64(p, cpu, "period", "linux.resources.cpu", 0, UINT32_MAX, &r->cpu_period) < 0 ||
+        get_i64(p, cpu, "realtimeRuntime", "linux.resources.cpu", -1, INT64_MAX,
+                &r->cpu_rt_runtime) < 0 ||
+        get_i64(p, cpu, "realtimePeriod", "linux.resources.cpu", 0, UINT32_MAX, &r->cpu_rt_period) <
+            0 ||
         get_string(p, cpu, "cpus", "linux.resources.cpu", false, &r->cpu_cpus) < 0 ||
-        get_string(p, cpu, "mems", "linux.resources.cpu", false, &r->cpu_mems) < 0)
+        get_string(p, cpu, "mems", "linux.resources.cpu", false, &r->cpu_mems) < 0 ||
+        get_i64(p, blkio, "weight", "linux.resources.blockIO", 0, 1000, &r->blkio_weight) < 0 ||
+        parse_hugepages(p, res, r) < 0)
         return -1;
+    r->has_memory_swap = YAJL_IS_OBJECT(mem) && get(mem, "swap") != NULL;
+    if (r->blkio_weight > 0 && r->blkio_weight < 10)
+        return perr(p, "linux.resources.blockIO.weight", "%" PRId64 " is below 10",
+                    r->blkio_weight);
+    note_ignored(res, r);
     return 0;
 }
 
@@ -912,7 +1014,7 @@ static int parse_linux(const struct pctx *p, yajl_val top, struct oci_linux *out
 
     if (get_object(p, top, "linux", "", &lx) < 0)
         return -1;
-    out->resources = (struct oci_resources){-1, -1, -1, -1, -1, -1, -1, NULL, NULL};
+    out->resources = resources_unset();
     if (!lx)
         return 0;
     if (parse_namespaces(p, lx, out) < 0 ||
@@ -1001,7 +1103,7 @@ int oci_spec_parse(const char *name, const char *json, size_t len, struct oci_sp
     struct pctx p = {.name = name, .err = err, .spec = spec};
 
     memset(spec, 0, sizeof(*spec));
-    spec->lx.resources = (struct oci_resources){-1, -1, -1, -1, -1, -1, -1, NULL, NULL};
+    spec->lx.resources = resources_unset();
     spec->tree = parse_tree(&p, json, len);
     if (!spec->tree)
         return -1;

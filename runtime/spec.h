@@ -105,11 +105,26 @@ struct oci_device {
 };
 
 /* linux.resources: what moat-runtime applies. -1 = not set. */
+#define OCI_MAX_HUGEPAGES 8
+#define OCI_MAX_IGNORED 24
+
+/* linux.resources; -1 (or NULL, 0) where a field is absent. */
 struct oci_resources {
     int64_t memory_limit, memory_reservation, memory_swap;
+    bool has_memory_swap; /* memory.swap given: -1 there means unlimited, not absent */
     int64_t pids_limit;
     int64_t cpu_shares, cpu_quota, cpu_period;
+    int64_t cpu_rt_runtime, cpu_rt_period;
     const char *cpu_cpus, *cpu_mems;
+    int64_t blkio_weight; /* 10-1000, 0 = absent */
+    struct {
+        const char *page_size; /* "2MB", "1GB": digits then KB, MB or GB */
+        int64_t limit;         /* bytes */
+    } hugepages[OCI_MAX_HUGEPAGES];
+    size_t n_hugepages;
+    /* Keys present that moat-runtime does not enforce ("linux.resources.network"). */
+    const char *ignored[OCI_MAX_IGNORED];
+    size_t n_ignored;
 };
 
 struct oci_linux {

@@ -1,6 +1,7 @@
 /* BUNDLE/config.json -> struct rt_config: the engine's terms for what the spec
  * says. Refusals name the field; what moat cannot do is refused, not skipped. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/mount.h>
 #include <sched.h>
 #include <stdio.h>
@@ -291,28 +292,79 @@ static int build_devices(struct oci_bundle *b, struct moat_err *err)
     return 0;
 }
 
+/* linux.cgroupsPath: absolute, or relative to moat-runtime's own cgroup (see
+ * rt_oci.cgroup_path); systemd's slice:prefix:name form needs --systemd-cgroup,
+ * which moat-runtime refuses, so it is refused here too rather than taken for a
+ * directory name. */
+static int build_cgroup_path(struct oci_bundle *b, struct moat_err *err)
+{
+    const char *p = b->spec.lx.cgroups_path;
+
+    if (!p || !*p)
+        return 0;
+    if (p[0] != '/' && strchr(p, ':'))
+        return moat_err_set(err, ENOTSUP,
+                            "config.json: linux.cgroupsPath \"%s\": systemd's slice:prefix:name "
+                            "form needs --systemd-cgroup, which moat-runtime does not support "
+                            "(cgroupfs only: give a path)",
+                            p);
+    b->oci.cgroup_path = p;
+    return 0;
+}
+
+/* memory.swap is memory+swap: at least the limit, and meaningless without one;
+ * -1 lets swap go unlimited. Absent (or 0), swap never extends the limit. */
+static int build_swap(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_resources *r = &b->spec.lx.resources;
+
+    if (r->has_memory_swap && r->memory_swap == -1 && r->memory_limit > 0)
+        b->oci.resources.memory_swap = -1;
+    if (r->memory_swap <= 0)
+        return 0;
+    if (r->memory_limit <= 0)
+        return moat_err_set(err, EINVAL,
+                            "config.json: linux.resources.memory.swap needs memory.limit");
+    if (r->memory_swap < r->memory_limit)
+        return moat_err_set(err, EINVAL,
+                            "config.json: linux.resources.memory.swap (%" PRId64
+                            ") is memory+swap and must be at least memory.limit (%" PRId64 ")",
+                            r->memory_swap, r->memory_limit);
+    b->oci.resources.memory_swap = r->memory_swap;
+    return 0;
+}
+
 /* linux.resources and linux.cgroupsPath: what the cgroups get, and where. */
-static void build_cgroups(struct oci_bundle *b)
+static int build_cgroups(struct oci_bundle *b, struct moat_err *err)
 {
     const struct oci_linux *lx = &b->spec.lx;
     const struct oci_resources *r = &lx->resources;
+    struct rt_cgroup_extra *x = &b->oci.resources;
 
-    if (lx->cgroups_path && lx->cgroups_path[0] == '/')
-        b->oci.cgroup_path = lx->cgroups_path;
-    else if (lx->cgroups_path && *lx->cgroups_path)
-        log_warn("linux.cgroupsPath \"%s\" is not an absolute path (a systemd slice?): the "
-                 "container's cgroups go next to moat-runtime's own",
-                 lx->cgroups_path);
+    if (build_cgroup_path(b, err) < 0)
+        return -1;
     if (!lx->has_resources)
-        return;
+        return 0;
     b->cfg.pids_max = r->pids_limit > 0 ? r->pids_limit : 0;
     b->cfg.memory_max = r->memory_limit > 0 ? r->memory_limit : 0;
     /* 1024 shares is every cgroup's default weight: nothing to enforce. */
     b->cfg.cpu.shares = r->cpu_shares > 0 && r->cpu_shares != 1024 ? r->cpu_shares : 0;
     b->cfg.cpu.quota = r->cpu_quota > 0 ? r->cpu_quota : 0;
     b->cfg.cpu.period = b->cfg.cpu.quota && r->cpu_period > 0 ? r->cpu_period : 0;
-    if ((r->cpu_cpus && *r->cpu_cpus) || (r->cpu_mems && *r->cpu_mems))
-        log_warn("linux.resources.cpu.cpus/mems (cpusets) are not enforced");
+    x->cpus = r->cpu_cpus;
+    x->mems = r->cpu_mems;
+    x->rt_runtime = r->cpu_rt_runtime > 0 ? r->cpu_rt_runtime : 0;
+    x->rt_period = r->cpu_rt_period > 0 ? r->cpu_rt_period : 0;
+    x->memory_reservation = r->memory_reservation > 0 ? r->memory_reservation : 0;
+    x->blkio_weight = r->blkio_weight;
+    for (size_t i = 0; i < r->n_hugepages && i < RT_CG_MAX_HUGEPAGES; i++) {
+        x->hugepages[i].size = r->hugepages[i].page_size;
+        x->hugepages[i].limit = r->hugepages[i].limit;
+        x->n_hugepages++;
+    }
+    for (size_t i = 0; i < r->n_ignored; i++)
+        log_warn("%s is not enforced by moat-runtime", r->ignored[i]);
+    return build_swap(b, err);
 }
 
 static int build_seccomp(struct oci_bundle *b, const struct oci_globals *g, struct moat_err *err)
@@ -348,7 +400,8 @@ static int build_linux(struct oci_bundle *b, const struct oci_globals *g, struct
     b->oci.rootfs_propagation = lx->rootfs_propagation;
     b->oci.has_personality = lx->has_personality;
     b->oci.personality = lx->personality;
-    build_cgroups(b);
+    if (build_cgroups(b, err) < 0)
+        return -1;
     return build_seccomp(b, g, err);
 }
 
@@ -366,20 +419,33 @@ int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *er
     return oci_spec_parse("config.json", text, len, spec, err);
 }
 
-/* startContainer hooks run in the container, by its process (runtime/exec.c). */
-static int build_start_hooks(struct oci_bundle *b, struct moat_err *err)
+/* The hooks of KIND as the engine runs them, into a calloc'd *OUT. */
+static int engine_hooks(const struct oci_spec *s, enum oci_hook_kind kind, struct rt_hook **out,
+                        size_t *n, struct moat_err *err)
 {
-    size_t n = b->spec.hooks.n[OCI_HOOK_START_CONTAINER];
-    const struct oci_hook *h = b->spec.hooks.list[OCI_HOOK_START_CONTAINER];
+    const struct oci_hook *h = s->hooks.list[kind];
 
-    b->start_hooks = calloc(n + 1, sizeof(*b->start_hooks));
-    if (!b->start_hooks)
-        return moat_err_set(err, ENOMEM, "config.json: hooks.startContainer");
-    for (size_t i = 0; i < n; i++)
-        b->start_hooks[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args,
-                                             (char *const *)h[i].env, h[i].timeout};
+    *n = s->hooks.n[kind];
+    *out = calloc(*n + 1, sizeof(**out));
+    if (!*out)
+        return moat_err_set(err, ENOMEM, "config.json: hooks.%s", oci_hook_name(kind));
+    for (size_t i = 0; i < *n; i++)
+        (*out)[i] = (struct rt_hook){h[i].path, (char *const *)h[i].args, (char *const *)h[i].env,
+                                     h[i].timeout};
+    return 0;
+}
+
+/* startContainer hooks run in the container, by its process (runtime/exec.c);
+ * createContainer ones by its setup process before pivot_root (runtime/container.c). */
+static int build_hooks(struct oci_bundle *b, struct moat_err *err)
+{
+    if (engine_hooks(&b->spec, OCI_HOOK_START_CONTAINER, &b->start_hooks, &b->oci.n_start_hooks,
+                     err) < 0 ||
+        engine_hooks(&b->spec, OCI_HOOK_CREATE_CONTAINER, &b->container_hooks,
+                     &b->oci.create_hooks.n_container, err) < 0)
+        return -1;
     b->oci.start_hooks = b->start_hooks;
-    b->oci.n_start_hooks = n;
+    b->oci.create_hooks.container = b->container_hooks;
     return 0;
 }
 
@@ -396,13 +462,18 @@ int oci_bundle_load(const char *bundle, const char *id, const struct oci_globals
     b->oci.start_fd = -1;
     if (!b->spec.root_path)
         return moat_err_set(err, EINVAL, "config.json: root: missing");
-    if (bundle_path(b, b->spec.root_path, b->root, sizeof(b->root), err) < 0)
+    char root[PATH_MAX];
+    if (bundle_path(b, b->spec.root_path, root, sizeof(root), err) < 0)
         return moat_err_prefix(err, "config.json: root.path");
+    /* Canonical: the root is assembled over this very path, and --no-pivot
+     * finds it in mountinfo by name. */
+    if (!realpath(root, b->root))
+        return moat_err_sys(err, "config.json: root.path %s", root);
     b->cfg.root = (struct rt_root){.path = b->root, .readonly = b->spec.root_readonly};
     b->cfg.hostname = b->spec.hostname;
     b->oci.domainname = b->spec.domainname;
     if (build_process(b, err) < 0 || build_namespaces(b, err) < 0 || build_maps(b, err) < 0 ||
-        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_start_hooks(b, err) < 0)
+        build_mounts(b, err) < 0 || build_linux(b, g, err) < 0 || build_hooks(b, err) < 0)
         return -1;
     return 0;
 }
@@ -423,6 +494,7 @@ void oci_bundle_free(struct oci_bundle *b)
     free(b->devices);
     free(b->sysctl);
     free(b->start_hooks);
+    free(b->container_hooks);
     if (b->has_seccomp)
         rt_seccomp_free(&b->seccomp);
     oci_spec_free(&b->spec);

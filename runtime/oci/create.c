@@ -88,20 +88,40 @@ static void fill_state(struct oci_state *st, const struct create_opts *o,
     st->annotations_json = oci_annotations_json(b->spec.annotations, b->spec.n_annotations);
 }
 
-/* The hooks of create, each failure fatal to the container. */
-static int create_hooks(const struct oci_bundle *b, const struct oci_state *st,
-                        struct moat_err *err)
-{
-    static const enum oci_hook_kind kinds[] = {OCI_HOOK_PRESTART, OCI_HOOK_CREATE_RUNTIME,
-                                               OCI_HOOK_CREATE_CONTAINER};
-    _cleanup_free_ char *json = oci_state_json(st, OCI_CREATED, false);
+struct hooks_ctx {
+    const struct create_opts *o;
+    const struct oci_bundle *b;
+};
 
-    if (!json)
-        return moat_err_set(err, ENOMEM, "state of %s", st->id);
+/* Once the root is built, before pivot_root (rt_create_hooks.runtime): prestart
+ * and createRuntime here, in the runtime's namespaces, each failure fatal to the
+ * container; the state, status "creating", goes on to createContainer. */
+static char *runtime_hooks(void *ctx, pid_t pid, struct moat_err *err)
+{
+    static const enum oci_hook_kind kinds[] = {OCI_HOOK_PRESTART, OCI_HOOK_CREATE_RUNTIME};
+    const struct hooks_ctx *h = ctx;
+    struct rt_container c = {.pid = pid};
+    struct oci_state st;
+
+    fill_state(&st, h->o, h->b, &c);
+    char *json = oci_state_json(&st, OCI_CREATING, false);
+    oci_state_free(&st);
+    if (!json) {
+        moat_err_set(err, ENOMEM, "state of %s", h->o->id);
+        return NULL;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
-        if (oci_hooks_run(&b->spec, kinds[i], json, err) < 0)
-            return -1;
-    return 0;
+        if (oci_hooks_run(&h->b->spec, kinds[i], json, err) < 0) {
+            free(json);
+            return NULL;
+        }
+    return json;
+}
+
+static bool has_create_hooks(const struct oci_spec *s)
+{
+    return s->hooks.n[OCI_HOOK_PRESTART] || s->hooks.n[OCI_HOOK_CREATE_RUNTIME] ||
+           s->hooks.n[OCI_HOOK_CREATE_CONTAINER];
 }
 
 /* Make the state directory and its gate, then the container. On success the
@@ -126,14 +146,17 @@ static int create_container(int rootfd, const struct create_opts *o, struct oci_
         goto fail;
     }
     b->oci.start_fd = gate;
+    struct hooks_ctx hctx = {o, b};
+    if (has_create_hooks(&b->spec)) {
+        b->oci.create_hooks.runtime = runtime_hooks;
+        b->oci.create_hooks.ctx = &hctx;
+    }
     if (rt_create(&b->cfg, c, err) < 0)
         goto fail;
     fill_state(&st, o, b, c);
     ret = oci_state_save(dir, &st, err);
     if (ret == 0 && c->pty_master >= 0 && o->console_socket)
         ret = oci_send_console(o->console_socket, c->pty_master, err);
-    if (ret == 0)
-        ret = create_hooks(b, &st, err);
     if (ret == 0 && o->pid_file)
         ret = write_pid_file(o->pid_file, c->pid, err);
     oci_state_free(&st);
@@ -158,8 +181,6 @@ static int check_opts(const struct create_opts *o, const struct oci_bundle *b, b
                             "to hand the terminal over");
     if (!b->cfg.tty && o->console_socket)
         return moat_err_set(err, EINVAL, "--console-socket given but process.terminal is false");
-    if (o->no_pivot)
-        log_debug("--no-pivot: the root is a mount of its own, pivot_root is used anyway");
     return 0;
 }
 
@@ -222,6 +243,7 @@ static int prepare(const struct oci_globals *g, const struct create_opts *o, boo
 {
     if (oci_check_id(o->id, err) < 0 || oci_bundle_load(o->bundle, o->id, g, b, err) < 0)
         return -1;
+    b->oci.no_pivot = o->no_pivot;
     return check_opts(o, b, foreground, err);
 }
 

@@ -100,7 +100,7 @@ struct oci_bundle {
     struct rt_rlimit *rlimits;
     struct rt_device *devices;
     struct rt_sysctl *sysctl;
-    struct rt_hook *start_hooks;
+    struct rt_hook *start_hooks, *container_hooks;
     struct rt_seccomp seccomp;
     bool has_seccomp;
     char bundle[PATH_MAX];

@@ -438,10 +438,13 @@ def test_hooks(ctx):
                                            "/hookout/main; exec sleep 1000"], edit)
     rt(ctx, "create", "--bundle", b, "c1", check=True)
     created = json.loads((out / "createRuntime").read_text().splitlines()[0])
-    assert created["status"] == "created" and created["id"] == "c1"
+    # the runtime-spec's state during create, as runc has it
+    assert created["status"] == "creating" and created["id"] == "c1"
+    assert created["pid"] == state(ctx, "c1")["pid"]
     assert created["annotations"] == {"org.example/key": "value"}
     assert (out / "createRuntime").read_text().splitlines()[1] == "set"
-    assert (out / "prestart").exists() and (out / "createContainer").exists()
+    assert (out / "prestart").exists()
+    assert json.loads((out / "createContainer").read_text().splitlines()[0]) == created
     assert not (out / "poststart").exists()
     assert state(ctx, "c1")["annotations"] == {"org.example/key": "value"}
     assert not (out / "startContainer").exists()
@@ -474,6 +477,110 @@ def test_hook_failure_and_timeout(ctx):
     cp = rt(ctx, "create", "--bundle", b2, "c2")
     assert time.monotonic() - t < 5
     assert cp.returncode == 1 and "hook prestart[0] /bin/sleep: timed out after 1 s" in cp.stderr
+
+
+def test_create_hooks_namespaces_and_order(ctx):
+    """createRuntime runs in the runtime's namespaces, createContainer in the
+    container's (its mount namespace with the root built, before pivot_root),
+    after createRuntime; both before create returns."""
+    out = host_shared_dir(ctx, "hooks")
+    # The root is still mounted where it is built: /bin/busybox is in it, not at /.
+    probe = ("readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/uts > {o}/{k}.ns; "
+             "hostname >> {o}/{k}.ns; ls {o} > {o}/{k}.seen")
+
+    def edit(c):
+        c["hostname"] = "hookbox"
+        c["hooks"] = {k: [{"path": "/bin/sh", "args": ["sh", "-c", probe.format(o=out, k=k)]}]
+                      for k in ("createRuntime", "createContainer")}
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    rt(ctx, "create", "--bundle", b, "c1", check=True)
+    pid = state(ctx, "c1")["pid"]
+    container = [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("mnt", "pid", "uts")]
+    runtime_ns = (out / "createRuntime.ns").read_text().splitlines()
+    container_ns = (out / "createContainer.ns").read_text().splitlines()
+    assert container_ns == container + ["hookbox"]
+    assert runtime_ns[:3] == [os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "pid", "uts")]
+    assert runtime_ns[3] != "hookbox"
+    # createRuntime ran first: createContainer saw its output.
+    assert "createRuntime.ns" in (out / "createContainer.seen").read_text().split()
+    assert "createContainer.ns" not in (out / "createRuntime.seen").read_text().split()
+    rt(ctx, "delete", "--force", "c1", check=True)
+
+
+def test_create_container_hook_sees_the_root_before_pivot(ctx):
+    """The createContainer hook's mount view: the container's root is mounted
+    (its /proc among them) but not yet /, the host's files still reachable."""
+    out = host_shared_dir(ctx, "hooks")
+
+    def edit(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"cat /proc/self/mountinfo > {out}/mounts; test -e /etc/os-release"]}]}
+    b = make_bundle(ctx, "b", ["true"], edit)
+    rt(ctx, "create", "--bundle", b, "c1", check=True)
+    mounts = [l.split()[4] for l in (out / "mounts").read_text().splitlines()]
+    root = [m for m in mounts if m.endswith("/proc") and m != "/proc"]
+    assert root, f"no container /proc below a staging root in {mounts}"
+    assert "/" in mounts
+    rt(ctx, "delete", "--force", "c1", check=True)
+
+
+def test_create_container_hook_failure_and_timeout(ctx):
+    def edit_fail(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    b = make_bundle(ctx, "b", ["true"], edit_fail)
+    cp = rt(ctx, "create", "--bundle", b, "c1")
+    assert cp.returncode == 1
+    assert "hook createContainer[0] /bin/sh: exit status 3" in cp.stderr
+    assert rt(ctx, "list", "--quiet", check=True).stdout == ""
+
+    def edit_slow(c):
+        c["hooks"] = {"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "10"],
+                                           "timeout": 1}]}
+    b2 = make_bundle(ctx, "b2", ["true"], edit_slow)
+    t = time.monotonic()
+    cp = rt(ctx, "create", "--bundle", b2, "c2")
+    assert time.monotonic() - t < 5
+    assert cp.returncode == 1
+    assert "hook createContainer[0] /bin/sleep: timed out after 1 s" in cp.stderr
+    assert rt(ctx, "list", "--quiet", check=True).stdout == ""
+
+
+# The classic climb out of a chroot: chroot into a subdirectory, walk up past
+# the old root with "..", chroot there. pivot_root leaves nothing above the
+# container's root; --no-pivot's root is moved onto the old / and covers it, so
+# ".." ends on the container's root too.
+ESCAPE = """
+import os
+os.chroot("/dev")
+for _ in range(64):
+    os.chdir("..")
+os.chroot(".")
+print(" ".join(sorted(os.listdir("/"))))
+"""
+
+
+def test_no_pivot(ctx):
+    """--no-pivot moves the root onto / and chroots, as runc: the process sees
+    only its root, and even with CAP_SYS_CHROOT the chroot climb stays in it."""
+    def edit(c):
+        c["mounts"].append(bind("/usr", "/usr", "ro"))
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_SYS_CHROOT")
+
+    b = make_bundle(ctx, "b", ["/usr/bin/python3", "-c", ESCAPE], edit)
+    for link in ("lib", "lib64"):
+        os.symlink(f"usr/{link}", b / "rootfs" / link)
+    (b / "rootfs" / "usr").mkdir()
+    inside = "bin data dev lib lib64 proc sys tmp usr\n"
+    pivot = run_bundle(ctx, b, "p")
+    assert (pivot.returncode, pivot.stdout) == (0, inside), pivot.stderr
+    cp = rt(ctx, "run", "--no-pivot", "--bundle", b, "np")
+    assert (cp.returncode, cp.stdout) == (0, inside), cp.stderr
+
+    plain = make_bundle(ctx, "b2", ["ls", "/"])
+    cp = rt(ctx, "run", "--no-pivot", "--bundle", plain, "np2")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["bin", "data", "dev", "proc", "sys", "tmp"]
 
 
 @pytest.mark.variants("root")
@@ -622,16 +729,32 @@ def test_exec(ctx):
     assert cp.returncode == 1 and 'container "c1" does not exist' in cp.stderr
 
 
+def _cgroup_mounts():
+    """{v1 controller or "cgroup2": mount point} from mountinfo (a hybrid host has
+    cgroup2 at /sys/fs/cgroup/unified, a pure v2 one at /sys/fs/cgroup)."""
+    mounts = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, post = line.split(" - ")
+        fstype, _, opts = post.split()[:3]
+        if fstype == "cgroup2":
+            mounts.setdefault("cgroup2", pre.split()[4])
+        elif fstype == "cgroup":
+            for o in opts.split(","):
+                mounts.setdefault(o, pre.split()[4])
+    return mounts
+
+
 def _cgroup_file(pid, controller, name):
     """FILE of PID's cgroup in the v1 CONTROLLER hierarchy, else in cgroup v2."""
     v2 = None
+    mounts = _cgroup_mounts()
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, ctrls, path = line.split(":", 2)
         if controller in ctrls.split(","):
-            return Path(f"/sys/fs/cgroup/{controller}{path}/{name}")
+            return Path(f"{mounts[controller]}{path}/{name}")
         if ctrls == "":
             v2 = path
-    return Path(f"/sys/fs/cgroup{v2}/{name}")
+    return Path(f"{mounts['cgroup2']}{v2}/{name}")
 
 
 @pytest.mark.variants("root")
@@ -661,6 +784,143 @@ def test_resources_cpu_memory_pids_on_this_host(ctx):
     cg_dir = pids.parent
     rt(ctx, "delete", "--force", "c1", check=True)
     assert not cg_dir.exists(), "delete leaves the container's cgroup behind"
+
+
+@pytest.mark.variants("root")
+def test_resources_beyond_limits(ctx):
+    """cpuset, realtime CPU, memory reservation and swap, blockIO weight and
+    hugepage limits, each read back from the hierarchy that holds it (on this
+    hybrid host: v1 cpuset/cpu/memory/blkio, v2 hugetlb)."""
+    def edit(c):
+        c["linux"]["resources"] = {
+            "cpu": {"cpus": "0", "mems": "0", "realtimePeriod": 1000000,
+                    "realtimeRuntime": 2000},
+            "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20},
+            "blockIO": {"weight": 300},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 8 << 20}],
+        }
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    cp = rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+    assert cp.stderr == "", cp.stderr
+    pid = state(ctx, "c1")["pid"]
+    read = lambda ctrl, f: _cgroup_file(pid, ctrl, f).read_text().strip()
+
+    def first(ctrl, *files):
+        for f in files:
+            if _cgroup_file(pid, ctrl, f).exists():
+                return read(ctrl, f)
+        raise AssertionError(f"none of {files} in {_cgroup_file(pid, ctrl, '')}")
+
+    assert read("cpuset", "cpuset.cpus") == "0" and read("cpuset", "cpuset.mems") == "0"
+    v1_memory = "memory" in _cgroup_mounts()
+    if v1_memory:
+        assert int(read("memory", "memory.soft_limit_in_bytes")) == 32 << 20
+        assert int(read("memory", "memory.memsw.limit_in_bytes")) == 96 << 20
+    else:
+        assert int(read("memory", "memory.low")) == 32 << 20
+        assert int(read("memory", "memory.swap.max")) == 32 << 20
+    assert first("blkio", "blkio.weight", "blkio.bfq.weight", "io.bfq.weight") == "300"
+    if "cpu" in _cgroup_mounts():
+        assert read("cpu", "cpu.rt_period_us") == "1000000"
+        assert read("cpu", "cpu.rt_runtime_us") == "2000"
+    assert int(first("hugetlb", "hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max")) == 8 << 20
+    dirs = {_cgroup_file(pid, c, "x").parent for c in ("cpuset", "memory", "blkio", "cpu",
+                                                      "hugetlb")}
+    rt(ctx, "delete", "--force", "c1", check=True)
+    assert [d for d in dirs if d.exists()] == [], "delete left the container's cgroups"
+
+
+@pytest.mark.variants("root")
+def test_memory_swap_unlimited_or_none(ctx):
+    """memory.swap -1 leaves swap unlimited; absent, swap never extends the limit."""
+    swap_files = {True: "memory.memsw.limit_in_bytes", False: "memory.swap.max"}
+
+    def run(cid, mem):
+        def edit(c):
+            c["linux"]["resources"] = {"memory": mem}
+        b = make_bundle(ctx, cid, ["sleep", "1000"], edit)
+        rt(ctx, "run", "--detach", "--bundle", b, cid, check=True)
+        f = _cgroup_file(state(ctx, cid)["pid"], "memory",
+                         swap_files["memory" in _cgroup_mounts()])
+        if not f.exists():
+            rt(ctx, "delete", "--force", cid, check=True)
+            pytest.skip(f"{f.name}: no swap accounting in this kernel")
+        value = f.read_text().strip()
+        rt(ctx, "delete", "--force", cid, check=True)
+        return value
+
+    unlimited = run("c1", {"limit": 64 << 20, "swap": -1})
+    assert unlimited == "max" or int(unlimited) > 1 << 62
+    none = run("c2", {"limit": 64 << 20})
+    assert none == "0" or int(none) == 64 << 20
+
+
+def test_resources_refused_and_ignored(ctx):
+    """What moat-runtime will not do: named keys, as a warning (not enforced) or
+    an error (a value the spec does not allow)."""
+    def ignored(c):
+        c["linux"]["resources"] = {"network": {"classID": 1},
+                                   "blockIO": {"throttleReadBpsDevice": [
+                                       {"major": 8, "minor": 0, "rate": 1000}]},
+                                   "memory": {"swappiness": 10},
+                                   "devices": [{"allow": False, "access": "rwm"}]}
+    cp = run_bundle(ctx, make_bundle(ctx, "b", ["true"], ignored), "c1")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stderr.splitlines() == [
+        "moat-runtime: warning: linux.resources.network is not enforced by moat-runtime",
+        "moat-runtime: warning: linux.resources.memory.swappiness is not enforced by "
+        "moat-runtime",
+        "moat-runtime: warning: linux.resources.blockIO.throttleReadBpsDevice is not enforced "
+        "by moat-runtime"]
+
+    cases = [
+        ({"memory": {"limit": 64 << 20, "swap": 32 << 20}},
+         "linux.resources.memory.swap (33554432) is memory+swap and must be at least "
+         "memory.limit (67108864)"),
+        ({"memory": {"swap": 32 << 20}}, "linux.resources.memory.swap needs memory.limit"),
+        ({"blockIO": {"weight": 5}}, "linux.resources.blockIO.weight: 5 is below 10"),
+        ({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]},
+         'linux.resources.hugepageLimits[0]: pageSize "2MB/../x" is not a size'),
+    ]
+    for i, (res, msg) in enumerate(cases):
+        def edit(c, res=res):
+            c["linux"]["resources"] = res
+        cp = run_bundle(ctx, make_bundle(ctx, f"e{i}", ["true"], edit), f"e{i}")
+        assert cp.returncode == 1 and msg in cp.stderr, (res, cp.stderr)
+
+
+@pytest.mark.variants("root")
+def test_cgroups_path_relative(ctx):
+    """A relative cgroupsPath lies below moat-runtime's own cgroup (v1) or where
+    its v2 cgroups go; systemd's slice:prefix:name form is refused."""
+    rel = f"moat-it-rel-{os.getpid()}-{ctx.base.name[:3]}/c1"
+
+    def edit(c):
+        c["linux"]["cgroupsPath"] = rel
+        c["linux"]["resources"] = {"pids": {"limit": 33}}
+    b = make_bundle(ctx, "b", ["sleep", "1000"], edit)
+    own = [l.split(":", 2)[2] for l in Path("/proc/self/cgroup").read_text().splitlines()
+           if "pids" in l.split(":")[1].split(",")]
+    try:
+        rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+        pids = _cgroup_file(state(ctx, "c1")["pid"], "pids", "pids.max")
+        assert pids.read_text().strip() == "33"
+        base = _cgroup_mounts()["pids"] + own[0].rstrip("/")
+        assert str(pids.parent) == f"{base}/{rel}"
+        rt(ctx, "delete", "--force", "c1", check=True)
+        assert not pids.parent.exists()
+    finally:
+        rt(ctx, "delete", "--force", "c1")
+        for m in set(_cgroup_mounts().values()):
+            for d in Path(m).glob(f"**/{rel.split('/')[0]}"):
+                d.rmdir()
+
+    def systemd(c):
+        c["linux"]["cgroupsPath"] = "system.slice:moat:c2"
+    cp = run_bundle(ctx, make_bundle(ctx, "b2", ["true"], systemd), "c2")
+    assert cp.returncode == 1
+    assert ("linux.cgroupsPath \"system.slice:moat:c2\": systemd's slice:prefix:name form "
+            "needs --systemd-cgroup") in cp.stderr
 
 
 def test_failing_start_hook_stops_the_process(ctx):
@@ -741,7 +1001,7 @@ def test_cgroups_path(ctx):
     b2 = make_bundle(ctx, "b2", ["true"], bad)
     cp = run_bundle(ctx, b2, "c2")
     assert cp.returncode == 1
-    assert "cgroup path /a/../b: not an absolute path of plain names" in cp.stderr
+    assert "cgroup path /a/../b: not a path of plain names" in cp.stderr
 
 
 def test_run_foreground_relays_terminal(ctx):

@@ -251,8 +251,10 @@ static void test_create_at_path(void **state)
     (void)state;
     require_root();
     assert_int_equal(rt_cgroup_create_at(&cg, "/a/../b", 8, 0, &none, &err), -1);
-    assert_string_equal(err.msg, "cgroup path /a/../b: not an absolute path of plain names");
-    assert_int_equal(rt_cgroup_create_at(&cg, "rel/x", 8, 0, &none, &err), -1);
+    assert_string_equal(err.msg, "cgroup path /a/../b: not a path of plain names");
+    assert_int_equal(rt_cgroup_create_at(&cg, "./x", 8, 0, &none, &err), -1);
+    assert_int_equal(rt_cgroup_create_at(&cg, "x/../../y", 8, 0, &none, &err), -1);
+    assert_int_equal(rt_cgroup_create_at(&cg, "x/", 8, 0, &none, &err), -1);
     snprintf(at, sizeof(at), "/moat-unit-%d/pod/c", (int)getpid());
     if (rt_cgroup_create_at(&cg, at, 8, 0, &none, &err) < 0)
         fail_msg("rt_cgroup_create_at: %s", moat_err_str(&err, buf, sizeof(buf)));
@@ -272,6 +274,138 @@ static void test_create_at_path(void **state)
     assert_int_equal(rmdir(parent), 0);
     parent_of(parent, buf, sizeof(buf));
     assert_int_equal(rmdir(buf), 0);
+}
+
+/* A relative path sits below our own cgroup (v1) or where moat's v2 cgroups go. */
+static void test_create_at_relative_path(void **state)
+{
+    struct rt_cgroup_cpu none = {0};
+    struct rt_cgroup cg, probe;
+    struct moat_err err = {0};
+    char at[64], want[PATH_MAX], base[PATH_MAX], buf[MOAT_ERR_MSG_MAX + 64];
+
+    (void)state;
+    require_root();
+    create_pids_or_skip(&probe, "probe", 8);
+    parent_of(pids_dir(&probe), base, sizeof(base));
+    rt_cgroup_destroy(&probe);
+    snprintf(at, sizeof(at), "moat-unit-rel-%d/c", (int)getpid());
+    if (rt_cgroup_create_at(&cg, at, 8, 0, &none, &err) < 0)
+        fail_msg("rt_cgroup_create_at: %s", moat_err_str(&err, buf, sizeof(buf)));
+    snprintf(want, sizeof(want), "%s/%s", base, at);
+    assert_string_equal(pids_dir(&cg), want);
+    assert_int_equal(read_value(want, "pids.max"), 8);
+    rt_cgroup_destroy(&cg);
+    assert_false(dir_exists(want));
+    parent_of(want, buf, sizeof(buf));
+    assert_int_equal(rmdir(buf), 0);
+}
+
+/* The directory holding controller V1 (its v1 directory, else the v2 one). */
+static const char *ctrl_dir(const struct rt_cgroup *cg, const char *v1)
+{
+    return v1[0] ? v1 : cg->v2[0] ? cg->v2 : NULL;
+}
+
+static bool has_file(const char *dir, const char *file)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    return access(path, F_OK) == 0;
+}
+
+/* OCI's resources beyond pids/memory/cpu limits, read back from whichever
+ * hierarchy took each (here: cpuset, blkio, memory and cpu on v1, hugetlb on v2). */
+static void test_extra_limits(void **state)
+{
+    struct rt_cgroup_limits l = {.memory_max = 64 * MIB,
+                                 .extra = {.cpus = "0",
+                                           .mems = "0",
+                                           .memory_reservation = 32 * MIB,
+                                           .memory_swap = 128 * MIB,
+                                           .blkio_weight = 300,
+                                           .rt_period = 1000000,
+                                           .rt_runtime = 1000,
+                                           .hugepages = {{"2MB", 4 * MIB}},
+                                           .n_hugepages = 1}};
+    struct rt_cgroup cg;
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64];
+    const char *d;
+
+    (void)state;
+    require_root();
+    if (rt_cgroup_create_limits(&cg, "extra", NULL, &l, &err) < 0)
+        fail_msg("rt_cgroup_create_limits: %s", moat_err_str(&err, buf, sizeof(buf)));
+    if ((d = ctrl_dir(&cg, cg.v1_cpuset))) {
+        assert_int_equal(read_value(d, "cpuset.cpus"), 0);
+        assert_int_equal(read_value(d, "cpuset.mems"), 0);
+    }
+    if ((d = ctrl_dir(&cg, cg.v1_memory))) {
+        bool v1 = cg.v1_memory[0];
+        assert_int_equal(read_value(d, v1 ? "memory.soft_limit_in_bytes" : "memory.low"), 32 * MIB);
+        if (v1 && has_file(d, "memory.memsw.limit_in_bytes"))
+            assert_int_equal(read_value(d, "memory.memsw.limit_in_bytes"), 128 * MIB);
+        else if (!v1 && has_file(d, "memory.swap.max"))
+            assert_int_equal(read_value(d, "memory.swap.max"), 64 * MIB);
+    }
+    if ((d = ctrl_dir(&cg, cg.v1_blkio)))
+        assert_int_equal(read_value(d, has_file(d, "blkio.weight")       ? "blkio.weight"
+                                       : has_file(d, "blkio.bfq.weight") ? "blkio.bfq.weight"
+                                                                         : "io.bfq.weight"),
+                         300);
+    if (cg.v1_cpu[0]) {
+        assert_int_equal(read_value(cg.v1_cpu, "cpu.rt_period_us"), 1000000);
+        assert_int_equal(read_value(cg.v1_cpu, "cpu.rt_runtime_us"), 1000);
+    }
+    if ((d = ctrl_dir(&cg, cg.v1_hugetlb)))
+        assert_int_equal(
+            read_value(d, cg.v1_hugetlb[0] ? "hugetlb.2MB.limit_in_bytes" : "hugetlb.2MB.max"),
+            4 * MIB);
+    /* Some hierarchy took the cpuset at least (cpuset is v1 or v2 on every host moat knows). */
+    assert_true(cg.v1_cpuset[0] || cg.v2[0]);
+    rt_cgroup_destroy(&cg);
+    assert_string_equal(cg.v1_cpuset, "");
+    assert_string_equal(cg.v1_blkio, "");
+    assert_string_equal(cg.v1_hugetlb, "");
+}
+
+/* A v1 cpuset made at a given path: every directory down to it gets its
+ * parent's cpus and mems, or the container could not be moved in. */
+static void test_cpuset_path_inherits(void **state)
+{
+    struct rt_cgroup_limits l = {.extra = {.mems = "0"}};
+    struct rt_cgroup cg;
+    struct moat_err err = {0};
+    char at[64], parent[PATH_MAX], buf[MOAT_ERR_MSG_MAX + 64];
+    int go;
+
+    (void)state;
+    require_root();
+    snprintf(at, sizeof(at), "/moat-unit-cs-%d/pod/c", (int)getpid());
+    if (rt_cgroup_create_limits(&cg, "", at, &l, &err) < 0)
+        fail_msg("rt_cgroup_create_limits: %s", moat_err_str(&err, buf, sizeof(buf)));
+    if (!cg.v1_cpuset[0]) {
+        rt_cgroup_destroy(&cg);
+        fprintf(stderr, "skipped: no cgroup v1 cpuset hierarchy here\n");
+        skip();
+    }
+    parent_of(cg.v1_cpuset, parent, sizeof(parent));
+    _cleanup_free_ char *cpus = NULL;
+    _cleanup_close_ int pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_int_equal(read_file_at(pfd, "cpuset.cpus", 4096, &cpus, NULL, &err), 0);
+    assert_true(cpus[0] != '\n'); /* inherited, not empty */
+    pid_t pid = fork_waiting(&go, NULL);
+    attach_ok(&cg, pid);
+    assert_true(proc_in_cgroup(pid, cg.v1_cpuset));
+    close(go);
+    assert_int_equal(wait_exit(pid), 0);
+    rt_cgroup_destroy(&cg);
+    assert_int_equal(rmdir(parent), 0);
+    parent_of(parent, buf, sizeof(buf));
+    assert_int_equal(rmdir(buf), 0);
+    /* The run's v2 parts, if any, went with destroy; nothing else was made there. */
 }
 
 static void test_attach_moves_child(void **state)
@@ -403,6 +537,9 @@ int main(void)
         cmocka_unit_test(test_create_writes_limits),
         cmocka_unit_test(test_cpu_limits),
         cmocka_unit_test(test_create_at_path),
+        cmocka_unit_test(test_create_at_relative_path),
+        cmocka_unit_test(test_extra_limits),
+        cmocka_unit_test(test_cpuset_path_inherits),
         cmocka_unit_test(test_attach_moves_child),
         cmocka_unit_test(test_pids_max_stops_forks),
         cmocka_unit_test(test_destroy_removes_dirs),

@@ -210,6 +210,59 @@ static void test_errors_name_the_path(void **state)
                  "config.json: duplicate key \"hostname\"");
 }
 
+/* linux.resources beyond pids/memory/cpu limits, the keys named when ignored, and
+ * hugepage sizes that could become a path. */
+static void test_resources(void **state)
+{
+    struct oci_spec s;
+    struct moat_err err = {0};
+
+    (void)state;
+    assert_int_equal(
+        parse_with("\"linux\": {\"resources\": {\"memory\": {\"limit\": 100, \"swap\": -1, "
+                   "\"swappiness\": 1}, \"cpu\": {\"realtimeRuntime\": 5, \"realtimePeriod\": "
+                   "10, \"mems\": \"0\", \"burst\": null}, \"blockIO\": {\"weight\": 10, "
+                   "\"weightDevice\": []}, \"hugepageLimits\": [{\"pageSize\": \"2MB\", "
+                   "\"limit\": 4194304}, {\"pageSize\": \"1GB\", \"limit\": 0}], \"rdma\": "
+                   "{\"mlx\": {}}}}",
+                   &s, &err),
+        0);
+    const struct oci_resources *r = &s.lx.resources;
+    assert_true(r->has_memory_swap);
+    assert_int_equal(r->memory_swap, -1);
+    assert_int_equal(r->cpu_rt_runtime, 5);
+    assert_int_equal(r->cpu_rt_period, 10);
+    assert_string_equal(r->cpu_mems, "0");
+    assert_null(r->cpu_cpus);
+    assert_int_equal(r->blkio_weight, 10);
+    assert_int_equal(r->n_hugepages, 2);
+    assert_string_equal(r->hugepages[0].page_size, "2MB");
+    assert_int_equal(r->hugepages[0].limit, 4 << 20);
+    assert_string_equal(r->hugepages[1].page_size, "1GB");
+    /* null and empty lists ask for nothing: only rdma and swappiness are named */
+    assert_int_equal(r->n_ignored, 2);
+    assert_string_equal(r->ignored[0], "linux.resources.rdma");
+    assert_string_equal(r->ignored[1], "linux.resources.memory.swappiness");
+    oci_spec_free(&s);
+
+    assert_int_equal(parse_with("\"linux\": {\"resources\": {}}", &s, &err), 0);
+    assert_false(s.lx.resources.has_memory_swap);
+    assert_int_equal(s.lx.resources.memory_swap, -1);
+    assert_int_equal(s.lx.resources.blkio_weight, 0);
+    oci_spec_free(&s);
+
+    expect_error("\"linux\": {\"resources\": {\"hugepageLimits\": [{\"pageSize\": "
+                 "\"../2MB\", \"limit\": 1}]}}",
+                 "config.json: linux.resources.hugepageLimits[0]: pageSize \"../2MB\" is not a "
+                 "size such as 2MB or 1GB");
+    expect_error("\"linux\": {\"resources\": {\"hugepageLimits\": [{\"pageSize\": \"2MB\"}]}}",
+                 "config.json: linux.resources.hugepageLimits[0]: limit: missing");
+    expect_error("\"linux\": {\"resources\": {\"blockIO\": {\"weight\": 9}}}",
+                 "config.json: linux.resources.blockIO.weight: 9 is below 10");
+    expect_error("\"linux\": {\"resources\": {\"blockIO\": {\"weight\": 1001}}}",
+                 "config.json: linux.resources.blockIO.weight: 1001 is out of range");
+}
+
 static void test_document_errors(void **state)
 {
     struct oci_spec s;
@@ -265,9 +318,13 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_specs_parse),  cmocka_unit_test(test_every_field),
-        cmocka_unit_test(test_errors_name_the_path), cmocka_unit_test(test_document_errors),
-        cmocka_unit_test(test_process_only),         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_default_specs_parse),
+        cmocka_unit_test(test_every_field),
+        cmocka_unit_test(test_errors_name_the_path),
+        cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_process_only),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_resources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
