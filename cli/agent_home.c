@@ -67,11 +67,14 @@ bool agent_token_value(const char *v, size_t len)
     return false;
 }
 
-/* Whether the text S (LEN bytes) holds a token-like word anywhere, or a
- * token-shaped value at the start of a word. */
-static bool text_token_like(const char *s, size_t len)
+/* Whether the line S (LEN bytes, its line break not counted) is token-like as
+ * a whole (agent_token_like), or holds a token-shaped value at the start of a
+ * word. */
+static bool line_token_like(const char *s, size_t len)
 {
-    if (has_token_word(s, len))
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
+    if (agent_token_like(s, len))
         return true;
     for (size_t i = 0; i < len; i++)
         if ((i == 0 || strchr("\"' =[{,", s[i - 1])) && agent_token_value(s + i, len - i))
@@ -127,6 +130,8 @@ int agent_filter_json(const char *text, size_t len, const char *const *drop, con
         return moat_err_set(err, ENOMEM, "%s", name);
     if (json_parse(text, len, AGENT_HOME_FILE_MAX, JSON_DEPTH_MAX, name, &v, err) < 0)
         return -1;
+    if (!YAJL_IS_OBJECT(v)) /* every settings file is one object */
+        return moat_err_set(err, EINVAL, "%s: not a JSON object", name);
     yajl_gen_config(g, yajl_gen_beautify, 1);
     gen_filtered(g, v, drop);
     if (json_gen_take(g, out, err) < 0)
@@ -156,7 +161,7 @@ int agent_filter_toml(const char *text, size_t len, char **out, size_t *out_len,
         const char *line = text + p;
         const char *nl = memchr(line, '\n', len - p);
         size_t l = nl ? (size_t)(nl - line) + 1 : len - p;
-        bool token = text_token_like(line, l);
+        bool token = line_token_like(line, l);
         if (toml_header(line, l))
             skip_table = token; /* [mcp_servers.x.env] and the like: the whole table */
         if (!token && !skip_table) {
