@@ -23,7 +23,16 @@
 
 /* ---- what looks like a credential ---- */
 
-/* Whether the LEN bytes at S contain one of the words, in any case. */
+/* "author..." but not "authoriz..." / "authoris...": includeCoAuthoredBy is a
+ * setting, Authorization a credential. */
+static bool is_author(const char *s, size_t len)
+{
+    return len >= 6 && strncasecmp(s, "author", 6) == 0 &&
+           !(len >= 8 && (strncasecmp(s + 6, "iz", 2) == 0 || strncasecmp(s + 6, "is", 2) == 0));
+}
+
+/* Whether the LEN bytes at S contain one of the words, in any case ("auth"
+ * not as in "author"). */
 static bool has_token_word(const char *s, size_t len)
 {
     static const char *const words[] = {"token",  "secret", "passw",   "credential",
@@ -33,7 +42,8 @@ static bool has_token_word(const char *s, size_t len)
     for (size_t i = 0; i < len; i++)
         for (size_t w = 0; w < ARRAY_SIZE(words); w++) {
             size_t n = strlen(words[w]);
-            if (n <= len - i && strncasecmp(s + i, words[w], n) == 0)
+            if (n <= len - i && strncasecmp(s + i, words[w], n) == 0 &&
+                !(strcmp(words[w], "auth") == 0 && is_author(s + i, len - i)))
                 return true;
         }
     return false;

@@ -96,6 +96,7 @@ def agent(ctx, which, home, *args, extra_env=None):
 
 CLAUDE_SETTINGS = {
     "model": "opus",
+    "includeCoAuthoredBy": False,
     "permissions": {"allow": ["Bash(ls:*)"]},
     "apiKeyHelper": "/usr/local/bin/print-my-key",
     "env": {"ANTHROPIC_AUTH_TOKEN": "x", "DEBUG_LEVEL": "2", "SOME_URL": "sk-ant-api03-leak"},
@@ -160,8 +161,8 @@ def test_claude_wiring(ctx):
     settings, end = json.JSONDecoder().raw_decode(text, start)
     claude_json, _ = json.JSONDecoder().raw_decode(text, text.index("{", end))
     # token-like members dropped at every depth; the rest as the user wrote it
-    assert settings == {"model": "opus", "permissions": {"allow": ["Bash(ls:*)"]},
-                        "env": {"DEBUG_LEVEL": "2"}}
+    assert settings == {"model": "opus", "includeCoAuthoredBy": False,
+                        "permissions": {"allow": ["Bash(ls:*)"]}, "env": {"DEBUG_LEVEL": "2"}}
     assert claude_json == {"theme": "dark", "hasCompletedOnboarding": True}
     # owned by the sandbox user; the owner's execute bit kept, nothing for others
     assert "MODE 700 5000 .claude/commands/tools/lint.sh" in text

@@ -32,7 +32,10 @@ static void test_token_like(void **state)
                                       "server.KEY",
                                       "experimental_bearer_token",
                                       "cookies.txt",
-                                      "private_key_path"};
+                                      "private_key_path",
+                                      "Authorization",
+                                      "authorisation_header",
+                                      "AUTH"};
     static const char *const no[] = {"model",    "permissions",      "env",
                                      "theme",    "CLAUDE.md",        "settings.json",
                                      "commands", "keybindings.json", "DEBUG"};
