@@ -35,6 +35,7 @@ struct agent_home {
     struct rt_file *files;
     size_t n, cap;
     size_t bytes;
+    bool capped; /* a cap was reached (and said) */
 };
 
 /* Copy the N ITEMS from the home directory HOME (opened by fd; no symlink is

@@ -212,19 +212,23 @@ static int add_entry(struct agent_home *h, const char *name, char *data, size_t 
     return 0;
 }
 
-static bool over_caps(const struct agent_home *h, const char *name, size_t more)
+/* Whether adding MORE bytes under NAME would pass a cap of the whole copy;
+ * said once, not for every file left out after it. */
+static bool over_caps(struct agent_home *h, const char *name, size_t more)
 {
-    if (h->n >= AGENT_HOME_ENTRIES_MAX) {
-        log_warn("~/%s not copied into the sandbox: more than %d files and directories", name,
-                 AGENT_HOME_ENTRIES_MAX);
-        return true;
-    }
-    if (h->bytes + more > AGENT_HOME_TOTAL_MAX) {
-        log_warn("~/%s not copied into the sandbox: the copy would pass %u MiB", name,
+    bool entries = h->n >= AGENT_HOME_ENTRIES_MAX;
+
+    if (!entries && h->bytes + more <= AGENT_HOME_TOTAL_MAX)
+        return false;
+    if (!h->capped && entries)
+        log_warn("~/%s and what follows it not copied into the sandbox: more than %d files "
+                 "and directories",
+                 name, AGENT_HOME_ENTRIES_MAX);
+    else if (!h->capped)
+        log_warn("~/%s and what follows it not copied into the sandbox: more than %u MiB", name,
                  AGENT_HOME_TOTAL_MAX >> 20);
-        return true;
-    }
-    return false;
+    h->capped = true;
+    return true;
 }
 
 /* The regular file FD (NAME under the home) through FILTER into H. */

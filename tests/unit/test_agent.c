@@ -235,6 +235,7 @@ static void test_copy_home(void **state)
         assert_null(find(&h, absent[i]));
     for (size_t i = 0; i < h.n; i++)
         assert_null(strstr(h.files[i].data, "outside"));
+    assert_false(h.capped);
     agent_home_free(&h);
     assert_int_equal(h.n, 0);
 
@@ -267,6 +268,7 @@ static void test_copy_caps(void **state)
     snprintf(home, sizeof(home), "%s/home", tmpdir);
     assert_int_equal(quiet_copy(home, items, 1, &h, &err), 0);
     assert_int_equal(h.n, AGENT_HOME_ENTRIES_MAX);
+    assert_true(h.capped);
     agent_home_free(&h);
 }
 
