@@ -15,8 +15,11 @@
 #include "lib/secrets.h"
 
 struct agent_def {
-    const char *name;             /* the command, and moat's subcommand */
-    const char *yolo;             /* the agent's flag that skips its own permission prompts */
+    const char *name; /* the command, and moat's subcommand */
+    const char *yolo; /* the agent's flag that skips its own permission prompts */
+    /* -p PROMPT: NULL: "-p PROMPT" after YOLO; else this subcommand first and PROMPT
+     * last (codex exec ... PROMPT) */
+    const char *prompt_sub;
     const char *const *providers; /* a -g of one of these providers is the agent's grant */
     const char *const *grants;    /* else the first of these names the store has */
     const char *no_grant;         /* the error when there is none */
@@ -88,6 +91,7 @@ static const struct home_item codex_home[] = {
 static const struct agent_def codex = {
     .name = "codex",
     .yolo = "--dangerously-bypass-approvals-and-sandbox",
+    .prompt_sub = "exec",
     .providers = codex_providers,
     .grants = codex_providers,
     .no_grant = "no openai grant: save an OpenAI API key with `moat grant openai`, or name "
@@ -158,7 +162,6 @@ static int build_argv(struct agent *a, struct run_opts *o, struct moat_err *err)
 {
     const struct agent_def *def = a->def;
     const char *prompt = a->run.prompt;
-    bool is_codex = def == &codex;
     size_t n = 0, nargs = 0;
 
     while (o->cmd && o->cmd[nargs])
@@ -167,17 +170,17 @@ static int build_argv(struct agent *a, struct run_opts *o, struct moat_err *err)
     if (!a->argv)
         return moat_err_set(err, ENOMEM, "%s", def->name);
     a->argv[n++] = (char *)def->name;
-    if (is_codex && prompt)
-        a->argv[n++] = "exec";
+    if (prompt && def->prompt_sub)
+        a->argv[n++] = (char *)def->prompt_sub;
     if (!a->run.noyolo)
         a->argv[n++] = (char *)def->yolo;
-    if (!is_codex && prompt) {
+    if (prompt && !def->prompt_sub) {
         a->argv[n++] = "-p";
         a->argv[n++] = (char *)prompt;
     }
     for (size_t i = 0; i < nargs; i++)
         a->argv[n++] = o->cmd[i];
-    if (is_codex && prompt)
+    if (prompt && def->prompt_sub)
         a->argv[n++] = (char *)prompt;
     o->cmd = a->argv;
     return 0;
