@@ -16,6 +16,8 @@ int cmd_doctor(int argc, char **argv);
 int cmd_grant(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_claude(int argc, char **argv);
+int cmd_codex(int argc, char **argv);
 
 /* Print "moat: <error>" as one line. */
 void cli_print_err(const struct moat_err *err);

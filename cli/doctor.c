@@ -98,8 +98,9 @@ static const char *apparmor_profile(char *buf, size_t len)
                 return buf;
         }
     }
-    snprintf(buf, len, "configs/apparmor/moat (from moat's sources; replace @MOAT_BIN@ with "
-                       "the path of moat)");
+    snprintf(buf, len,
+             "configs/apparmor/moat (from moat's sources; replace @MOAT_BIN@ with "
+             "the path of moat)");
     return buf;
 }
 
@@ -338,34 +339,101 @@ static void check_cgroups(struct doctor *d)
 
 /* ---- files under MOAT_HOME ---- */
 
-/* A key file only its owner may read: anyone else could read every secret. */
-static void check_key(struct doctor *d, const char *name, const char *sub, const char *file)
+/* What is wrong under MOAT_HOME, gathered: each problem's words and its fix. */
+struct perms {
+    char detail[512], fix[768];
+    bool bad;
+};
+
+static void perm_problem(struct perms *p, const char *fix_text, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void perm_problem(struct perms *p, const char *fix_text, const char *fmt, ...)
 {
-    char home[PATH_MAX], path[PATH_MAX + 64], msg[MOAT_ERR_MSG_MAX + 64];
+    size_t n = strlen(p->detail), f = strlen(p->fix);
+    va_list ap;
+
+    if (p->bad && n + 2 < sizeof(p->detail))
+        n += (size_t)snprintf(p->detail + n, sizeof(p->detail) - n, "; ");
+    va_start(ap, fmt);
+    vsnprintf(p->detail + n, sizeof(p->detail) - n, fmt, ap);
+    va_end(ap);
+    if (p->bad && f + 4 < sizeof(p->fix))
+        f += (size_t)snprintf(p->fix + f, sizeof(p->fix) - f, " && ");
+    snprintf(p->fix + f, sizeof(p->fix) - f, "%s", fix_text);
+    p->bad = true;
+}
+
+/* A directory keys live under: the user's, and writable by no one else, who
+ * could otherwise swap the key or the store for their own. */
+static void dir_perms(struct perms *p, const char *path, const struct stat *st)
+{
+    char f[PATH_MAX + 64];
+
+    if (!S_ISDIR(st->st_mode) || st->st_uid != geteuid()) {
+        snprintf(f, sizeof(f), "sudo chown -R %s %s", user_name(), path);
+        perm_problem(p, f, "%s is not a directory of yours", path);
+    } else if (st->st_mode & 022) {
+        snprintf(f, sizeof(f), "chmod go-w %s", path);
+        perm_problem(p, f, "%s is writable by others (mode %03o)", path,
+                     (unsigned)(st->st_mode & 0777));
+    }
+}
+
+/* A key file only its owner may read: anyone else could read every secret.
+ * PRECIOUS: losing it loses what it seals, so the fix never removes it. */
+static void key_perms(struct perms *p, const char *path, const struct stat *st, bool precious)
+{
+    char f[PATH_MAX * 2 + 64];
+
+    if (!S_ISREG(st->st_mode)) {
+        if (precious)
+            snprintf(f, sizeof(f), "put the key file itself at %s (moat opens no symlink there)",
+                     path);
+        else
+            snprintf(f, sizeof(f), "rm %s (a new one is made on first use)", path);
+        perm_problem(p, f, "%s is not a regular file", path);
+    } else if (st->st_uid != geteuid()) {
+        snprintf(f, sizeof(f), "sudo chown %s %s && chmod 600 %s", user_name(), path, path);
+        perm_problem(p, f, "%s is not yours (owner %u)", path, (unsigned)st->st_uid);
+    } else if (st->st_mode & 077) {
+        snprintf(f, sizeof(f), "chmod 600 %s", path);
+        perm_problem(p, f, "%s is readable by others (mode %03o)", path,
+                     (unsigned)(st->st_mode & 0777));
+    }
+}
+
+/* MOAT_HOME/SUB/FILE, a key (PRECIOUS: see key_perms), and the directories
+ * above it; WHAT says what makes it when it is not there yet. */
+static void check_key(struct doctor *d, const char *name, const char *sub, const char *file,
+                      bool precious, const char *what)
+{
+    char home[PATH_MAX], dir[PATH_MAX + 64], path[PATH_MAX + 128], msg[MOAT_ERR_MSG_MAX + 64];
     struct moat_err err = {0};
+    struct perms p = {0};
     struct stat st;
 
     if (moat_home(home, sizeof(home), &err) < 0) {
         add(d, name, FAIL, "%s", moat_err_str(&err, msg, sizeof(msg)));
         return;
     }
-    snprintf(path, sizeof(path), "%s/%s/%s", home, sub, file);
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT)
-            add(d, name, OK, "%s: not made yet (created 0600 on first use)", path);
-        else
-            add(d, name, FAIL, "%s: %s", path, strerror(errno));
-        return;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-        struct check *c = add(d, name, FAIL, "%s is not a regular file of yours", path);
-        fix(c, "rm %s (a new one is made on first use)", path);
-    } else if (st.st_mode & 077) {
-        struct check *c = add(d, name, FAIL, "%s is readable by others (mode %03o)", path,
-                              (unsigned)(st.st_mode & 0777));
-        fix(c, "chmod 600 %s", path);
+    snprintf(dir, sizeof(dir), "%s/%s", home, sub);
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    if (stat(home, &st) == 0) /* MOAT_HOME itself may be a symlink the user made */
+        dir_perms(&p, home, &st);
+    if (lstat(dir, &st) == 0)
+        dir_perms(&p, dir, &st);
+    int r = lstat(path, &st);
+    if (r == 0)
+        key_perms(&p, path, &st, precious);
+    if (p.bad) {
+        struct check *c = add(d, name, FAIL, "%s", p.detail);
+        fix(c, "%s", p.fix);
+    } else if (r < 0 && errno == ENOENT) {
+        add(d, name, OK, "%s: not made yet (%s)", path, what);
+    } else if (r < 0) {
+        add(d, name, FAIL, "%s: %s", path, strerror(errno));
     } else {
-        add(d, name, OK, "%s is yours alone (mode 600)", path);
+        add(d, name, OK, "%s is yours alone (mode 600), in directories only you can write", path);
     }
 }
 
@@ -457,7 +525,8 @@ static const char doctor_usage[] =
     "Check what this host lets moat do, and say how to fix what it does not:\n"
     "user namespaces (and AppArmor's restriction of them), subordinate ids and\n"
     "newuidmap, overlayfs in a user namespace, nf_tables, cgroup delegation, the\n"
-    "interception CA's and the secret store's key files, and with --docker-host\n"
+    "interception CA's and the secret store's key files (0600, yours, in directories\n"
+    "no one else can write), and with --docker-host\n"
     "(or a moat.yaml here asking for docker:host) the Docker socket.\n"
     "Exit status: 0 when nothing FAILs, 1 otherwise.\n";
 
@@ -497,7 +566,9 @@ int cmd_doctor(int argc, char **argv)
     check_overlay(&d);
     check_nftables(&d);
     check_cgroups(&d);
-    check_key(&d, "interception CA", "ca", "ca.key");
+    check_key(&d, "interception CA", "ca", "ca.key", false, "created 0600 on first use");
+    check_key(&d, "secret store", "secrets", "key", true,
+              "the first moat grant makes it: the key 0600 in a 0700 directory");
     if (d.docker_host || yaml_wants_docker())
         check_docker(&d);
     json ? print_json(&d) : print_text(&d);

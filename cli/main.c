@@ -16,6 +16,8 @@ static const struct command {
     const char *summary;
 } commands[] = {
     {"run", cmd_run, "run a command in a new sandbox"},
+    {"claude", cmd_claude, "run Claude Code in a new sandbox with your claude grant"},
+    {"codex", cmd_codex, "run OpenAI Codex in a new sandbox with your openai grant"},
     {"doctor", cmd_doctor, "check what this host lets moat do, and how to fix the rest"},
     {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
     {"grant", cmd_grant, "save a credential for moat run -g; grant list shows them"},

@@ -177,6 +177,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         OPT_DOCKER_HOST,
         OPT_CPUS,
         OPT_UPSTREAM_CA,
+        OPT_NOYOLO,
         OPT_REGISTRY /* and the two after it */
     };
     static const struct option opts[] = {
@@ -203,6 +204,8 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
         REGISTRY_LONGOPTS(OPT_REGISTRY),
+        {"prompt", required_argument, NULL, 'p'}, /* moat claude / codex only */
+        {"noyolo", no_argument, NULL, OPT_NOYOLO},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -210,7 +213,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
 
     optind = 1;
     opterr = 0;
-    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:g:ith", opts, NULL)) != -1) {
+    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:g:ithp:", opts, NULL)) != -1) {
         switch (c) {
         case 'w':
             o->workspace = optarg;
@@ -282,8 +285,18 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         case OPT_MEMORY:
             r = parse_size("--memory", optarg, &o->memory, err);
             break;
+        case 'p':
+        case OPT_NOYOLO:
+            if (!o->agent)
+                return moat_err_set(err, 0, "run: unknown flag %s (see moat run --help)",
+                                    c == 'p' ? "-p" : "--noyolo");
+            if (c == 'p')
+                o->agent->prompt = optarg;
+            else
+                o->agent->noyolo = true;
+            break;
         case 'h':
-            fputs(run_usage, stdout);
+            fputs(o->agent ? o->agent->usage : run_usage, stdout);
             return 1;
         case ':':
             return moat_err_set(err, 0, "run: %s needs a value (see moat run --help)",
@@ -514,8 +527,11 @@ static size_t build_mounts(const struct image_host *h, const char *workspace,
         m[n++] = h->mounts[i];
     m[n++] = (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = "/tmp", .data = "mode=1777"};
     m[n++] = (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = "/run", .data = "mode=0755"};
-    m[n++] =
-        (struct rt_mount){.kind = RT_MOUNT_TMPFS, .target = RT_SANDBOX_HOME, .data = "mode=0700"};
+    m[n++] = (struct rt_mount){.kind = RT_MOUNT_TMPFS,
+                               .target = RT_SANDBOX_HOME,
+                               .data = "mode=0700",
+                               .files = o->home_files,
+                               .n_files = o->n_home_files};
     m[n++] = (struct rt_mount){.kind = RT_MOUNT_BIND, .source = workspace, .target = "/workspace"};
     for (size_t i = 0; i < o->n_mounts; i++)
         m[n++] = o->mounts[i].tmpfs ? (struct rt_mount){.kind = RT_MOUNT_TMPFS,
@@ -591,6 +607,8 @@ static int use_image(const struct run_opts *o, const char *name, const struct im
     cfg->etc_files = NULL;
     cfg->n_etc_files = 0;
     cfg->cwd = ri->info.workdir ? ri->info.workdir : "/workspace";
+    if (o->agent) /* the agent's command, not the image's Entrypoint */
+        return 0;
     return run_image_argv(ri, o->cmd, &cfg->argv, err);
 }
 
@@ -694,7 +712,12 @@ static int run_dry(const struct run_opts *o, struct moat_err *err)
 
 int cmd_run(int argc, char **argv)
 {
-    struct run_opts o = {0};
+    return run_main(argc, argv, NULL);
+}
+
+int run_main(int argc, char **argv, struct run_agent *agent)
+{
+    struct run_opts o = {.agent = agent};
     struct moat_err err = {0};
     int status = CLI_EXIT_USAGE, r;
 
@@ -712,12 +735,15 @@ int cmd_run(int argc, char **argv)
     }
     r = parse_flags(argc, argv, &o, &err);
     if (r == 0 && (run_apply_config(&o, o.workspace ? o.workspace : ".", &err) < 0 ||
-                   check_opts(&o, &err) < 0))
+                   (agent && agent->prepare(agent, &o, &err) < 0) || check_opts(&o, &err) < 0))
         r = -1;
     if (r == 0 && o.dry_run)
         r = run_dry(&o, &err) < 0 ? -1 : 1;
-    else if (r == 0 && run_sandbox(&o, &status, &err) < 0)
+    else if (r == 0 && run_sandbox(&o, &status, &err) < 0) {
+        if (agent)
+            agent->failed(agent, &o, status, &err);
         r = -1;
+    }
     if (r < 0)
         cli_print_err(&err);
     free_opts(&o);

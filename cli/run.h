@@ -9,12 +9,28 @@
 #include "cli/config.h"
 #include "cli/net.h"
 #include "image/image.h"
+#include "runtime/runtime.h"
 
 struct user_mount {
     char *source; /* resolved host path, malloc'd; NULL for a tmpfs */
     const char *target;
     bool readonly;
     bool tmpfs; /* an empty tmpfs hiding what is at target (moat.yaml mounts' exclude) */
+};
+
+struct run_opts;
+
+/* moat claude / moat codex (cli/agent.c): moat run's flags and path, with the
+ * agent's own -p and --noyolo, and two hooks. */
+struct run_agent {
+    const char *usage;  /* --help */
+    const char *prompt; /* -p PROMPT */
+    bool noyolo;        /* --noyolo */
+    /* After the flags and moat.yaml, before the checks: the command (O->cmd holds
+     * the arguments after --), grants, environment and home files. */
+    int (*prepare)(struct run_agent *a, struct run_opts *o, struct moat_err *err);
+    /* The run failed with STATUS before the command ran: ERR may be made clearer. */
+    void (*failed)(struct run_agent *a, const struct run_opts *o, int status, struct moat_err *err);
 };
 
 struct run_opts {
@@ -30,12 +46,18 @@ struct run_opts {
     struct user_mount *mounts; /* -m SRC:DST[:ro] */
     size_t n_mounts;
     char **cmd;
-    char **file_cmd;    /* moat.yaml's command, when the command line has none */
-    bool proxy_net;     /* --network proxy */
-    struct run_net net; /* its rules, hosts, and once running its proxy */
-    struct config file; /* moat.yaml, kept for the strings the options borrow */
-    struct strv owned;  /* strings made from it (exclude targets) */
+    char **file_cmd;                  /* moat.yaml's command, when the command line has none */
+    bool proxy_net;                   /* --network proxy */
+    struct run_net net;               /* its rules, hosts, and once running its proxy */
+    struct config file;               /* moat.yaml, kept for the strings the options borrow */
+    struct strv owned;                /* strings made from it (exclude targets) */
+    struct run_agent *agent;          /* moat claude / codex; NULL for moat run */
+    const struct rt_file *home_files; /* written into the sandbox's home (a tmpfs) */
+    size_t n_home_files;
 };
+
+/* moat run, or with AGENT moat claude / codex: parse, run, print; the exit status. */
+int run_main(int argc, char **argv, struct run_agent *agent);
 
 /* Whether DST may be a mount target: absolute, no "..", not / and not under
  * /proc, /sys or /dev. */

@@ -60,19 +60,35 @@ static int clone_sources(const struct rt_config *cfg, int *fds, struct moat_err 
     return 0;
 }
 
-/* The directories above NAME (a relative path such as "ssl/certs/x") under DIR. */
-static int etc_parents(int dir, const char *name, struct moat_err *err)
+/* The directories above NAME (a relative path such as "ssl/certs/x") under DIR,
+ * made with MODE; WHERE names DIR in errors. */
+static int make_parents(int dir, const char *name, mode_t mode, const char *where,
+                        struct moat_err *err)
 {
     char buf[PATH_MAX];
 
     snprintf(buf, sizeof(buf), "%s", name);
     for (char *s = strchr(buf, '/'); s; s = strchr(s + 1, '/')) {
         *s = '\0';
-        if (mkdirat(dir, buf, 0755) < 0 && errno != EEXIST)
-            return moat_err_sys(err, "mkdir /etc/%s", buf);
+        if (mkdirat(dir, buf, mode) < 0 && errno != EEXIST)
+            return moat_err_sys(err, "mkdir %s/%s", where, buf);
         *s = '/';
     }
     return 0;
+}
+
+/* F into DIR (a fresh filesystem of ours): its parents, then the file or directory. */
+static int write_rt_file(int dir, const struct rt_file *f, mode_t parent_mode, const char *where,
+                         struct moat_err *err)
+{
+    if (make_parents(dir, f->name, parent_mode, where, err) < 0)
+        return -1;
+    if (S_ISDIR(f->mode)) {
+        if (mkdirat(dir, f->name, f->mode & 07777) < 0 && errno != EEXIST)
+            return moat_err_sys(err, "mkdir %s/%s", where, f->name);
+        return 0;
+    }
+    return write_file_at(dir, f->name, f->data, f->len ? f->len : strlen(f->data), f->mode, err);
 }
 
 static int generate_etc(const struct rt_config *cfg, struct moat_err *err)
@@ -85,8 +101,7 @@ static int generate_etc(const struct rt_config *cfg, struct moat_err *err)
         return -1;
     for (size_t i = 0; i < cfg->n_etc_files; i++) {
         const struct rt_file *f = &cfg->etc_files[i];
-        if (etc_parents(gen, f->name, err) < 0 ||
-            write_file_at(gen, f->name, f->data, strlen(f->data), f->mode, err) < 0) {
+        if (write_rt_file(gen, f, 0755, "/etc", err) < 0) {
             close(gen);
             return moat_err_prefix(err, "generate /etc");
         }
@@ -173,6 +188,10 @@ static int apply_mount(int root, const struct rt_mount *m, int src, const struct
         _cleanup_close_ int fd = mnt_fs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err);
         if (fd < 0)
             return moat_err_prefix(err, "%s", m->target);
+        /* before it is attached: nothing in the sandbox can race the writes */
+        for (size_t i = 0; i < m->n_files; i++)
+            if (write_rt_file(fd, &m->files[i], 0700, m->target, err) < 0)
+                return moat_err_prefix(err, "fill %s", m->target);
         return mnt_attach(fd, root, m->target, true, err);
     }
     case RT_MOUNT_SYMLINK:

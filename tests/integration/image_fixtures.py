@@ -78,7 +78,8 @@ class Tar:
 
 
 def busybox_tar(extra_files=None):
-    """A minimal root filesystem: busybox, sh, /etc/passwd and group, /tmp."""
+    """A minimal root filesystem: busybox, sh, /etc/passwd and group, /tmp; plus
+    EXTRA_FILES {name: data or (data, mode)}."""
     t = Tar()
     for d in ("bin", "etc", "tmp", "usr", "usr/bin", "var"):
         t.dir(d, 0o1777 if d == "tmp" else 0o755)
@@ -91,7 +92,8 @@ def busybox_tar(extra_files=None):
     t.file("etc/os-release", "NAME=moat-test\n")
     t.file("etc/owned-by-daemon", "daemon\n", uid=1, gid=1)
     for name, data in (extra_files or {}).items():
-        t.file(name, data)
+        # data, or (data, mode) for an executable
+        t.file(name, *(data if isinstance(data, tuple) else (data,)))
     return t.bytes()
 
 

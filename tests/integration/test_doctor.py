@@ -11,7 +11,7 @@ from moat_it import run_moat
 pytestmark = pytest.mark.all_users
 
 CHECKS = ["user namespaces", "subordinate ids", "overlayfs", "nf_tables", "cgroups",
-          "interception CA"]
+          "interception CA", "secret store"]
 
 
 def doctor(ctx, *args, env=None):
@@ -39,6 +39,11 @@ def test_checks_match_this_host(ctx):
         assert sub["fix"].startswith("sudo usermod --add-subuids 100000-165535")
     assert checks["interception CA"]["status"] == "ok"
     assert "not made yet" in checks["interception CA"]["detail"]
+    # no store yet: fine, and said so
+    assert checks["secret store"]["status"] == "ok"
+    assert checks["secret store"]["detail"] == (
+        f"{ctx.moat_home}/secrets/key: not made yet (the first moat grant makes it: the key "
+        "0600 in a 0700 directory)")
 
 
 def test_cgroup_verdict_is_what_runs_get(ctx):
@@ -103,3 +108,42 @@ def test_docker_socket(ctx):
         assert "docker socket" in c
     finally:
         s.close()
+
+
+def test_secret_store_permissions(ctx):
+    d = ctx.moat_home / "secrets"
+    key = d / "key"
+    cp = run_moat(ctx, "grant", "github", "--from-env", "S", sub=None, env={"S": "ghp_x"})
+    assert cp.returncode == 0, cp.stderr
+    c = doctor(ctx)["secret store"]
+    assert c == {"check": "secret store", "status": "ok", "fix": "",
+                 "detail": f"{key} is yours alone (mode 600), in directories only you can "
+                           "write"}
+    # a key others can read: the exact chmod
+    os.chmod(key, 0o640)
+    c = doctor(ctx)["secret store"]
+    assert c["status"] == "fail"
+    assert c["detail"] == f"{key} is readable by others (mode 640)"
+    assert c["fix"] == f"chmod 600 {key}"
+    # and a directory others can write (they could swap the key): both fixes, in order
+    os.chmod(d, 0o777)
+    c = doctor(ctx)["secret store"]
+    assert c["status"] == "fail"
+    assert c["detail"] == (f"{d} is writable by others (mode 777); "
+                           f"{key} is readable by others (mode 640)")
+    assert c["fix"] == f"chmod go-w {d} && chmod 600 {key}"
+    # the text form prints the same fix
+    cp = run_moat(ctx, sub="doctor")
+    assert cp.returncode == 1
+    assert f"fix: chmod go-w {d} && chmod 600 {key}" in cp.stdout
+    # fixed as told: ok again
+    os.chmod(d, 0o700)
+    os.chmod(key, 0o600)
+    assert doctor(ctx)["secret store"]["status"] == "ok"
+    # a key that is someone else's: chown, never rm (it seals every secret)
+    if ctx.rootless:
+        os.chown(key, 0, 0)
+        c = doctor(ctx)["secret store"]
+        assert c["status"] == "fail"
+        assert c["detail"] == f"{key} is not yours (owner 0)"
+        assert c["fix"].startswith("sudo chown ") and c["fix"].endswith(f"&& chmod 600 {key}")
