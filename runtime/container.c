@@ -433,8 +433,12 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
     if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(0, 0, &err) < 0)
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (x->cfg->tty) {
-        struct winsize ws = {.ws_row = x->cfg->oci->console_rows,
-                             .ws_col = x->cfg->oci->console_cols};
+        struct winsize ws = {0};
+        if (x->cfg->oci)
+            ws = (struct winsize){.ws_row = x->cfg->oci->console_rows,
+                                  .ws_col = x->cfg->oci->console_cols};
+        else
+            tty_get_winsize(&ws); /* moat exec: the caller's terminal */
         slave = rt_open_terminal(&ws, x->sync, stdio);
     }
     pid_t pid = fork_process(x, stdio, slave >= 0);
