@@ -4,12 +4,12 @@
  * `moat attach`. The protocol is in cli/attach.h. */
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,16 +27,17 @@
 
 #define MAX_CLIENTS 8
 
-/* The attach server of a detached -t run: one thread of the supervisor. */
+/* The attach server of a detached -t run: a child process of the supervisor
+ * (not a thread: the sandbox is cloned from the supervisor, and glibc's setuid
+ * calls in a clone of a threaded process wait for threads that are not there). */
 static struct attach_srv {
     int master; /* the host pty; the supervisor's stdin and stdout are its slave */
     int listen_fd;
     int log_fd;
     int dirfd;
     int clients[MAX_CLIENTS];
-    pthread_t thread;
-    bool running;
-} srv = {.master = -1, .listen_fd = -1, .log_fd = -1, .dirfd = -1};
+    pid_t supervisor, pid;
+} srv = {.master = -1, .listen_fd = -1, .log_fd = -1, .dirfd = -1, .pid = -1};
 
 /* ------------------------------------------------------------ the caller */
 
@@ -44,7 +45,12 @@ static struct attach_srv {
 static int wait_ready(int fd, const struct run_state *st)
 {
     char buf[MOAT_ERR_MSG_MAX + 2];
-    ssize_t n = read_all(fd, buf, sizeof(buf) - 1);
+    ssize_t n;
+
+    /* One read: the word is one atomic write, and the sandbox's pid 1 (cloned
+     * from the supervisor) may hold the pipe open long after. */
+    while ((n = read(fd, buf, sizeof(buf) - 1)) < 0 && errno == EINTR)
+        ;
 
     if (n > 0 && buf[0] == 'o') {
         printf("%s\n", st->id);
@@ -126,16 +132,15 @@ static void from_client(int i)
         /* The supervisor passes its terminal's size on to the sandbox's pty when
          * it gets SIGWINCH, as in the foreground. */
         if (ws.ws_row && ws.ws_col && ioctl(srv.master, TIOCSWINSZ, &ws) == 0)
-            kill(getpid(), SIGWINCH);
+            kill(srv.supervisor, SIGWINCH);
     }
 }
 
 /* Copy the terminal's output to the log and the clients until it ends. */
-static void *serve(void *arg)
+static void serve(void)
 {
     struct pollfd p[2 + MAX_CLIENTS];
     char buf[ATTACH_MSG_MAX];
-    (void)arg;
 
     for (;;) {
         p[0] = (struct pollfd){.fd = srv.master, .events = POLLIN};
@@ -165,7 +170,6 @@ static void *serve(void *arg)
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
         drop_client(i);
-    return NULL;
 }
 
 /* The control socket: bound through the run directory's fd, since its path
@@ -214,33 +218,43 @@ static int host_pty(int *slave, struct moat_err *err)
 static int start_server(struct run_record *rec, int log_fd, struct moat_err *err)
 {
     _cleanup_close_ int slave = -1;
-    sigset_t all, old;
 
     for (int i = 0; i < MAX_CLIENTS; i++)
         srv.clients[i] = -1;
     srv.log_fd = log_fd;
     srv.dirfd = rec->dirfd;
+    srv.supervisor = getpid();
     if ((srv.master = host_pty(&slave, err)) < 0 ||
         (srv.listen_fd = listen_ctl(rec->dirfd, err)) < 0)
         return -1;
     if (dup2(slave, STDIN_FILENO) < 0 || dup2(slave, STDOUT_FILENO) < 0)
         return moat_err_sys(err, "the supervisor's terminal");
-    /* Signals stay the main thread's: rt_run reads them from its signalfd. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int r = pthread_create(&srv.thread, NULL, serve, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0)
-        return moat_err_set(err, r, "start the attach server");
-    srv.running = true;
+    srv.pid = fork();
+    if (srv.pid < 0)
+        return moat_err_sys(err, "start the attach server");
+    if (srv.pid == 0) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        /* Gone with the supervisor; and no copy of the slave here, so the
+         * master reads EIO once the supervisor's copies close. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != srv.supervisor || null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+            dup2(null, STDOUT_FILENO) < 0)
+            _exit(1);
+        close(slave);
+        serve();
+        _exit(0);
+    }
+    /* The supervisor (and the sandbox cloned from it) keeps none of it. */
+    moat_closep(&srv.master);
+    moat_closep(&srv.listen_fd);
     return 0;
 }
 
 void run_detach_finish(void)
 {
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC), status;
 
-    if (!srv.running || null < 0) {
+    if (srv.pid <= 0 || null < 0) {
         if (null >= 0)
             close(null);
         return;
@@ -249,11 +263,10 @@ void run_detach_finish(void)
     dup2(null, STDIN_FILENO);
     dup2(null, STDOUT_FILENO);
     close(null);
-    pthread_join(srv.thread, NULL);
-    srv.running = false;
+    while (waitpid(srv.pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    srv.pid = -1;
     unlinkat(srv.dirfd, RUN_CTL_SOCK, 0);
-    moat_closep(&srv.listen_fd);
-    moat_closep(&srv.master);
 }
 
 /* ------------------------------------------------------------ the supervisor */

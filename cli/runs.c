@@ -69,7 +69,7 @@ static int lock_name(int runs, const char *name, const char *id, struct moat_err
             return moat_err_sys(err, "lock of run name %s", name);
         ssize_t n = pread(fd, other, RUN_ID_LEN, 0);
         other[n > 0 ? n : 0] = '\0';
-        return moat_err_set(err, EEXIST,
+        return moat_err_set(err, 0,
                             "run name %s is taken by the running run %.12s (moat stop or "
                             "moat destroy it, or pick another -n)",
                             name, other);
@@ -430,14 +430,14 @@ ssize_t runs_match(const struct run_state *v, size_t n, const char *arg, struct 
     if (n_prefixed == 1)
         return prefixed;
     if (n_prefixed == 0)
-        return moat_err_set(err, ENOENT, "no such run: %s (moat list -a shows them all)", arg);
+        return moat_err_set(err, 0, "no such run: %s (moat list -a shows them all)", arg);
     char list[MOAT_ERR_MSG_MAX / 2] = "";
     size_t off = 0;
     for (size_t i = 0; i < n && off < sizeof(list); i++)
         if (strncmp(v[i].id, arg, len) == 0)
             off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%.12s (%s)", off ? ", " : "",
                                     v[i].id, v[i].name);
-    return moat_err_set(err, EINVAL, "run id prefix %s is ambiguous: %s", arg, list);
+    return moat_err_set(err, 0, "run id prefix %s is ambiguous: %s", arg, list);
 }
 
 int runs_resolve(const char *arg, struct run_state *st, int *dirfd, struct moat_err *err)

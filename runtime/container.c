@@ -430,7 +430,10 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     }
     close(x->container);
-    if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(0, 0, &err) < 0)
+    /* OCI: the container's root for the setup; moat run's sandbox: its agent
+     * user, which keeps the capabilities until become_agent() drops them. */
+    uid_t id = x->cfg->oci ? 0 : RT_SANDBOX_UID;
+    if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(id, id, &err) < 0)
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (x->cfg->tty) {
         struct winsize ws = {0};
