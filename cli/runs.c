@@ -437,7 +437,8 @@ ssize_t runs_match(const struct run_state *v, size_t n, const char *arg, struct 
         if (strncmp(v[i].id, arg, len) == 0)
             off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%.12s (%s)", off ? ", " : "",
                                     v[i].id, v[i].name);
-    return moat_err_set(err, 0, "run id prefix %s is ambiguous: %s", arg, list);
+    moat_err_set(err, 0, "run id prefix %s is ambiguous: %s", arg, list);
+    return RUNS_AMBIGUOUS;
 }
 
 int runs_resolve(const char *arg, struct run_state *st, int *dirfd, struct moat_err *err)
@@ -452,7 +453,7 @@ int runs_resolve(const char *arg, struct run_state *st, int *dirfd, struct moat_
     ssize_t i = runs_match(v, n, arg, err);
     if (i < 0) {
         runs_free(v, n);
-        return -1;
+        return (int)i;
     }
     *st = v[i];
     memset(&v[i], 0, sizeof(v[i]));

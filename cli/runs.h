@@ -76,11 +76,13 @@ int runs_list(struct run_state **out, size_t *n, struct moat_err *err);
 void runs_free(struct run_state *v, size_t n);
 
 /* The run ARG names: its id, its name (the live run of that name, else the
- * newest), or a unique prefix of its id. An ambiguous prefix is an error
- * listing the candidates. *DIRFD: its directory. */
+ * newest), or a unique prefix of its id. *DIRFD: its directory. -1 with ERR
+ * when none is; RUNS_AMBIGUOUS with ERR listing the candidates when a prefix
+ * names more than one. */
+#define RUNS_AMBIGUOUS (-2)
 int runs_resolve(const char *arg, struct run_state *st, int *dirfd, struct moat_err *err);
 
-/* Among V[0..N), the index ARG names as above, or -1 with ERR. */
+/* Among V[0..N), the index ARG names as above, or -1 / RUNS_AMBIGUOUS with ERR. */
 ssize_t runs_match(const struct run_state *v, size_t n, const char *arg, struct moat_err *err);
 
 /* MOAT_HOME/runs, created when missing, opened. */
