@@ -1,4 +1,5 @@
 /* moat audit: read a run's audit log, or verify its hash chain. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -21,6 +22,23 @@ static const char audit_usage[] =
     "$MOAT_HOME/audit/ID.jsonl, kept after moat destroy (not --purge). A FILE is any\n"
     "path with a '/' in it. verify exits 0 when every line links to the one before it,\n"
     "1 naming the first line that does not.\n";
+
+/* The one log in DIR whose name starts with PREFIX (a destroyed run's id, or
+ * a prefix of it); -1 when none or several do. */
+static int log_by_prefix(const char *dir, const char *prefix, char *path, size_t len)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 6 && strcmp(e->d_name + n - 6, ".jsonl") == 0 &&
+            strncmp(e->d_name, prefix, strlen(prefix)) == 0 && found++ == 0)
+            snprintf(path, len, "%s/%s", dir, e->d_name);
+    }
+    return found == 1 ? 0 : -1;
+}
 
 /* RUN's log, or ARG itself when it is a path. A run is named by id, unique id
  * prefix or name (its log is MOAT_HOME/audit/ID.jsonl); a log left by a run
@@ -46,7 +64,7 @@ static int open_log(const char *arg, char *path, size_t len, struct moat_err *er
         } else if (r == RUNS_AMBIGUOUS) {
             *err = why;
             return -1;
-        } else {
+        } else if (log_by_prefix(dir, arg, path, len) < 0) {
             snprintf(path, len, "%s/%s.jsonl", dir, arg);
         }
     }

@@ -230,6 +230,9 @@ static int exec_in(const struct run_state *st, int dirfd, int pid1, char **cmd, 
     rt_seccomp_free(&filter);
     if (r < 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
+        if (c.exec_failed) /* as moat run: 127 not found, 126 not executable */
+            *status = err->errnum == ENOENT || err->errnum == ENOTDIR ? RT_EXIT_NOT_FOUND
+                                                                      : RT_EXIT_CANNOT_EXEC;
         return -1;
     }
     if (c.pty_master >= 0) {
@@ -293,6 +296,7 @@ int cmd_exec(int argc, char **argv)
         if (status == 0)
             status = CLI_EXIT_USAGE;
     }
+    /* status: CMD's, or 125 (126/127) when it did not run */
     run_state_free(&st);
     return status;
 }

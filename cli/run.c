@@ -818,8 +818,8 @@ static int run_recorded(struct run_opts *o, struct moat_err *err)
             goto out;
         }
         if (status < 0) {
-            run_detach_ready(&rec, err);
             record_end(&rec, -1, CLI_EXIT_USAGE);
+            run_detach_ready(&rec, err);
             status = CLI_EXIT_USAGE;
             goto out;
         }
@@ -827,9 +827,10 @@ static int run_recorded(struct run_opts *o, struct moat_err *err)
     ret = run_sandbox(o, &rec, &status, err);
     if (ret < 0 && o->agent)
         o->agent->failed(o->agent, o, status, err);
-    if (is_sup && ret < 0 && rec.st.status == RUN_CREATED)
-        run_detach_ready(&rec, err); /* the waiting `moat run -d` prints it */
+    bool failed_start = ret < 0 && rec.st.status == RUN_CREATED;
     record_end(&rec, ret, status);
+    if (is_sup && failed_start)
+        run_detach_ready(&rec, err); /* the waiting `moat run -d` prints it */
     if (is_sup)
         run_detach_finish();
 out:

@@ -77,14 +77,17 @@ void run_detach_ready(struct run_record *rec, const struct moat_err *err)
     } else {
         (void)write_all(rec->ready_fd, "o", 1);
     }
-    moat_closep(&rec->ready_fd);
+    close(rec->ready_fd);
+    rec->ready_fd = -1;
 }
 
 /* ------------------------------------------------------------ attach server */
 
 static void drop_client(int i)
 {
-    moat_closep(&srv.clients[i]);
+    if (srv.clients[i] >= 0)
+        close(srv.clients[i]);
+    srv.clients[i] = -1;
 }
 
 static void to_clients(const char *msg, size_t len)
@@ -245,8 +248,9 @@ static int start_server(struct run_record *rec, int log_fd, struct moat_err *err
         _exit(0);
     }
     /* The supervisor (and the sandbox cloned from it) keeps none of it. */
-    moat_closep(&srv.master);
-    moat_closep(&srv.listen_fd);
+    close(srv.master);
+    close(srv.listen_fd);
+    srv.master = srv.listen_fd = -1;
     return 0;
 }
 

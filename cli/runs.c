@@ -344,6 +344,8 @@ static int by_created(const void *a, const void *b)
 
     if (x->created != y->created)
         return x->created < y->created ? -1 : 1;
+    if (x->sup_start != y->sup_start) /* clock ticks: finer than seconds */
+        return x->sup_start < y->sup_start ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 

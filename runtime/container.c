@@ -314,6 +314,7 @@ static int await_ready(const struct rt_config *cfg, struct rt_container *c, int 
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
+            c->exec_failed = m.type == SYNC_EXEC_ERROR;
             return -1;
         }
         return moat_err_set(err, EPROTO, "unexpected message %u from the container", m.type);
@@ -478,6 +479,7 @@ static int await_exec(struct rt_container *c, int sync, struct moat_err *err)
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
+            c->exec_failed = m.type == SYNC_EXEC_ERROR;
             return -1;
         }
         return moat_err_set(err, EPROTO, "unexpected message %u from the container", m.type);

@@ -272,6 +272,7 @@ struct rt_container {
     int pidfd;
     int pty_master;
     struct rt_cgroup cg;
+    bool exec_failed; /* rt_exec failed at the command's execve (126/127, as errno says) */
 };
 
 /* Create the container CFG (CFG->oci set) and return once its command waits at
