@@ -160,6 +160,7 @@ def pty_session(ctx):
         s.close()
 
 
+@pytest.mark.all_users
 def test_attach_detach_and_exec_tty(ctx, pty_session):
     name = "lc-tty"
     run_id = detach(ctx, *NET_NONE, "-t", "-n", name, "--", "sh")
@@ -217,6 +218,7 @@ def test_stop_sigterm_then_sigkill(ctx):
     assert moat(ctx, "stop", "lc-polite").returncode == 0
 
 
+@pytest.mark.all_users
 def test_destroy_keeps_the_audit_log_unless_purge(ctx):
     run_id = detach(ctx, "-n", "lc-gone", "--", "sleep", "1000")  # the proxy: an audit log
     audit = ctx.moat_home / "audit" / f"{run_id}.jsonl"
@@ -235,6 +237,7 @@ def test_destroy_keeps_the_audit_log_unless_purge(ctx):
     assert not audit.exists() and not (ctx.moat_home / "runs" / run_id).exists()
 
 
+@pytest.mark.all_users
 def test_killed_supervisor_shows_dead_and_is_cleaned(ctx):
     name = "lc-killed"
     run_id = detach(ctx, *NET_NONE, "-t", "-n", name, "--", "sh", "-c", "sleep 1000")
