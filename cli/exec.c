@@ -113,6 +113,15 @@ static int load_filter(int dirfd, const char *id, struct rt_seccomp *f, struct m
     return 0;
 }
 
+/* The run's cgroups: its limits hold for what exec starts too. */
+static void run_cgroups(const struct run_state *st, struct rt_cgroup *cg)
+{
+    char *dst[RUN_CGROUPS] = {cg->v2, cg->v1_pids, cg->v1_memory, cg->v1_cpu};
+
+    for (size_t i = 0; i < RUN_CGROUPS; i++)
+        snprintf(dst[i], sizeof(cg->v2), "%s", st->cgroup[i] ? st->cgroup[i] : "");
+}
+
 /* The run's environment, plus TERM for a terminal. */
 static char **exec_env(char **env, bool tty)
 {
@@ -194,7 +203,7 @@ static int exec_in(const struct run_state *st, int dirfd, int pid1, char **cmd, 
                    bool interactive, int *status, struct moat_err *err)
 {
     struct rt_seccomp filter = {0};
-    struct rt_cgroup no_cg = {0};
+    struct rt_cgroup cg = {0};
     struct rt_container c;
     struct term t = {0};
     sigset_t fwd, old;
@@ -226,7 +235,8 @@ static int exec_in(const struct run_state *st, int dirfd, int pid1, char **cmd, 
         sigaddset(&fwd, sigs[i]);
     sigprocmask(SIG_BLOCK, &fwd, &old);
     _cleanup_close_ int sigfd = signalfd(-1, &fwd, SFD_CLOEXEC);
-    int r = rt_exec(&cfg, pid1, RUN_NS, &no_cg, &c, err);
+    run_cgroups(st, &cg);
+    int r = rt_exec(&cfg, pid1, RUN_NS, &cg, &c, err);
     rt_seccomp_free(&filter);
     if (r < 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);

@@ -665,10 +665,15 @@ static int record_run(struct run_record *rec, const struct rt_config *cfg, const
 }
 
 /* rt_config.started: the run is live; -d's waiting parent may go. */
-static void on_started(void *ctx, pid_t pid1)
+static void on_started(void *ctx, pid_t pid1, const struct rt_cgroup *cg)
 {
     struct run_record *rec = ctx;
     struct moat_err err = {0};
+    const char *paths[RUN_CGROUPS] = {cg->v2, cg->v1_pids, cg->v1_memory, cg->v1_cpu};
+
+    for (size_t i = 0; i < RUN_CGROUPS; i++)
+        if (paths[i][0] && !rec->st.cgroup[i])
+            rec->st.cgroup[i] = strdup(paths[i]); /* none: exec is left out of the limits */
 
     rec->st.pid = pid1;
     rec->st.pid_start = proc_starttime(pid1);

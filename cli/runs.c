@@ -150,6 +150,11 @@ int run_state_json(const struct run_state *st, bool for_list, char **out, struct
         json_gen_strv(g, "env", st->env);
         gen_bool(g, "keep_groups", st->keep_groups);
         gen_int(g, "extra_gid", st->extra_gid);
+        json_gen_str(g, "cgroups");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < RUN_CGROUPS; i++)
+            json_gen_str(g, st->cgroup[i] ? st->cgroup[i] : "");
+        yajl_gen_array_close(g);
     }
     yajl_gen_map_close(g);
     return json_gen_take(g, out, err);
@@ -233,7 +238,16 @@ static int parse_fields(yajl_val t, struct run_state *st)
     st->tty = (v = json_get(t, "tty")) && YAJL_IS_TRUE(v);
     st->keep_groups = (v = json_get(t, "keep_groups")) && YAJL_IS_TRUE(v);
     st->extra_gid = get_int(t, "extra_gid") > 0 ? (unsigned)get_int(t, "extra_gid") : 0;
-    if (get_strv(t, "command", &st->argv) < 0 || get_strv(t, "env", &st->env) < 0 ||
+    char **cg = NULL;
+    int r = get_strv(t, "cgroups", &cg);
+    for (size_t i = 0; cg && cg[i]; i++) {
+        if (i < RUN_CGROUPS && cg[i][0] == '/')
+            st->cgroup[i] = cg[i];
+        else
+            free(cg[i]);
+    }
+    free(cg);
+    if (r < 0 || get_strv(t, "command", &st->argv) < 0 || get_strv(t, "env", &st->env) < 0 ||
         get_str(t, "cwd", &st->cwd) < 0 || get_str(t, "image", &st->image) < 0 ||
         get_str(t, "workspace", &st->workspace) < 0)
         return -1;
@@ -290,6 +304,10 @@ void run_state_free(struct run_state *st)
     free(st->cwd);
     free(st->image);
     free(st->workspace);
+    for (size_t i = 0; i < RUN_CGROUPS; i++) {
+        free(st->cgroup[i]);
+        st->cgroup[i] = NULL;
+    }
     st->argv = st->env = NULL;
     st->cwd = st->image = st->workspace = NULL;
 }

@@ -17,6 +17,7 @@
 #define RUN_LOG_FILE "log"
 #define RUN_CTL_SOCK "ctl.sock"
 #define RUN_SECCOMP_FILE "seccomp.bpf"
+#define RUN_CGROUPS 4 /* v2, v1 pids, v1 memory, v1 cpu: struct rt_cgroup's */
 
 enum run_status {
     RUN_CREATED, /* the supervisor is setting the sandbox up */
@@ -41,6 +42,7 @@ struct run_state {
     bool detached, tty;
     bool keep_groups; /* the command's supplementary groups (docker:host), for exec */
     unsigned extra_gid;
+    char *cgroup[RUN_CGROUPS]; /* the run's cgroups (--pids, --memory, --cpus), for exec */
 };
 
 /* A fresh run: a random id, MOAT_HOME/runs/ID made (0700) and opened into

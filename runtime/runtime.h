@@ -244,9 +244,9 @@ struct rt_config {
     struct rt_cgroup_cpu cpu; /* shares, quota and period (us); 0: no limit */
 
     /* Called in the supervisor once the command runs (its execve succeeded),
-     * with the sandbox's pid 1 as a host pid: moat run records it for list,
-     * exec and stop. NULL: nothing. */
-    void (*started)(void *ctx, pid_t pid1);
+     * with the sandbox's pid 1 as a host pid and the cgroups it was put in:
+     * moat run records them for list, exec and stop. NULL: nothing. */
+    void (*started)(void *ctx, pid_t pid1, const struct rt_cgroup *cg);
     void *started_ctx;
 
     /* NULL for moat run. */

@@ -1,6 +1,7 @@
 """The run lifecycle: moat run -d, list, logs -f, exec, attach, stop, destroy,
 runs named by id, id prefix or name, and supervisors that die."""
 
+import errno
 import json
 import os
 import re
@@ -136,6 +137,20 @@ def test_exec_joins_the_run(ctx):
     assert cp.returncode == 127 and "/no/such/cmd" in cp.stderr, cp
     cp = moat(ctx, "exec", name, "cat", "/workspace/../tmp/mark")  # no "--" works too
     assert cp.stdout == "mark-2\n", cp
+
+
+@pytest.mark.variants("root")  # where this host enforces --pids (v1 pids as root)
+def test_exec_stays_within_the_runs_limits(ctx):
+    from test_limits import FORKER, root_can_limit
+
+    if not root_can_limit("pids"):
+        pytest.skip("kernel: no pids controller (v1 or v2)")
+    detach(ctx, *NET_NONE, "-n", "lc-limited", "--pids", "20", "--", "sleep", "1000")
+    cp = moat(ctx, "exec", "lc-limited", "--", "python3", "-c", FORKER, "60")
+    words = cp.stdout.split()
+    # the run's sleep and init count too: its cgroup, not a fresh one
+    assert cp.returncode == 0 and words[0] == "forked" and int(words[1]) < 20, cp
+    assert words[3] == str(errno.EAGAIN), cp.stdout
 
 
 def test_exec_input_only_with_i(ctx):

@@ -50,6 +50,7 @@ static void test_state_roundtrip(void **state)
     st.status = RUN_RUNNING;
     st.tty = st.detached = st.keep_groups = true;
     st.extra_gid = 998;
+    st.cgroup[1] = "/sys/fs/cgroup/pids/moat-round";
     assert_int_equal(run_state_save(dir, &st, &err), 0);
 
     struct stat sb;
@@ -69,6 +70,8 @@ static void test_state_roundtrip(void **state)
     assert_int_equal(back.status, RUN_RUNNING);
     assert_true(back.tty && back.detached && back.keep_groups);
     assert_int_equal(back.extra_gid, 998);
+    assert_null(back.cgroup[0]);
+    assert_string_equal(back.cgroup[1], "/sys/fs/cgroup/pids/moat-round");
     assert_true(back.sup_start == st.sup_start && back.pid_start == st.pid_start);
     /* we are its supervisor, alive: running */
     assert_int_equal(run_state_status(&back), RUN_RUNNING);
