@@ -1,4 +1,5 @@
 /* moat audit: read a run's audit log, or verify its hash chain. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -8,6 +9,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "cli/cli.h"
+#include "cli/runs.h"
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/parse.h"
@@ -16,23 +18,55 @@
 static const char audit_usage[] =
     "Usage: moat audit RUN             print the run's audit log, one decision per line\n"
     "       moat audit verify RUN|FILE check the log's hash chain\n\n"
-    "RUN is a run name; its log is $MOAT_HOME/audit/RUN.jsonl. A FILE is any path\n"
-    "with a '/' in it. verify exits 0 when every line links to the one before it,\n"
+    "RUN is a run's id, a unique id prefix, or its name; its log is\n"
+    "$MOAT_HOME/audit/ID.jsonl, kept after moat destroy (not --purge). A FILE is any\n"
+    "path with a '/' in it. verify exits 0 when every line links to the one before it,\n"
     "1 naming the first line that does not.\n";
 
-/* RUN's log, or ARG itself when it is a path. */
+/* The one log in DIR whose name starts with PREFIX (a destroyed run's id, or
+ * a prefix of it); -1 when none or several do. */
+static int log_by_prefix(const char *dir, const char *prefix, char *path, size_t len)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 6 && strcmp(e->d_name + n - 6, ".jsonl") == 0 &&
+            strncmp(e->d_name, prefix, strlen(prefix)) == 0 && found++ == 0)
+            snprintf(path, len, "%s/%s", dir, e->d_name);
+    }
+    return found == 1 ? 0 : -1;
+}
+
+/* RUN's log, or ARG itself when it is a path. A run is named by id, unique id
+ * prefix or name (its log is MOAT_HOME/audit/ID.jsonl); a log left by a run
+ * whose state is gone (destroyed) is found by its id as well. */
 static int open_log(const char *arg, char *path, size_t len, struct moat_err *err)
 {
     char dir[PATH_MAX];
+    struct run_state st = {0};
+    _cleanup_close_ int dirfd = -1;
 
     if (strchr(arg, '/')) {
         snprintf(path, len, "%s", arg);
     } else {
         if (!valid_run_name(arg))
-            return moat_err_set(err, 0, "audit: %s is neither a run name nor a path", arg);
+            return moat_err_set(err, 0, "audit: %s is neither a run nor a path", arg);
         if (moat_home_sub("audit", dir, sizeof(dir), err) < 0)
             return -1;
-        snprintf(path, len, "%s/%s.jsonl", dir, arg);
+        struct moat_err why = {0};
+        int r = runs_resolve(arg, &st, &dirfd, &why);
+        if (r == 0) {
+            snprintf(path, len, "%s/%s.jsonl", dir, st.id);
+            run_state_free(&st);
+        } else if (r == RUNS_AMBIGUOUS) {
+            *err = why;
+            return -1;
+        } else if (log_by_prefix(dir, arg, path, len) < 0) {
+            snprintf(path, len, "%s/%s.jsonl", dir, arg);
+        }
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -18,6 +18,12 @@ int cmd_revoke(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_claude(int argc, char **argv);
 int cmd_codex(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_destroy(int argc, char **argv);
 
 /* Print "moat: <error>" as one line. */
 void cli_print_err(const struct moat_err *err);

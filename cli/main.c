@@ -15,9 +15,16 @@ static const struct command {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"run", cmd_run, "run a command in a new sandbox"},
+    {"run", cmd_run, "run a command in a new sandbox (-d: in the background)"},
     {"claude", cmd_claude, "run Claude Code in a new sandbox with your claude grant"},
     {"codex", cmd_codex, "run OpenAI Codex in a new sandbox with your openai grant"},
+    {"list", cmd_list, "list runs (-a: ended ones too); also `ls`"},
+    {"ls", cmd_list, NULL},
+    {"logs", cmd_logs, "print a detached run's output (-f: follow it)"},
+    {"exec", cmd_exec, "run a command inside a running run"},
+    {"attach", cmd_attach, "connect to the terminal of a run started with -d -t"},
+    {"stop", cmd_stop, "stop a run: SIGTERM, then SIGKILL after --time seconds"},
+    {"destroy", cmd_destroy, "stop a run and remove its state (--purge: its audit log too)"},
     {"doctor", cmd_doctor, "check what this host lets moat do, and how to fix the rest"},
     {"audit", cmd_audit, "print a run's audit log, or verify its hash chain"},
     {"grant", cmd_grant, "save a credential for moat run -g; grant list shows them"},
@@ -31,7 +38,8 @@ static void usage(FILE *out)
                  "Run an untrusted AI coding agent, or any command, in a rootless sandbox.\n\n"
                  "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if (commands[i].summary)
+            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nGlobal flags:\n"
                  "  -v, --verbose          more output (repeat for debug)\n"
                  "      --log-level LEVEL  error, warn, info, debug or trace (env: MOAT_LOG)\n"

@@ -57,14 +57,14 @@ static int net_ready(void *ctx, const int *fds, size_t n, struct moat_err *err)
     return proxy_start(&net->cfg, &socks, &net->proxy, err);
 }
 
-/* MOAT_HOME/audit/NAME.jsonl, appended to (a reused name continues its chain). */
-static int open_audit(const char *name, struct moat_err *err)
+/* MOAT_HOME/audit/ID.jsonl: the run's own chain, kept after the run is destroyed. */
+static int open_audit(const char *id, struct moat_err *err)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];
 
     if (moat_home_sub("audit", dir, sizeof(dir), err) < 0)
         return -1;
-    snprintf(path, sizeof(path), "%s/%s.jsonl", dir, name);
+    snprintf(path, sizeof(path), "%s/%s.jsonl", dir, id);
     /* Read as well: the chain goes on from the last line. */
     int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -72,14 +72,15 @@ static int open_audit(const char *name, struct moat_err *err)
     return fd;
 }
 
-int run_net_init(struct run_net *net, const char *name, struct rt_net *out, struct moat_err *err)
+int run_net_init(struct run_net *net, const char *name, const char *id, struct rt_net *out,
+                 struct moat_err *err)
 {
     net->cfg.rules = net->rules;
     net->cfg.n_rules = net->n_rules;
     net->cfg.hosts = net->hosts;
     net->cfg.n_hosts = net->n_hosts;
     net->cfg.run_name = name;
-    net->cfg.audit_fd = open_audit(name, err);
+    net->cfg.audit_fd = open_audit(id, err);
     if (net->cfg.audit_fd < 0)
         return -1;
     *out = (struct rt_net){.setup = net_setup, .ready = net_ready, .ctx = net};

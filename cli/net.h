@@ -19,8 +19,10 @@ struct run_net {
     struct proxy *proxy; /* serving, between the sandbox's start and run_net_stop */
 };
 
-/* Open the run's audit log and fill OUT with the hooks for rt_config.net. */
-int run_net_init(struct run_net *net, const char *name, struct rt_net *out, struct moat_err *err);
+/* Open the run's audit log (MOAT_HOME/audit/ID.jsonl) and fill OUT with the
+ * hooks for rt_config.net; NAME is what the records call the run. */
+int run_net_init(struct run_net *net, const char *name, const char *id, struct rt_net *out,
+                 struct moat_err *err);
 
 /* After the run: stop serving (closing the gateway's last sockets frees the
  * gateway namespace, its rules and the veth), close the audit log. */

@@ -22,6 +22,7 @@
 #include "lib/fd.h"
 #include "lib/log.h"
 #include "lib/parse.h"
+#include "lib/proc.h"
 #include "netns/netns.h"
 #include "runtime/runtime.h"
 
@@ -36,13 +37,17 @@ static const char run_usage[] =
     "  -w, --workspace DIR   directory shown read-write at /workspace (default: .)\n"
     "  -e, --env KEY=VAL     set an environment variable (repeatable)\n"
     "  -m, --mount SRC:DST[:ro]  bind a host path into the sandbox (repeatable)\n"
-    "  -n, --name NAME       run name, also the sandbox's hostname\n"
+    "  -n, --name NAME       run name, also the sandbox's hostname (unique among\n"
+    "                        running runs; default moat-XXXXXX)\n"
+    "  -d, --detach          run in the background: print the run's id and return once\n"
+    "                        the sandbox started; output goes to `moat logs`; with -t\n"
+    "                        the terminal waits for `moat attach`\n"
     "      --image REF       run on an OCI/Docker image (see moat image --help) instead\n"
     "                        of the host's system, pulled when not cached (a ChainID or\n"
     "                        digest prefix names a cached one); its Env, WorkingDir,\n"
     "                        Entrypoint and Cmd are the defaults, its User is ignored\n"
     "      --keep            with --image: keep the run's own layer "
-    "(MOAT_HOME/runs/NAME)\n" REGISTRY_FLAGS_HELP
+    "(MOAT_HOME/runs/ID/layer)\n" REGISTRY_FLAGS_HELP
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
@@ -187,6 +192,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"name", required_argument, NULL, 'n'},
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
+        {"detach", no_argument, NULL, 'd'},
         {"network", required_argument, NULL, OPT_NETWORK},
         {"allow", required_argument, NULL, OPT_ALLOW},
         {"deny", required_argument, NULL, OPT_DENY},
@@ -213,7 +219,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
 
     optind = 1;
     opterr = 0;
-    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:g:ithp:", opts, NULL)) != -1) {
+    while (r == 0 && (c = getopt_long(argc, argv, "+w:e:m:n:g:itdhp:", opts, NULL)) != -1) {
         switch (c) {
         case 'w':
             o->workspace = optarg;
@@ -235,6 +241,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
             break;
         case 't':
             o->tty = true;
+            break;
+        case 'd':
+            o->detach = true;
             break;
         case OPT_NETWORK:
             o->network = optarg;
@@ -319,6 +328,10 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
                             "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
                             "with a letter or digit",
                             o->name);
+    if (o->detach && o->interactive && !o->tty)
+        return moat_err_set(err, 0,
+                            "-d -i needs -t: a detached run's input is the terminal "
+                            "`moat attach` reaches");
     if (o->tty && o->interactive)
         o->interactive = false; /* -it: a terminal, as with docker */
     o->cmd = argv + optind;
@@ -344,7 +357,7 @@ static int check_opts(struct run_opts *o, struct moat_err *err)
         return moat_err_set(err, 0,
                             "run: no command given (usage: moat run [flags] -- CMD [ARGS...], "
                             "or command: in moat.yaml)");
-    if (o->tty && !isatty(STDIN_FILENO) && !o->dry_run)
+    if (o->tty && !o->detach && !isatty(STDIN_FILENO) && !o->dry_run)
         return moat_err_set(err, 0, "-t: stdin is not a terminal");
     return 0;
 }
@@ -596,11 +609,12 @@ static int use_trust(struct run_opts *o, struct run_trust *t, struct image_etc *
 }
 
 /* --image: the image's root with the run's own layer, and its defaults. */
-static int use_image(const struct run_opts *o, const char *name, const struct image_etc *etc,
+static int use_image(const struct run_opts *o, const char *run_dir, const struct image_etc *etc,
                      struct rt_config *cfg, struct image_host *host, struct run_image *ri,
                      struct moat_err *err)
 {
-    if (run_image_prepare(o->image, &o->pull, name, etc, cfg->host_uid, cfg->host_gid, ri, err) < 0)
+    if (run_image_prepare(o->image, &o->pull, run_dir, etc, cfg->host_uid, cfg->host_gid, ri, err) <
+        0)
         return -1;
     host->n_mounts = 0;
     cfg->root = ri->rr.root;
@@ -612,9 +626,69 @@ static int use_image(const struct run_opts *o, const char *name, const struct im
     return run_image_argv(ri, o->cmd, &cfg->argv, err);
 }
 
-static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
+static char **strv_dup(char *const *v)
 {
-    char workspace[PATH_MAX], name[64];
+    size_t n = 0;
+
+    while (v && v[n])
+        n++;
+    char **d = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; d && i < n; i++)
+        if (!(d[i] = strdup(v[i]))) {
+            free_env(d);
+            return NULL;
+        }
+    return d;
+}
+
+/* What list, exec and stop need to know of the run, and the filter exec
+ * installs (the same one, compiled: not the profile, which may change). */
+static int record_run(struct run_record *rec, const struct rt_config *cfg, const char *image,
+                      const char *workspace, struct moat_err *err)
+{
+    struct run_state *st = &rec->st;
+
+    st->argv = strv_dup(cfg->argv);
+    st->env = strv_dup(cfg->envp);
+    st->cwd = strdup(cfg->cwd);
+    st->workspace = strdup(workspace);
+    st->image = image ? strdup(image) : NULL;
+    if (!st->argv || !st->env || !st->cwd || !st->workspace || (image && !st->image))
+        return moat_err_set(err, ENOMEM, "run %s", st->id);
+    st->tty = cfg->tty;
+    st->keep_groups = cfg->keep_groups;
+    st->extra_gid = (unsigned)cfg->extra_gid;
+    if (write_file_at(rec->dirfd, RUN_SECCOMP_FILE, cfg->seccomp->insns,
+                      cfg->seccomp->len * sizeof(*cfg->seccomp->insns), 0600, err) < 0)
+        return moat_err_prefix(err, "run %s", st->id);
+    return rec->st.detached ? run_state_save(rec->dirfd, st, err) : 0;
+}
+
+/* rt_config.started: the run is live; -d's waiting parent may go. */
+static void on_started(void *ctx, pid_t pid1, const struct rt_cgroup *cg)
+{
+    struct run_record *rec = ctx;
+    struct moat_err err = {0};
+    const char *paths[RUN_CGROUPS] = {cg->v2, cg->v1_pids, cg->v1_memory, cg->v1_cpu};
+
+    for (size_t i = 0; i < RUN_CGROUPS; i++)
+        if (paths[i][0] && !rec->st.cgroup[i])
+            rec->st.cgroup[i] = strdup(paths[i]); /* none: exec is left out of the limits */
+
+    rec->st.pid = pid1;
+    rec->st.pid_start = proc_starttime(pid1);
+    rec->st.status = RUN_RUNNING;
+    if (run_state_save(rec->dirfd, &rec->st, &err) < 0)
+        log_warn("%s", err.msg); /* the run goes on; list will not show it */
+    if (rec->ready_fd >= 0)
+        run_detach_ready(rec, NULL);
+}
+
+static int run_sandbox(struct run_opts *o, struct run_record *rec, int *status,
+                       struct moat_err *err)
+{
+    char workspace[PATH_MAX];
+    const char *name = rec->st.name;
     struct stat st;
     struct image_host host;
     struct image_etc etc;
@@ -638,9 +712,6 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
         host_ids(workspace, &st, &cfg.host_uid, &cfg.host_gid, err) < 0 ||
         image_host_layout(&host, err) < 0)
         return -1;
-    snprintf(name, sizeof(name), "%s", o->name ? o->name : "");
-    if (!o->name)
-        default_name(name, sizeof(name));
     cfg.hostname = name;
     image_etc_generate(&etc, name, o->proxy_net ? NETNS_GW_ADDR_STR : NULL);
     cfg.etc_files = etc.files;
@@ -651,7 +722,7 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
         goto out;
     if (o->docker_host && use_docker_host(&dh, &cfg, &etc, err) < 0)
         goto out;
-    if (o->image && use_image(o, name, &etc, &cfg, &host, &ri, err) < 0)
+    if (o->image && use_image(o, rec->dir, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
     mounts = calloc(host.n_mounts + 6 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
     env = build_env(o, cfg.tty, ri.info.env);
@@ -677,10 +748,14 @@ static int run_sandbox(struct run_opts *o, int *status, struct moat_err *err)
         goto out;
     cfg.seccomp = &filter;
     o->net.cfg.strict = o->policy && strcmp(o->policy, "strict") == 0;
-    if (o->proxy_net && run_net_init(&o->net, name, &cfg.net, err) < 0)
+    if (o->proxy_net && run_net_init(&o->net, name, rec->st.id, &cfg.net, err) < 0)
         goto out;
-    log_info("run %s: workspace %s, sandbox user %d = host %u:%u, %s", name, workspace,
-             RT_SANDBOX_UID, (unsigned)cfg.host_uid, (unsigned)cfg.host_gid,
+    if (record_run(rec, &cfg, o->image, workspace, err) < 0)
+        goto out;
+    cfg.started = on_started;
+    cfg.started_ctx = rec;
+    log_info("run %s (%.12s): workspace %s, sandbox user %d = host %u:%u, %s", name, rec->st.id,
+             workspace, RT_SANDBOX_UID, (unsigned)cfg.host_uid, (unsigned)cfg.host_gid,
              cfg.tty ? "terminal" : "no terminal");
     ret = rt_run(&cfg, status, err);
 out:
@@ -708,6 +783,69 @@ static int run_dry(const struct run_opts *o, struct moat_err *err)
         default_name(name, sizeof(name));
     run_print_plan(o, workspace, name, o->json);
     return 0;
+}
+
+/* The run's end in its state; a run that never started leaves nothing. */
+static void record_end(struct run_record *rec, int ret, int status)
+{
+    struct moat_err err = {0};
+
+    if (ret < 0 && rec->st.status == RUN_CREATED) {
+        run_remove(&rec->st, &err);
+        return;
+    }
+    rec->st.status = RUN_EXITED;
+    rec->st.exit_code = status;
+    if (run_state_save(rec->dirfd, &rec->st, &err) < 0)
+        log_warn("%s", err.msg);
+}
+
+/* A run with its state under MOAT_HOME/runs/ID: in the foreground, or -d. */
+static int run_recorded(struct run_opts *o, struct moat_err *err)
+{
+    struct run_record rec = {.dirfd = -1, .name_lock = -1, .ready_fd = -1};
+    char name[64], runs[PATH_MAX];
+    int status = CLI_EXIT_USAGE, ret = -1;
+    bool is_sup = false;
+
+    snprintf(name, sizeof(name), "%s", o->name ? o->name : "");
+    if (!o->name)
+        default_name(name, sizeof(name));
+    if (moat_home_sub("runs", runs, sizeof(runs), err) < 0 ||
+        run_state_create(&rec.st, name, &rec.dirfd, &rec.name_lock, err) < 0)
+        goto out;
+    snprintf(rec.dir, sizeof(rec.dir), "%s/%s", runs, rec.st.id);
+    if (o->detach) {
+        rec.st.detached = true;
+        status = run_detach(o, &rec, &is_sup, err);
+        if (!is_sup) { /* the caller: the supervisor has it from here */
+            ret = 0;
+            goto out;
+        }
+        if (status < 0) {
+            record_end(&rec, -1, CLI_EXIT_USAGE);
+            run_detach_ready(&rec, err);
+            status = CLI_EXIT_USAGE;
+            goto out;
+        }
+    }
+    ret = run_sandbox(o, &rec, &status, err);
+    if (ret < 0 && o->agent)
+        o->agent->failed(o->agent, o, status, err);
+    bool failed_start = ret < 0 && rec.st.status == RUN_CREATED;
+    record_end(&rec, ret, status);
+    if (is_sup && failed_start)
+        run_detach_ready(&rec, err); /* the waiting `moat run -d` prints it */
+    if (is_sup)
+        run_detach_finish();
+out:
+    if (ret < 0)
+        cli_print_err(err); /* the supervisor's stderr is the run's log */
+    run_state_free(&rec.st);
+    moat_closep(&rec.dirfd);
+    moat_closep(&rec.name_lock);
+    free_opts(o);
+    return status;
 }
 
 int cmd_run(int argc, char **argv)
@@ -739,11 +877,8 @@ int run_main(int argc, char **argv, struct run_agent *agent)
         r = -1;
     if (r == 0 && o.dry_run)
         r = run_dry(&o, &err) < 0 ? -1 : 1;
-    else if (r == 0 && run_sandbox(&o, &status, &err) < 0) {
-        if (agent)
-            agent->failed(agent, &o, status, &err);
-        r = -1;
-    }
+    else if (r == 0)
+        return run_recorded(&o, &err);
     if (r < 0)
         cli_print_err(&err);
     free_opts(&o);

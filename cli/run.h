@@ -3,11 +3,13 @@
 #ifndef MOAT_CLI_RUN_H
 #define MOAT_CLI_RUN_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "cli/config.h"
 #include "cli/net.h"
+#include "cli/runs.h"
 #include "image/image.h"
 #include "runtime/runtime.h"
 
@@ -37,7 +39,7 @@ struct run_opts {
     const char *workspace, *name, *network, *seccomp, *policy;
     const char *image;           /* --image REF; NULL: the host image */
     struct image_pull_opts pull; /* --creds, --tls-verify, --cert-dir for --image docker:// */
-    bool interactive, tty, keep, dry_run, json, docker_host;
+    bool interactive, tty, keep, dry_run, json, docker_host, detach;
     bool image_set, interactive_set; /* given on the command line (false may be a choice) */
     int64_t pids, memory;
     double cpus;
@@ -58,6 +60,29 @@ struct run_opts {
 
 /* moat run, or with AGENT moat claude / codex: parse, run, print; the exit status. */
 int run_main(int argc, char **argv, struct run_agent *agent);
+
+/* The run being made: its state and where it lives (cli/runs.h). */
+struct run_record {
+    struct run_state st;
+    char dir[PATH_MAX]; /* MOAT_HOME/runs/ID */
+    int dirfd;
+    int name_lock; /* held for the supervisor's life */
+    int ready_fd;  /* -d: the pipe the waiting `moat run -d` reads, until started */
+};
+
+/* -d (cli/run_detach.c): fork the supervisor away from the terminal. In the
+ * caller: wait until it says the sandbox started (print the id, return 0) or
+ * failed (print why, return 125). In the supervisor: return -1 with *IS_SUP
+ * set, stdio on the run's log (or, with -t, on a pty that `moat attach`
+ * reaches through the control socket); the caller then runs the sandbox. */
+int run_detach(struct run_opts *o, struct run_record *rec, bool *is_sup, struct moat_err *err);
+
+/* The supervisor of a detached run, after the run: stop serving attach. */
+void run_detach_finish(void);
+
+/* In the detached supervisor: tell the waiting `moat run -d` that the sandbox
+ * started (ERR NULL) or why it did not. */
+void run_detach_ready(struct run_record *rec, const struct moat_err *err);
 
 /* Whether DST may be a mount target: absolute, no "..", not / and not under
  * /proc, /sys or /dev. */

@@ -32,7 +32,7 @@ int registry_flag(int which, const char *arg, struct image_pull_opts *o, struct 
     return 0;
 }
 
-int run_image_prepare(const char *ref_text, const struct image_pull_opts *pull, const char *name,
+int run_image_prepare(const char *ref_text, const struct image_pull_opts *pull, const char *run_dir,
                       const struct image_etc *etc, uid_t uid, gid_t gid, struct run_image *ri,
                       struct moat_err *err)
 {
@@ -49,7 +49,7 @@ int run_image_prepare(const char *ref_text, const struct image_pull_opts *pull, 
     } else if (image_pull(&ref, &opts, &ri->info, err) < 0) {
         return -1;
     }
-    if (image_run_root_create(&ri->info, name, etc, uid, gid, &ri->rr, err) < 0) {
+    if (image_run_root_create(&ri->info, run_dir, etc, uid, gid, &ri->rr, err) < 0) {
         image_info_free(&ri->info);
         return -1;
     }

@@ -13,9 +13,9 @@ struct run_image {
 };
 
 /* Pull REF if it is not cached (progress on a terminal; PULL's registry
- * flags for docker://), then make the run NAME's layer with ETC's files;
- * UID:GID are the ids moatuser stands for. */
-int run_image_prepare(const char *ref, const struct image_pull_opts *pull, const char *name,
+ * flags for docker://), then make the run's layer in RUN_DIR with ETC's
+ * files; UID:GID are the ids moatuser stands for. */
+int run_image_prepare(const char *ref, const struct image_pull_opts *pull, const char *run_dir,
                       const struct image_etc *etc, uid_t uid, gid_t gid, struct run_image *ri,
                       struct moat_err *err);
 

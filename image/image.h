@@ -165,23 +165,28 @@ struct image_run_root {
      * read-only over the image's (the root itself is read-only). */
     struct rt_mount mounts[IMAGE_ETC_FILES];
     size_t n_mounts;
-    char dir[PATH_MAX]; /* MOAT_HOME/runs/NAME */
+    char dir[PATH_MAX]; /* MOAT_HOME/runs/ID/layer */
     char name[64];
     char lower[PATH_MAX], upper[PATH_MAX + 8], work[PATH_MAX + 8];
     char files[IMAGE_ETC_FILES][PATH_MAX + 32], targets[IMAGE_ETC_FILES][32];
     int runs_fd;
 };
 
-/* The run NAME's own layer on INFO's cached tree: MOAT_HOME/runs/NAME/upper
- * and work (owned by UID:GID, the ids the sandbox user stands for) with
- * /etc/passwd and /etc/group (the image's, plus moatuser) and ETC's hosts,
+/* The run's own layer on INFO's cached tree: RUN_DIR/layer/upper and work
+ * (RUN_DIR is the run's state directory, MOAT_HOME/runs/ID; owned by UID:GID, the ids the sandbox
+ * user stands for) with /etc/passwd and /etc/group (the image's, plus moatuser) and ETC's hosts,
  * hostname and resolv.conf. The cache is never written. */
-int image_run_root_create(const struct image_info *info, const char *name,
+#define IMAGE_RUN_LAYER "layer"
+int image_run_root_create(const struct image_info *info, const char *run_dir,
                           const struct image_etc *etc, uid_t uid, gid_t gid,
                           struct image_run_root *rr, struct moat_err *err);
 
-/* After the run: close what was kept open and remove MOAT_HOME/runs/NAME
- * (KEEP: leave it, and say where). */
+/* After the run: close what was kept open and remove RUN_DIR/layer (KEEP:
+ * leave it, and say where). */
 int image_run_root_remove(struct image_run_root *rr, bool keep, struct moat_err *err);
+
+/* RUN_DIRFD's layer, left behind by a run that was killed or kept: removed
+ * (0 when there is none). */
+int image_run_layer_remove(int run_dirfd, struct moat_err *err);
 
 #endif

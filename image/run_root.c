@@ -1,5 +1,5 @@
 /* A run's root filesystem on a cached image: the cached tree as the read-only
- * lower layer, and the run's own layer (MOAT_HOME/runs/NAME/{upper,work})
+ * lower layer, and the run's own layer (MOAT_HOME/runs/ID/layer/{upper,work})
  * holding everything the run changes, starting with /etc/passwd and
  * /etc/group (the image's plus moatuser) and the generated /etc files. Where
  * the kernel has no overlayfs in a user namespace the tree is bound
@@ -258,29 +258,23 @@ static int bound_files(struct image_run_root *rr, const char *rootfs, int run_fd
     return 0;
 }
 
-int image_run_root_create(const struct image_info *info, const char *name,
+int image_run_root_create(const struct image_info *info, const char *run_dir,
                           const struct image_etc *etc, uid_t uid, gid_t gid,
                           struct image_run_root *rr, struct moat_err *err)
 {
-    char runs[PATH_MAX];
+    static const char name[] = IMAGE_RUN_LAYER;
     _cleanup_close_ int runs_fd = -1, run_fd = -1;
     int r;
 
     memset(rr, 0, sizeof(*rr));
     rr->runs_fd = -1;
-    if (moat_home_sub("runs", runs, sizeof(runs), err) < 0)
-        return -1;
-    snprintf(rr->dir, sizeof(rr->dir), "%s/%s", runs, name);
+    snprintf(rr->dir, sizeof(rr->dir), "%s/%s", run_dir, name);
     snprintf(rr->name, sizeof(rr->name), "%s", name);
-    runs_fd = open(runs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    runs_fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (runs_fd < 0)
-        return moat_err_sys(err, "open %s", runs);
+        return moat_err_sys(err, "open %s", run_dir);
     if (mkdirat(runs_fd, name, 0700) < 0)
-        return moat_err_sys(err,
-                            errno == EEXIST ? "run %s: %s exists (a run of that name, or "
-                                              "one kept with --keep)"
-                                            : "run %s: mkdir %s",
-                            name, rr->dir);
+        return moat_err_sys(err, "run layer: mkdir %s", rr->dir);
     rr->runs_fd = steal_fd(&runs_fd);
     run_fd = openat(rr->runs_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (run_fd < 0)
@@ -298,7 +292,7 @@ int image_run_root_create(const struct image_info *info, const char *name,
     }
     snprintf(rr->lower, sizeof(rr->lower), "%s", info->rootfs);
     rr->root.path = rr->lower;
-    log_debug("run %s: root %s, %s", name, info->rootfs,
+    log_debug("run layer %s: root %s, %s", rr->dir, info->rootfs,
               rr->root.upper ? "overlay with the run's layer" : "read-only with tmpfs");
     return 0;
 }
@@ -315,8 +309,19 @@ int image_run_root_remove(struct image_run_root *rr, bool keep, struct moat_err 
     if (!keep && image_rm_tree_at(rr->runs_fd, rr->name, err) < 0)
         r = image_tree_remove(rr->runs_fd, rr->name, err);
     else if (keep)
-        log_info("run %s: its layer is kept in %s", rr->name, rr->dir);
+        log_info("the run's layer is kept in %s", rr->dir);
     close(rr->runs_fd);
     rr->runs_fd = -1;
     return r;
+}
+
+int image_run_layer_remove(int run_dirfd, struct moat_err *err)
+{
+    if (faccessat(run_dirfd, IMAGE_RUN_LAYER, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    /* As in image_run_root_remove: the cheap way first, the mapped namespace
+     * only for what needs it. */
+    if (image_rm_tree_at(run_dirfd, IMAGE_RUN_LAYER, err) < 0)
+        return image_tree_remove(run_dirfd, IMAGE_RUN_LAYER, err);
+    return 0;
 }

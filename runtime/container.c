@@ -314,6 +314,7 @@ static int await_ready(const struct rt_config *cfg, struct rt_container *c, int 
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
+            c->exec_failed = m.type == SYNC_EXEC_ERROR;
             return -1;
         }
         return moat_err_set(err, EPROTO, "unexpected message %u from the container", m.type);
@@ -430,11 +431,18 @@ __attribute__((noreturn)) static void exec_child_main(const struct exec_child *x
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     }
     close(x->container);
-    if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(0, 0, &err) < 0)
+    /* OCI: the container's root for the setup; moat run's sandbox: its agent
+     * user, which keeps the capabilities until become_agent() drops them. */
+    uid_t id = x->cfg->oci ? 0 : RT_SANDBOX_UID;
+    if ((x->ns_flags & CLONE_NEWUSER) && rt_setup_identity(id, id, &err) < 0)
         sync_fail(x->sync, SYNC_ERROR, &err, RT_EXIT_FAILURE);
     if (x->cfg->tty) {
-        struct winsize ws = {.ws_row = x->cfg->oci->console_rows,
-                             .ws_col = x->cfg->oci->console_cols};
+        struct winsize ws = {0};
+        if (x->cfg->oci)
+            ws = (struct winsize){.ws_row = x->cfg->oci->console_rows,
+                                  .ws_col = x->cfg->oci->console_cols};
+        else
+            tty_get_winsize(&ws); /* moat exec: the caller's terminal */
         slave = rt_open_terminal(&ws, x->sync, stdio);
     }
     pid_t pid = fork_process(x, stdio, slave >= 0);
@@ -471,6 +479,7 @@ static int await_exec(struct rt_container *c, int sync, struct moat_err *err)
         if (m.type == SYNC_ERROR || m.type == SYNC_EXEC_ERROR) {
             err->errnum = m.errnum;
             memcpy(err->msg, m.msg, sizeof(err->msg));
+            c->exec_failed = m.type == SYNC_EXEC_ERROR;
             return -1;
         }
         return moat_err_set(err, EPROTO, "unexpected message %u from the container", m.type);

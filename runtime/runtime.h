@@ -243,6 +243,12 @@ struct rt_config {
     int64_t memory_max;
     struct rt_cgroup_cpu cpu; /* shares, quota and period (us); 0: no limit */
 
+    /* Called in the supervisor once the command runs (its execve succeeded),
+     * with the sandbox's pid 1 as a host pid and the cgroups it was put in:
+     * moat run records them for list, exec and stop. NULL: nothing. */
+    void (*started)(void *ctx, pid_t pid1, const struct rt_cgroup *cg);
+    void *started_ctx;
+
     /* NULL for moat run. */
     const struct rt_oci *oci;
 };
@@ -266,6 +272,7 @@ struct rt_container {
     int pidfd;
     int pty_master;
     struct rt_cgroup cg;
+    bool exec_failed; /* rt_exec failed at the command's execve (126/127, as errno says) */
 };
 
 /* Create the container CFG (CFG->oci set) and return once its command waits at
@@ -274,9 +281,10 @@ struct rt_container {
 int rt_create(const struct rt_config *cfg, struct rt_container *c, struct moat_err *err);
 
 /* Run CFG's process in the running container whose pid 1 CONTAINER (a pidfd)
- * is: join its cgroups CG and its namespaces NS_FLAGS (CLONE_NEW*), take the
- * process's identity, and execve. Returns once execve succeeded, with C->pid (a
- * child of the caller), C->pidfd and C->pty_master (rt_config.tty). */
+ * is (CFG->oci NULL: a moat run sandbox, the process becomes its agent user): join its cgroups CG
+ * and its namespaces NS_FLAGS (CLONE_NEW*), take the process's identity, and execve. Returns once
+ * execve succeeded, with C->pid (a child of the caller), C->pidfd and C->pty_master
+ * (rt_config.tty). */
 int rt_exec(const struct rt_config *cfg, int container, int ns_flags, const struct rt_cgroup *cg,
             struct rt_container *c, struct moat_err *err);
 

@@ -429,6 +429,8 @@ int rt_run(const struct rt_config *cfg, int *status, struct moat_err *err)
     if (ret == 0 && s.tty.master >= 0)
         ret = tty_host_raw(&s.tty, err);
     if (ret == 0) {
+        if (cfg->started)
+            cfg->started(cfg->started_ctx, s.pid, &s.cg);
         if (s.tty.master >= 0)
             tty_resize(s.tty.master);
         *status = supervise(&s);

@@ -15,6 +15,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "lib/cleanup.h"
+#include "lib/proc.h"
 #include "lib/fd.h"
 #include "runtime/oci/oci.h"
 
@@ -243,26 +244,7 @@ void oci_state_free(struct oci_state *st)
 
 unsigned long long oci_pid_starttime(pid_t pid)
 {
-    char path[64], buf[1024], state;
-    unsigned long long start = 0;
-    _cleanup_close_ int fd = -1;
-    ssize_t n;
-    char *p;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
-        return 0;
-    buf[n] = '\0';
-    p = strrchr(buf, ')'); /* the comm field may hold spaces and parentheses */
-    if (!p || sscanf(p + 2, "%c", &state) != 1 || state == 'Z' || state == 'X')
-        return 0;
-    /* Field 22; P is at the end of field 2. */
-    for (int field = 2; p && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    if (!p || sscanf(p + 1, "%llu", &start) != 1)
-        return 0;
-    return start;
+    return proc_starttime(pid);
 }
 
 int oci_pidfd(const struct oci_state *st)

@@ -1,6 +1,7 @@
 """moat run --image: the image's root with the run's own layer, its config's
 defaults, and a cache no run ever writes."""
 
+import json
 import os
 from pathlib import Path
 
@@ -12,8 +13,19 @@ from test_image import TRANSPORTS, cached_roots, fixture_dir, images_dir, make_r
 
 
 def runs(ctx):
+    """The names of the runs whose own layer (MOAT_HOME/runs/ID/layer) is there."""
     d = ctx.moat_home / "runs"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    if not d.exists():
+        return []
+    return sorted(json.loads((p / "state.json").read_text())["name"]
+                  for p in d.iterdir() if (p / "layer").exists())
+
+
+def run_dir(ctx, name):
+    for p in (ctx.moat_home / "runs").iterdir():
+        if (p / "state.json").exists() and json.loads((p / "state.json").read_text())["name"] == name:
+            return p
+    raise AssertionError(f"no run {name} in MOAT_HOME/runs")
 
 
 def run_image(ctx, ref, *cmd, env=None, flags=()):
@@ -79,10 +91,16 @@ def test_keep_keeps_the_run_layer(ctx):
     cp = run_image(ctx, ref, "sh", "-c", "echo kept > /etc/kept", flags=("--keep", "-n", "k1"))
     assert cp.returncode == 0, cp
     assert runs(ctx) == ["k1"]
-    assert (ctx.moat_home / "runs/k1/upper/etc/kept").read_text() == "kept\n"
-    # the name is taken while the layer is kept
-    cp = run_image(ctx, ref, "true", flags=("-n", "k1"))
-    assert cp.returncode == 125 and "exists" in cp.stderr, cp
+    kept = run_dir(ctx, "k1")
+    assert (kept / "layer/upper/etc/kept").read_text() == "kept\n"
+    # an ended run's name is free again; its kept layer stays its own
+    cp = run_image(ctx, ref, "sh", "-c", "exit 0", flags=("-n", "k1"))
+    assert cp.returncode == 0, cp
+    assert runs(ctx) == ["k1"]
+    # destroy removes the kept layer with the run
+    cp = run_moat(ctx, "destroy", kept.name[:10], sub=None)
+    assert cp.returncode == 0, cp.stderr
+    assert runs(ctx) == []
 
 
 def test_entrypoint_workdir_user(ctx):

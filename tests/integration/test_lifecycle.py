@@ -1,6 +1,7 @@
 """The life of a run: exit status, signals in and out, SIGKILL of moat,
 many runs at once, stdin without a terminal."""
 
+import json
 import os
 import secrets
 import signal
@@ -161,10 +162,21 @@ def test_sigkill_of_moat_leaves_nothing(ctx):
     assert not left, f"new mounts on the host: {left}"
     left = _leftovers(_tmp_entries, tmp_before, ours)
     assert not left, f"new temporary entries left behind: {left}"
-    # the run's audit log is kept on purpose, as after any run with the network
-    audit = str(ctx.moat_home / "audit" / f"{name}.jsonl")
-    assert _tree(ctx.moat_home) - {audit} == home_before, \
-        f"left in MOAT_HOME: {sorted(_tree(ctx.moat_home) - home_before - {audit})}"
+    # the next command sees the run ended (its supervisor is gone) and cleans up
+    cp = run_moat(ctx, "list", "-a", "--json", sub=None)
+    assert cp.returncode == 0, cp.stderr
+    run = next(r for r in json.loads(cp.stdout) if r["name"] == name)
+    assert run["status"] == "dead", run
+    # kept on purpose: the run's record (list -a shows it until moat destroy) and,
+    # as after any run with the network, its audit log
+    rid = run["id"]
+    kept = {str(ctx.moat_home / p) for p in (
+        f"audit/{rid}.jsonl", f"runs/{rid}", f"runs/{rid}/state.json",
+        f"runs/{rid}/seccomp.bpf", "runs/.names", f"runs/.names/{name}")}
+    assert _tree(ctx.moat_home) - kept == home_before - kept, \
+        f"left in MOAT_HOME: {sorted(_tree(ctx.moat_home) - home_before - kept)}"
+    assert run_moat(ctx, "destroy", name, sub=None).returncode == 0
+    assert _tree(ctx.moat_home) - home_before == {str(ctx.moat_home / f"audit/{rid}.jsonl")}
 
 
 def test_twenty_concurrent_runs(ctx):

@@ -299,7 +299,12 @@ def test_moat_audit_prints_and_verifies(ctx):
     cp = run_moat(ctx, "verify", "audited", sub="audit")
     assert cp.returncode == 0 and "2 lines, chain intact" in cp.stdout, cp.stdout + cp.stderr
 
-    log = ctx.moat_home / "audit" / "audited.jsonl"
+    # the log is the run's, by id; the name finds the run
+    logs = list((ctx.moat_home / "audit").glob("*.jsonl"))
+    assert len(logs) == 1 and re.fullmatch(r"[0-9a-f]{32}\.jsonl", logs[0].name), logs
+    log = logs[0]
+    cp = run_moat(ctx, log.stem[:8], sub="audit")  # an id prefix
+    assert cp.returncode == 0 and "evil.example" in cp.stdout, cp.stderr
     lines = log.read_text().splitlines(keepends=True)
     lines[0] = lines[0].replace("192.0.2.9", "192.0.2.8")  # someone rewrites history
     log.write_text("".join(lines))
