@@ -61,6 +61,11 @@ void audit_write(struct audit *a, const struct audit_event *ev);
 
 /* ---- dial.c: upstream connections ---- */
 
+/* TCP_NODELAY on FD: the proxy writes whole messages (heads, TLS records, a flight of
+ * handshake), so Nagle would only hold a small write behind the peer's delayed ACK
+ * (40 ms on Linux) — a TLS 1.3 session ticket, say, ahead of the response. */
+void proxy_nodelay(int fd);
+
 /* Whether ADDR is one the sandbox must never reach through a name it does not
  * own: loopback, private, link-local (cloud metadata), CGNAT, multicast,
  * unspecified, broadcast, reserved. */
