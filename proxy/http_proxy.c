@@ -30,6 +30,31 @@ static void buf_consume(struct hbuf *b, size_t n)
     b->len -= n;
 }
 
+/* B's memory (CAP bytes), allocated now when it has none; false when out of memory. */
+static bool buf_get(struct hbuf *b, size_t cap)
+{
+    if (!b->b)
+        b->b = malloc(cap);
+    return b->b != NULL;
+}
+
+/* Give B's memory back when it holds nothing (per-connection memory while idle). */
+static void buf_release(struct hbuf *b)
+{
+    if (b->len == 0) {
+        free(b->b);
+        b->b = NULL;
+    }
+}
+
+static void bufs_release(struct http_conn *h)
+{
+    buf_release(&h->cin);
+    buf_release(&h->uin);
+    buf_release(&h->cout);
+    buf_release(&h->uout);
+}
+
 /* ---- bodies ---- */
 
 static void body_init(struct hbody *b, const struct http_head *h)
@@ -129,6 +154,8 @@ static ssize_t io_read(int fd, SSL *ssl, uint32_t *want, struct hbuf *b, size_t 
     struct moat_err err = {0};
     size_t n = 0;
 
+    if (!buf_get(b, cap))
+        return -2;
     if (!ssl)
         return side_read(fd, b, cap);
     if (buf_room(b, cap) == 0)
@@ -251,6 +278,10 @@ static void reply(struct proxy *p, struct conn *c, int status, const char *block
     if (blocked)
         snprintf(extra, sizeof(extra), "X-Moat-Blocked: %s\r\n", blocked);
     h->cout.len = 0;
+    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+        h->abort = true;
+        return;
+    }
     n = snprintf(h->cout.b, HX_OUT_MAX,
                  "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                  "Connection: close\r\n\r\nmoat: %s\n",
@@ -357,6 +388,10 @@ static int on_connect(struct proxy *p, struct conn *c)
         return -1;
     }
     buf_consume(&h->cin, h->req.head_len);
+    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+        h->abort = true;
+        return -1;
+    }
     memcpy(h->cout.b + h->cout.len, ok, sizeof(ok) - 1);
     h->cout.len += sizeof(ok) - 1;
     h->status = 200;
@@ -397,6 +432,11 @@ static ssize_t write_request_head(struct proxy *p, struct conn *c, struct moat_e
             merge[rw.n_merge++] = (struct http_set_field){e->name, e->value};
     }
     snprintf(h->grant, sizeof(h->grant), "%s", ed.grant ? ed.grant : "");
+    if (!buf_get(&h->uout, HX_OUT_MAX)) {
+        header_edits_free(&ed);
+        moat_err_sys(err, "the request head for upstream");
+        return -2;
+    }
     ssize_t n =
         http_head_write(r, h->cin.b, &rw, h->uout.b + h->uout.len, HX_OUT_MAX - h->uout.len, err);
     header_edits_free(&ed);
@@ -485,6 +525,10 @@ static int on_response_head(struct proxy *p, struct conn *c)
         reply(p, c, 502, NULL, "upstream switched protocols unasked");
         return -1;
     }
+    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+        h->abort = true;
+        return -1;
+    }
     ssize_t n =
         http_head_write(r, h->uin.b, &rw, h->cout.b + h->cout.len, HX_OUT_MAX - h->cout.len, &err);
     if (n < 0) {
@@ -533,6 +577,10 @@ static bool step_request(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rq == RQ_BODY && h->cin.len > 0) {
+        if (!buf_get(&h->uout, HX_OUT_MAX)) {
+            h->abort = true;
+            return true;
+        }
         ssize_t n = body_take(&h->rqbody, h->cin.b, h->cin.len, HX_OUT_MAX - h->uout.len, &herr);
         if (n < 0) {
             reply(p, c, 400, NULL, herr.reason);
@@ -566,6 +614,10 @@ static bool step_response(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rs == RS_BODY && h->uin.len > 0) {
+        if (!buf_get(&h->cout, HX_OUT_MAX)) {
+            h->abort = true;
+            return true;
+        }
         ssize_t n = body_take(&h->rsbody, h->uin.b, h->uin.len, HX_OUT_MAX - h->cout.len, &herr);
         if (n < 0) {
             /* part of the response went out already: all that is left is to cut it */
@@ -791,6 +843,7 @@ static void http_run(struct proxy *p, struct conn *c)
         conn_close(p, c);
         return;
     }
+    bufs_release(h);
     update_events(p, c);
 }
 
@@ -878,6 +931,10 @@ void http_free(struct conn *c)
         ossl.SSL_free(h->cssl);
     if (h->ussl)
         ossl.SSL_free(h->ussl);
+    free(h->cin.b);
+    free(h->uin.b);
+    free(h->cout.b);
+    free(h->uout.b);
     free(h);
     c->http = NULL;
 }
@@ -894,10 +951,6 @@ static int start(struct proxy *p, struct conn *c, bool explicit_proxy, SSL *ssl)
     h->cssl = ssl;
     h->tls = ssl != NULL;
     h->explicit_proxy = explicit_proxy;
-    h->cin.b = h->cin_b;
-    h->uin.b = h->uin_b;
-    h->cout.b = h->cout_b;
-    h->uout.b = h->uout_b;
     http_head_init(&h->req, HTTP_REQUEST, HTTP_M_OTHER);
     c->http = h;
     c->state = CONN_HTTP;

@@ -178,8 +178,10 @@ void intercept_peek(struct proxy *p, struct conn *c);
     (HTTP_HEAD_MAX + 8 * 1024) /* bytes for either side: a head grows by the                       \
                                 * proxy's own fields */
 
+/* Allocated when bytes are about to go in, freed once empty (http_run's end): an idle
+ * keep-alive connection holds none of its four. */
 struct hbuf {
-    char *b;
+    char *b; /* NULL while empty */
     size_t len;
 };
 
@@ -225,7 +227,6 @@ struct http_conn {
     int status;
     uint64_t started, bytes_up, bytes_down, sent_client, sent_up;
     struct hbuf cin, uin, cout, uout; /* from the client, from upstream, to each */
-    char cin_b[HX_IN_MAX], uin_b[HX_IN_MAX], cout_b[HX_OUT_MAX], uout_b[HX_OUT_MAX];
 };
 
 /* Serve C (its client socket connected, c->name/c->port set on the transparent path)

@@ -35,9 +35,13 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, struct moat_err *err)
     /* TLS 1.2 at least; no renegotiation, no compression. */
     ossl.SSL_CTX_ctrl(c, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
     ossl.SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* the event loop writes what fits and keeps the rest in its buffer */
+    /* the event loop writes what fits and keeps the rest in its buffer; a session's
+     * record buffers (about 34 KiB) go back while it has nothing buffered, so an idle
+     * keep-alive connection does not hold them */
     ossl.SSL_CTX_ctrl(c, SSL_CTRL_MODE,
-                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL);
+                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS,
+                      NULL);
     return c;
 }
 
