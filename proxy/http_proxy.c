@@ -30,29 +30,34 @@ static void buf_consume(struct hbuf *b, size_t n)
     b->len -= n;
 }
 
-/* B's memory (CAP bytes), allocated now when it has none; false when out of memory. */
-static bool buf_get(struct hbuf *b, size_t cap)
+/* B's memory: a spare of the proxy's, else malloc'd now; false when out of memory. Every
+ * buffer is HX_OUT_MAX bytes, so a spare fits either side and either direction. */
+static bool buf_get(struct proxy *p, struct hbuf *b)
 {
     if (!b->b)
-        b->b = malloc(cap);
+        b->b = p->n_spare ? p->spare[--p->n_spare] : malloc(HX_OUT_MAX);
     return b->b != NULL;
 }
 
-/* Give B's memory back when it holds nothing (per-connection memory while idle). */
-static void buf_release(struct hbuf *b)
+/* Give B's memory back when it holds nothing (per-connection memory while idle): to the
+ * proxy's few spares, which spare the allocator a 72 KiB malloc and free per message. */
+static void buf_release(struct proxy *p, struct hbuf *b)
 {
-    if (b->len == 0) {
+    if (b->len || !b->b)
+        return;
+    if (p->n_spare < PROXY_SPARE_BUFS)
+        p->spare[p->n_spare++] = b->b;
+    else
         free(b->b);
-        b->b = NULL;
-    }
+    b->b = NULL;
 }
 
-static void bufs_release(struct http_conn *h)
+static void bufs_release(struct proxy *p, struct http_conn *h)
 {
-    buf_release(&h->cin);
-    buf_release(&h->uin);
-    buf_release(&h->cout);
-    buf_release(&h->uout);
+    buf_release(p, &h->cin);
+    buf_release(p, &h->uin);
+    buf_release(p, &h->cout);
+    buf_release(p, &h->uout);
 }
 
 /* ---- bodies ---- */
@@ -149,12 +154,13 @@ static ssize_t tls_result(enum tls_step st, size_t n, uint32_t *want)
 }
 
 /* side_read through SSL when there is one. */
-static ssize_t io_read(int fd, SSL *ssl, uint32_t *want, struct hbuf *b, size_t cap)
+static ssize_t io_read(struct proxy *p, int fd, SSL *ssl, uint32_t *want, struct hbuf *b,
+                       size_t cap)
 {
     struct moat_err err = {0};
     size_t n = 0;
 
-    if (!buf_get(b, cap))
+    if (!buf_get(p, b))
         return -2;
     if (!ssl)
         return side_read(fd, b, cap);
@@ -278,7 +284,7 @@ static void reply(struct proxy *p, struct conn *c, int status, const char *block
     if (blocked)
         snprintf(extra, sizeof(extra), "X-Moat-Blocked: %s\r\n", blocked);
     h->cout.len = 0;
-    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+    if (!buf_get(p, &h->cout)) {
         h->abort = true;
         return;
     }
@@ -388,7 +394,7 @@ static int on_connect(struct proxy *p, struct conn *c)
         return -1;
     }
     buf_consume(&h->cin, h->req.head_len);
-    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+    if (!buf_get(p, &h->cout)) {
         h->abort = true;
         return -1;
     }
@@ -432,7 +438,7 @@ static ssize_t write_request_head(struct proxy *p, struct conn *c, struct moat_e
             merge[rw.n_merge++] = (struct http_set_field){e->name, e->value};
     }
     snprintf(h->grant, sizeof(h->grant), "%s", ed.grant ? ed.grant : "");
-    if (!buf_get(&h->uout, HX_OUT_MAX)) {
+    if (!buf_get(p, &h->uout)) {
         header_edits_free(&ed);
         moat_err_sys(err, "the request head for upstream");
         return -2;
@@ -525,7 +531,7 @@ static int on_response_head(struct proxy *p, struct conn *c)
         reply(p, c, 502, NULL, "upstream switched protocols unasked");
         return -1;
     }
-    if (!buf_get(&h->cout, HX_OUT_MAX)) {
+    if (!buf_get(p, &h->cout)) {
         h->abort = true;
         return -1;
     }
@@ -577,7 +583,7 @@ static bool step_request(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rq == RQ_BODY && h->cin.len > 0) {
-        if (!buf_get(&h->uout, HX_OUT_MAX)) {
+        if (!buf_get(p, &h->uout)) {
             h->abort = true;
             return true;
         }
@@ -614,7 +620,7 @@ static bool step_response(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rs == RS_BODY && h->uin.len > 0) {
-        if (!buf_get(&h->cout, HX_OUT_MAX)) {
+        if (!buf_get(p, &h->cout)) {
             h->abort = true;
             return true;
         }
@@ -778,7 +784,7 @@ static void http_run(struct proxy *p, struct conn *c)
         if (handshakes(p, c) <= 0)
             break;
         if (!h->closing && !h->c_eof) {
-            ssize_t n = io_read(c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
+            ssize_t n = io_read(p, c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
             if (n == 0)
                 h->c_eof = true;
             else if (n == -2)
@@ -792,7 +798,7 @@ static void http_run(struct proxy *p, struct conn *c)
             moved |= n > 0;
         }
         if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs)) {
-            ssize_t n = io_read(c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
+            ssize_t n = io_read(p, c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
             if (n == 0)
                 h->u_eof = true;
             else if (n == -2)
@@ -843,7 +849,7 @@ static void http_run(struct proxy *p, struct conn *c)
         conn_close(p, c);
         return;
     }
-    bufs_release(h);
+    bufs_release(p, h);
     update_events(p, c);
 }
 

@@ -86,6 +86,7 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
 #define PROXY_HEAD_MS 10000  /* a request head must be complete this soon (slowloris) */
 #define PROXY_IDLE_MS 300000 /* nothing moved either way for this long: closed */
 #define PROXY_LINGER_MS 1000 /* after the proxy's own answer, for the sandbox to close */
+#define PROXY_SPARE_BUFS 16  /* empty HTTP buffers kept (HX_OUT_MAX each: 1.1 MiB at most) */
 
 struct proxy;
 
@@ -143,6 +144,8 @@ struct proxy {
     char **upstream_cas;
     struct conn *conns, *dead;
     size_t n_conns;
+    char *spare[PROXY_SPARE_BUFS]; /* the HTTP path's empty buffers, for the next message */
+    size_t n_spare;
 };
 
 uint64_t proxy_now_ms(void);
