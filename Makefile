@@ -39,7 +39,7 @@ OCI_OBJS := $(OCI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit integration install bench bench-layer bench-oci clean deps help format demo
+.PHONY: all test unit integration install bench bench-layer bench-oci bench-proxy clean deps help format demo
 
 all: $(BUILD)/moat $(BUILD)/moat-runtime
 
@@ -52,6 +52,7 @@ help:
 	@echo "make bench-layer  layer_apply() next to bsdtar -xpf (bench/layer)"
 
 	@echo "make bench-oci    moat-runtime run next to runc and crun (bench/oci)"
+	@echo "make bench-proxy  moat's proxy next to mitmproxy and tinyproxy (bench/proxy)"
 	@echo "make demo         build, then run a real sandbox on the host image"
 	@echo "make deps         install missing Debian packages (scripts/deps)"
 
@@ -136,6 +137,14 @@ bench-layer: $(BUILD)/bench/layer_apply
 
 bench-oci: $(BUILD)/moat-runtime
 	MOAT_RUNTIME_BIN=$(CURDIR)/$(BUILD)/moat-runtime bench/oci
+
+# moat's proxy outside a sandbox, on 127.0.0.1 (bench/proxy runs it beside mitmproxy and tinyproxy)
+$(BUILD)/bench/proxy_serve: bench/proxy_serve.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-proxy: $(BUILD)/bench/proxy_serve
+	MOAT_PROXY_SERVE=$(CURDIR)/$(BUILD)/bench/proxy_serve bench/proxy $(BENCH_ARGS)
 
 format:
 	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(OCI_SRCS) $(wildcard */*.h */*/*.h) $(UNIT_SRCS)

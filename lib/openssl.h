@@ -56,7 +56,17 @@
     X(SSL_set_connect_state)                                                                       \
     X(SSL_do_handshake)                                                                            \
     X(SSL_select_next_proto)                                                                       \
-    X(SSL_pending)
+    X(SSL_pending)                                                                                 \
+    X(SSL_CTX_sess_set_new_cb)                                                                     \
+    X(SSL_CTX_set_ex_data)                                                                         \
+    X(SSL_CTX_get_ex_data)                                                                         \
+    X(SSL_get_SSL_CTX)                                                                             \
+    X(SSL_get_servername)                                                                          \
+    X(SSL_set_session)                                                                             \
+    X(SSL_session_reused)                                                                          \
+    X(SSL_SESSION_free)                                                                            \
+    X(SSL_SESSION_dup)                                                                             \
+    X(SSL_SESSION_is_resumable)
 
 #define CRYPTO_FUNCS(X)                                                                            \
     X(BIO_new_mem_buf)                                                                             \

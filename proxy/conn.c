@@ -404,6 +404,7 @@ static struct conn *conn_new(struct proxy *p, int fd)
         return NULL;
     }
     *c = (struct conn){.client = fd, .up = -1, .dir = {{{-1, -1}}, {{-1, -1}}}};
+    proxy_nodelay(fd);
     c->next = p->conns;
     if (p->conns)
         p->conns->prev = c;

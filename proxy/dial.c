@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,6 +29,13 @@ static const struct net4 guarded[] = {
     {0xe0000000u, 0xf0000000u}, /* 224/4: multicast */
     {0xf0000000u, 0xf0000000u}, /* 240/4: reserved, broadcast */
 };
+
+void proxy_nodelay(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
 
 bool dial_addr_guarded(struct in_addr addr)
 {
@@ -81,6 +89,7 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return moat_err_sys(err, "socket for %s", name);
+    proxy_nodelay(fd);
     if (connect(fd, (struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS) {
         char a[INET_ADDRSTRLEN];
         moat_err_sys(err, "connect %s (%s:%u)", name,

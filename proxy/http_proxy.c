@@ -30,6 +30,36 @@ static void buf_consume(struct hbuf *b, size_t n)
     b->len -= n;
 }
 
+/* B's memory: a spare of the proxy's, else malloc'd now; false when out of memory. Every
+ * buffer is HX_OUT_MAX bytes, so a spare fits either side and either direction. */
+static bool buf_get(struct proxy *p, struct hbuf *b)
+{
+    if (!b->b)
+        b->b = p->n_spare ? p->spare[--p->n_spare] : malloc(HX_OUT_MAX);
+    return b->b != NULL;
+}
+
+/* Give B's memory back when it holds nothing (per-connection memory while idle): to the
+ * proxy's few spares, which spare the allocator a 72 KiB malloc and free per message. */
+static void buf_release(struct proxy *p, struct hbuf *b)
+{
+    if (b->len || !b->b)
+        return;
+    if (p->n_spare < PROXY_SPARE_BUFS)
+        p->spare[p->n_spare++] = b->b;
+    else
+        free(b->b);
+    b->b = NULL;
+}
+
+static void bufs_release(struct proxy *p, struct http_conn *h)
+{
+    buf_release(p, &h->cin);
+    buf_release(p, &h->uin);
+    buf_release(p, &h->cout);
+    buf_release(p, &h->uout);
+}
+
 /* ---- bodies ---- */
 
 static void body_init(struct hbody *b, const struct http_head *h)
@@ -124,11 +154,14 @@ static ssize_t tls_result(enum tls_step st, size_t n, uint32_t *want)
 }
 
 /* side_read through SSL when there is one. */
-static ssize_t io_read(int fd, SSL *ssl, uint32_t *want, struct hbuf *b, size_t cap)
+static ssize_t io_read(struct proxy *p, int fd, SSL *ssl, uint32_t *want, struct hbuf *b,
+                       size_t cap)
 {
     struct moat_err err = {0};
     size_t n = 0;
 
+    if (!buf_get(p, b))
+        return -2;
     if (!ssl)
         return side_read(fd, b, cap);
     if (buf_room(b, cap) == 0)
@@ -251,6 +284,10 @@ static void reply(struct proxy *p, struct conn *c, int status, const char *block
     if (blocked)
         snprintf(extra, sizeof(extra), "X-Moat-Blocked: %s\r\n", blocked);
     h->cout.len = 0;
+    if (!buf_get(p, &h->cout)) {
+        h->abort = true;
+        return;
+    }
     n = snprintf(h->cout.b, HX_OUT_MAX,
                  "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                  "Connection: close\r\n\r\nmoat: %s\n",
@@ -357,6 +394,10 @@ static int on_connect(struct proxy *p, struct conn *c)
         return -1;
     }
     buf_consume(&h->cin, h->req.head_len);
+    if (!buf_get(p, &h->cout)) {
+        h->abort = true;
+        return -1;
+    }
     memcpy(h->cout.b + h->cout.len, ok, sizeof(ok) - 1);
     h->cout.len += sizeof(ok) - 1;
     h->status = 200;
@@ -397,6 +438,11 @@ static ssize_t write_request_head(struct proxy *p, struct conn *c, struct moat_e
             merge[rw.n_merge++] = (struct http_set_field){e->name, e->value};
     }
     snprintf(h->grant, sizeof(h->grant), "%s", ed.grant ? ed.grant : "");
+    if (!buf_get(p, &h->uout)) {
+        header_edits_free(&ed);
+        moat_err_sys(err, "the request head for upstream");
+        return -2;
+    }
     ssize_t n =
         http_head_write(r, h->cin.b, &rw, h->uout.b + h->uout.len, HX_OUT_MAX - h->uout.len, err);
     header_edits_free(&ed);
@@ -485,6 +531,10 @@ static int on_response_head(struct proxy *p, struct conn *c)
         reply(p, c, 502, NULL, "upstream switched protocols unasked");
         return -1;
     }
+    if (!buf_get(p, &h->cout)) {
+        h->abort = true;
+        return -1;
+    }
     ssize_t n =
         http_head_write(r, h->uin.b, &rw, h->cout.b + h->cout.len, HX_OUT_MAX - h->cout.len, &err);
     if (n < 0) {
@@ -533,6 +583,10 @@ static bool step_request(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rq == RQ_BODY && h->cin.len > 0) {
+        if (!buf_get(p, &h->uout)) {
+            h->abort = true;
+            return true;
+        }
         ssize_t n = body_take(&h->rqbody, h->cin.b, h->cin.len, HX_OUT_MAX - h->uout.len, &herr);
         if (n < 0) {
             reply(p, c, 400, NULL, herr.reason);
@@ -566,6 +620,10 @@ static bool step_response(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rs == RS_BODY && h->uin.len > 0) {
+        if (!buf_get(p, &h->cout)) {
+            h->abort = true;
+            return true;
+        }
         ssize_t n = body_take(&h->rsbody, h->uin.b, h->uin.len, HX_OUT_MAX - h->cout.len, &herr);
         if (n < 0) {
             /* part of the response went out already: all that is left is to cut it */
@@ -726,7 +784,7 @@ static void http_run(struct proxy *p, struct conn *c)
         if (handshakes(p, c) <= 0)
             break;
         if (!h->closing && !h->c_eof) {
-            ssize_t n = io_read(c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
+            ssize_t n = io_read(p, c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
             if (n == 0)
                 h->c_eof = true;
             else if (n == -2)
@@ -740,7 +798,7 @@ static void http_run(struct proxy *p, struct conn *c)
             moved |= n > 0;
         }
         if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs)) {
-            ssize_t n = io_read(c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
+            ssize_t n = io_read(p, c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
             if (n == 0)
                 h->u_eof = true;
             else if (n == -2)
@@ -791,6 +849,7 @@ static void http_run(struct proxy *p, struct conn *c)
         conn_close(p, c);
         return;
     }
+    bufs_release(p, h);
     update_events(p, c);
 }
 
@@ -878,6 +937,10 @@ void http_free(struct conn *c)
         ossl.SSL_free(h->cssl);
     if (h->ussl)
         ossl.SSL_free(h->ussl);
+    free(h->cin.b);
+    free(h->uin.b);
+    free(h->cout.b);
+    free(h->uout.b);
     free(h);
     c->http = NULL;
 }
@@ -894,10 +957,6 @@ static int start(struct proxy *p, struct conn *c, bool explicit_proxy, SSL *ssl)
     h->cssl = ssl;
     h->tls = ssl != NULL;
     h->explicit_proxy = explicit_proxy;
-    h->cin.b = h->cin_b;
-    h->uin.b = h->uin_b;
-    h->cout.b = h->cout_b;
-    h->uout.b = h->uout_b;
     http_head_init(&h->req, HTTP_REQUEST, HTTP_M_OTHER);
     c->http = h;
     c->state = CONN_HTTP;

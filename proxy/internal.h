@@ -61,6 +61,11 @@ void audit_write(struct audit *a, const struct audit_event *ev);
 
 /* ---- dial.c: upstream connections ---- */
 
+/* TCP_NODELAY on FD: the proxy writes whole messages (heads, TLS records, a flight of
+ * handshake), so Nagle would only hold a small write behind the peer's delayed ACK
+ * (40 ms on Linux) — a TLS 1.3 session ticket, say, ahead of the response. */
+void proxy_nodelay(int fd);
+
 /* Whether ADDR is one the sandbox must never reach through a name it does not
  * own: loopback, private, link-local (cloud metadata), CGNAT, multicast,
  * unspecified, broadcast, reserved. */
@@ -81,6 +86,7 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
 #define PROXY_HEAD_MS 10000  /* a request head must be complete this soon (slowloris) */
 #define PROXY_IDLE_MS 300000 /* nothing moved either way for this long: closed */
 #define PROXY_LINGER_MS 1000 /* after the proxy's own answer, for the sandbox to close */
+#define PROXY_SPARE_BUFS 16  /* empty HTTP buffers kept (HX_OUT_MAX each: 1.1 MiB at most) */
 
 struct proxy;
 
@@ -138,6 +144,8 @@ struct proxy {
     char **upstream_cas;
     struct conn *conns, *dead;
     size_t n_conns;
+    char *spare[PROXY_SPARE_BUFS]; /* the HTTP path's empty buffers, for the next message */
+    size_t n_spare;
 };
 
 uint64_t proxy_now_ms(void);
@@ -173,8 +181,10 @@ void intercept_peek(struct proxy *p, struct conn *c);
     (HTTP_HEAD_MAX + 8 * 1024) /* bytes for either side: a head grows by the                       \
                                 * proxy's own fields */
 
+/* Allocated when bytes are about to go in, freed once empty (http_run's end): an idle
+ * keep-alive connection holds none of its four. */
 struct hbuf {
-    char *b;
+    char *b; /* NULL while empty */
     size_t len;
 };
 
@@ -220,7 +230,6 @@ struct http_conn {
     int status;
     uint64_t started, bytes_up, bytes_down, sent_client, sent_up;
     struct hbuf cin, uin, cout, uout; /* from the client, from upstream, to each */
-    char cin_b[HX_IN_MAX], uin_b[HX_IN_MAX], cout_b[HX_OUT_MAX], uout_b[HX_OUT_MAX];
 };
 
 /* Serve C (its client socket connected, c->name/c->port set on the transparent path)

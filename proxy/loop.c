@@ -169,6 +169,8 @@ static void destroy(struct proxy *p)
         tls_ctx_free(&p->tls);
         ca_close(&p->ca);
     }
+    while (p->n_spare)
+        free(p->spare[--p->n_spare]);
     for (size_t i = 0; p->upstream_cas && i < p->cfg.n_upstream_cas; i++)
         free(p->upstream_cas[i]);
     free(p->upstream_cas);

@@ -35,10 +35,61 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, struct moat_err *err)
     /* TLS 1.2 at least; no renegotiation, no compression. */
     ossl.SSL_CTX_ctrl(c, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
     ossl.SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* the event loop writes what fits and keeps the rest in its buffer */
+    /* the event loop writes what fits and keeps the rest in its buffer; a session's
+     * record buffers (about 34 KiB) go back while it has nothing buffered, so an idle
+     * keep-alive connection does not hold them */
     ossl.SSL_CTX_ctrl(c, SSL_CTRL_MODE,
-                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL);
+                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS,
+                      NULL);
     return c;
+}
+
+/* The slot for HOST: its own, else an empty one, else the least recently used. */
+static struct tls_resume *resume_slot(struct tls_ctx *t, const char *host, bool *found)
+{
+    struct tls_resume *slot = &t->resume[0];
+
+    for (size_t i = 0; i < TLS_RESUME_CACHE; i++) {
+        struct tls_resume *r = &t->resume[i];
+        if (r->sess && strcmp(r->host, host) == 0) {
+            *found = true;
+            return r;
+        }
+        if (!r->sess || r->used < slot->used)
+            slot = r;
+        if (!slot->sess)
+            break;
+    }
+    *found = false;
+    return slot;
+}
+
+/* OpenSSL hands over each session (TLS 1.3: each ticket) an origin issues: keep the
+ * newest per server name. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_ctx *t = ossl.SSL_CTX_get_ex_data(ossl.SSL_get_SSL_CTX(ssl), 0);
+    const char *host = ossl.SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    bool found;
+
+    /* only a session from a verified handshake is kept (verification fails the handshake
+     * before any session exists, but a resumed session must never widen what was checked) */
+    if (!t || !host || ossl.SSL_get_verify_result(ssl) != X509_V_OK ||
+        !ossl.SSL_SESSION_is_resumable(sess) || strlen(host) >= sizeof(t->resume[0].host))
+        return 0;
+    /* a copy: OpenSSL marks the connection's own session unresumable when that
+     * connection ends without close_notify, as the proxy's upstreams mostly do */
+    SSL_SESSION *copy = ossl.SSL_SESSION_dup(sess);
+    if (!copy)
+        return 0;
+    struct tls_resume *r = resume_slot(t, host, &found);
+    if (r->sess)
+        ossl.SSL_SESSION_free(r->sess);
+    snprintf(r->host, sizeof(r->host), "%s", host);
+    r->sess = copy;
+    r->used = ++t->clock;
+    return 0; /* SESS stays OpenSSL's */
 }
 
 int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, struct moat_err *err)
@@ -54,6 +105,12 @@ int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, stru
     /* Origins are verified: an interception proxy that accepted any certificate
      * would hand the user's credentials to whoever sits on the path. */
     ossl.SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
+    /* sessions from origins kept by name (on_new_session), none in OpenSSL's own cache */
+    if (ossl.SSL_CTX_set_ex_data(t->client, 0, t) != 1)
+        return openssl_err(err, "TLS context");
+    ossl.SSL_CTX_ctrl(t->client, SSL_CTRL_SET_SESS_CACHE_MODE,
+                      SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE, NULL);
+    ossl.SSL_CTX_sess_set_new_cb(t->client, on_new_session);
     if (ossl.SSL_CTX_set_default_verify_paths(t->client) != 1)
         return openssl_err(err, "load the system's trust store");
     for (size_t i = 0; i < n; i++)
@@ -67,6 +124,11 @@ int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, stru
 
 void tls_ctx_free(struct tls_ctx *t)
 {
+    for (size_t i = 0; i < TLS_RESUME_CACHE; i++) {
+        if (t->resume[i].sess)
+            ossl.SSL_SESSION_free(t->resume[i].sess);
+        t->resume[i].sess = NULL;
+    }
     if (t->server)
         ossl.SSL_CTX_free(t->server);
     if (t->client)
@@ -106,6 +168,12 @@ SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_er
         if (s)
             ossl.SSL_free(s);
         return NULL;
+    }
+    bool found;
+    struct tls_resume *r = resume_slot(t, host, &found);
+    if (found) {
+        r->used = ++t->clock;
+        ossl.SSL_set_session(s, r->sess); /* a failure only means a full handshake */
     }
     ossl.SSL_set_connect_state(s);
     return s;

@@ -12,9 +12,21 @@
 #include "lib/openssl.h"
 #include "proxy/ca.h"
 
+#define TLS_RESUME_CACHE 64 /* origins whose last session is kept for resumption */
+
+/* A session an origin gave moat, offered again on the next connection to that name:
+ * the origin skips its signature and moat the certificate's parsing and verification. */
+struct tls_resume {
+    char host[256];
+    SSL_SESSION *sess;
+    unsigned long used; /* LRU clock */
+};
+
 struct tls_ctx {
     SSL_CTX *server; /* toward the sandbox */
     SSL_CTX *client; /* toward origins */
+    struct tls_resume resume[TLS_RESUME_CACHE];
+    unsigned long clock;
 };
 
 /* EXTRA_CAS: PEM files trusted for origins besides the system store (N of them). */
@@ -25,7 +37,9 @@ void tls_ctx_free(struct tls_ctx *t);
 SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
                     struct moat_err *err);
 
-/* A client session on FD for HOST: SNI, and the certificate must be valid for HOST. */
+/* A client session on FD for HOST: SNI, and the certificate must be valid for HOST.
+ * The last session HOST's origin gave is offered for resumption; it was verified for
+ * HOST, by name, when it was made. */
 SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_err *err);
 
 /* What a non-blocking step needs next. */

@@ -516,6 +516,84 @@ static void test_tls_refuses_untrusted_origins(void **state)
     tls_ctx_free(&t);
 }
 
+/* One TLS connection from T's client side to a server presenting LEAF; the client's
+ * session after it read what the server sent past the handshake (TLS 1.3 tickets). */
+static SSL *tls_connect_once(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, const char *host,
+                             SSL **srv, int sv[2])
+{
+    struct moat_err err = {0};
+    char buf[16];
+    size_t n;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    *srv = tls_accept_new(t, ca, leaf, sv[0], &err);
+    SSL *cli = tls_connect_new(t, sv[1], host, &err);
+    assert_non_null(*srv);
+    assert_non_null(cli);
+    assert_int_equal(handshake_pair(*srv, cli, &err), TLS_OK);
+    assert_int_equal(tls_write(*srv, "x", 1, &n, "sandbox", &err), TLS_OK);
+    assert_int_equal(tls_read(cli, buf, sizeof(buf), &n, "origin", &err), TLS_OK);
+    return cli;
+}
+
+static void tls_close_once(SSL *srv, SSL *cli, int sv[2])
+{
+    ossl.SSL_free(srv);
+    ossl.SSL_free(cli);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* The session kept for HOST in T's cache, or NULL. */
+static SSL_SESSION *kept_session(const struct tls_ctx *t, const char *host)
+{
+    for (size_t i = 0; i < TLS_RESUME_CACHE; i++)
+        if (t->resume[i].sess && strcmp(t->resume[i].host, host) == 0)
+            return t->resume[i].sess;
+    return NULL;
+}
+
+static void test_tls_resumes_origin_sessions_by_name(void **state)
+{
+    struct tls_pair p;
+    struct moat_err err = {0};
+    SSL *srv, *cli;
+    int sv[2];
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    X509 *other = ca_leaf(&p.ca, "other.test", &err);
+    assert_non_null(other);
+    /* a verified handshake leaves its session (the ticket read after it) under its name */
+    assert_null(kept_session(&p.t, "api.test"));
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 0);
+    tls_close_once(srv, cli, sv);
+    assert_non_null(kept_session(&p.t, "api.test"));
+    /* the next connection to the name resumes it, though the last one ended without
+     * close_notify; and keeps the ticket it got this time */
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 1);
+    tls_close_once(srv, cli, sv);
+    SSL_SESSION *api = kept_session(&p.t, "api.test");
+    assert_non_null(api);
+    /* each name its own: other.test's session does not replace api.test's */
+    cli = tls_connect_once(&p.t, &p.ca, other, "other.test", &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 0);
+    tls_close_once(srv, cli, sv);
+    assert_non_null(kept_session(&p.t, "other.test"));
+    assert_ptr_equal(kept_session(&p.t, "api.test"), api);
+    /* a certificate that fails verification for its name leaves nothing behind */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], &err);
+    cli = tls_connect_new(&p.t, sv[1], "evil.test", &err);
+    assert_int_equal(handshake_pair(srv, cli, &err), TLS_FAIL);
+    tls_close_once(srv, cli, sv);
+    assert_null(kept_session(&p.t, "evil.test"));
+    ossl.X509_free(other);
+    tls_pair_close(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_ca_leaf_cache),
         cmocka_unit_test(test_tls_intercepts_with_a_verified_leaf),
         cmocka_unit_test(test_tls_refuses_untrusted_origins),
+        cmocka_unit_test(test_tls_resumes_origin_sessions_by_name),
     };
     return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
 }
