@@ -384,13 +384,21 @@ static void test_truncated_and_corrupt(void **state)
     make_tar(file, ents, ARRAY_SIZE(ents));
     sh("cd %s && gzip -n -c l.tar > l.tar.gz && head -c 50000 l.tar > cut.tar && "
        "head -c -20 l.tar.gz > cut.tar.gz && bzip2 -c l.tar > l.tar.bz2 && "
-       "printf 'not a tar at all' > junk",
+       "printf 'not a tar at all' > junk && "
+       /* bytes after the last member that are not another one */
+       "cp l.tar.gz trail.tar.gz && printf 'trailing' >> trail.tar.gz && "
+       /* the CRC-32 in the trailer does not match the data */
+       "head -c -8 l.tar.gz > crc.tar.gz && printf '\\0\\0\\0\\0' >> crc.tar.gz && "
+       "tail -c 4 l.tar.gz >> crc.tar.gz",
        t.dir);
-    static const char *const bad[] = {"cut.tar", "cut.tar.gz", "l.tar.bz2", "junk"};
+    static const char *const bad[] = {"cut.tar", "cut.tar.gz",   "l.tar.bz2",
+                                      "junk",    "trail.tar.gz", "crc.tar.gz"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         snprintf(file, sizeof(file), "%s/%s", t.dir, bad[i]);
         assert_int_equal(apply_file(&t, file, NULL, &res, &err), -1);
         assert_true(strncmp(err.msg, "layer", 5) == 0);
+        if (strstr(bad[i], ".gz"))
+            assert_non_null(strstr(err.msg, "gzip"));
         print_message("%s: %s\n", bad[i], err.msg);
     }
     case_close(&t);
