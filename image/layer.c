@@ -16,6 +16,9 @@
 
 #define BLOB_BUF (256 * 1024)
 #define PIPE_AFTER (1 << 20) /* blobs smaller than this are decompressed inline */
+/* gzip blobs (regular files) and their tar streams up to this are inflated whole, in
+ * memory (layer_gzip_whole); larger ones stream through zlib */
+#define WHOLE_MAX ((size_t)256 << 20)
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 #define WH_META ".wh..wh."
@@ -34,6 +37,10 @@ struct layer_read {
     size_t left_len;
     ssize_t first; /* the block read to tell gzip apart, handed out again */
     bool replay;
+    /* a gzip blob inflated whole: the blob, its tar stream (hashed in place) */
+    unsigned char *whole_in, *whole_out;
+    size_t whole_in_len, whole_out_len;
+    bool whole_in_given, whole_out_given;
     uint64_t blob_bytes, tar_bytes;
     bool outer_eof;
     bool plain;          /* no compression: the blob is the tar stream, hashed once */
@@ -74,6 +81,18 @@ static la_ssize_t blob_read(struct archive *a, void *ctx, const void **out)
 static ssize_t blob_input(void *ctx, const void **out)
 {
     return blob_read(NULL, ctx, out);
+}
+
+/* The blob read whole (too big to inflate whole after all), then the rest of it. */
+static ssize_t whole_input(void *ctx, const void **out)
+{
+    struct layer_read *r = ctx;
+
+    if (r->whole_in_given)
+        return blob_read(NULL, r, out);
+    r->whole_in_given = true;
+    *out = r->whole_in;
+    return (ssize_t)r->whole_in_len;
 }
 
 /* SIZE more bytes of the tar stream. */
@@ -168,6 +187,12 @@ static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
     (void)a;
     if (r->pipe)
         return layer_pipe_next(r->pipe, out);
+    if (r->whole_out) { /* one block: hashed already, as it was inflated */
+        *out = r->whole_out;
+        n = r->whole_out_given ? 0 : (ssize_t)r->whole_out_len;
+        r->whole_out_given = true;
+        return n;
+    }
     if (r->gz) {
         n = gzip_block(r, r->gz_buf, BLOB_BUF);
         *out = r->gz_buf;
@@ -184,7 +209,7 @@ static void start_pipe(struct layer_read *r)
 {
     struct stat st;
 
-    if (r->plain || r->outer_eof ||
+    if (r->plain || r->outer_eof || r->whole_out ||
         (fstat(r->blob_fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < PIPE_AFTER))
         return;
     r->pipe = layer_pipe_start(tar_fill, r); /* NULL: inline, as before */
@@ -225,8 +250,67 @@ static int open_outer(struct layer_read *r, struct moat_err *err)
     return 0;
 }
 
-/* The blob's first block tells gzip (zlib's, inflated straight into the pipe's
- * slots) from the rest (the outer reader); it is handed out again. */
+/* The rest of a regular-file blob of SIZE bytes into r->whole_in after its first
+ * block, hashed there. */
+static int read_whole(struct layer_read *r, size_t size)
+{
+    size_t have = (size_t)r->first;
+
+    memcpy(r->whole_in, r->buf, have); /* counted and hashed by blob_read() */
+    while (have < size) {
+        ssize_t n = read(r->blob_fd, r->whole_in + have, size - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return moat_err_sys(&r->err, "read blob");
+        if (n == 0)
+            break; /* shorter than it was: the blob's size check will say */
+        layer_hash_ref(r->hasher, &r->blob_sha, r->whole_in + have, (size_t)n);
+        have += (size_t)n;
+        r->blob_bytes += (uint64_t)n;
+        if (r->opts->progress)
+            r->opts->progress(r->opts->progress_ctx, r->blob_bytes);
+    }
+    r->whole_in_len = have;
+    return 0;
+}
+
+/* A gzip blob that is a regular file of at most WHOLE_MAX bytes, read whole and
+ * inflated at once by libdeflate: 2.4 times zlib's speed, and the hasher hashes
+ * both buffers in place. The memory (blob and tar stream, at most 2 x WHOLE_MAX)
+ * is the price. 0: done; 1: stream it instead; -1: failed (ERR). */
+static int gzip_whole(struct layer_read *r, struct moat_err *err)
+{
+    size_t max = r->max_bytes < WHOLE_MAX ? (size_t)r->max_bytes : WHOLE_MAX;
+    unsigned char tail[4];
+    size_t hint = 0;
+    struct stat st;
+    int rc;
+
+    if (fstat(r->blob_fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > WHOLE_MAX ||
+        st.st_size < r->first)
+        return 1;
+    /* the last member's size, modulo 4 GiB: where the output buffer starts */
+    if (pread(r->blob_fd, tail, sizeof(tail), st.st_size - 4) == 4)
+        hint =
+            (size_t)tail[0] | (size_t)tail[1] << 8 | (size_t)tail[2] << 16 | (size_t)tail[3] << 24;
+    if (!(r->whole_in = malloc((size_t)st.st_size)))
+        return 1;
+    if (read_whole(r, (size_t)st.st_size) < 0)
+        return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
+    rc = layer_gzip_whole(r->whole_in, r->whole_in_len, hint, max, &r->whole_out, &r->whole_out_len,
+                          &r->err);
+    if (rc < 0)
+        return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
+    if (rc > 0)
+        return 1;
+    r->tar_bytes = r->whole_out_len; /* within max_bytes: the buffer never grew past it */
+    layer_hash_ref(r->hasher, &r->tar_sha, r->whole_out, r->whole_out_len);
+    return 0;
+}
+
+/* The blob's first block tells gzip (inflated whole, or by zlib straight into
+ * the pipe's slots) from the rest (the outer reader); it is handed out again. */
 static int open_stream(struct layer_read *r, struct moat_err *err)
 {
     const void *p;
@@ -238,7 +322,11 @@ static int open_stream(struct layer_read *r, struct moat_err *err)
     r->replay = true;
     if (n < 2 || r->buf[0] != 0x1f || r->buf[1] != 0x8b)
         return open_outer(r, err);
-    if (!(r->gz = layer_gzip_new(blob_input, r, err)))
+    int rc = gzip_whole(r, err);
+    if (rc <= 0)
+        return rc;
+    r->replay = !r->whole_in; /* else the first block is in whole_in */
+    if (!(r->gz = layer_gzip_new(r->whole_in ? whole_input : blob_input, r, err)))
         return moat_err_prefix(err, "layer");
     if (!(r->gz_buf = malloc(BLOB_BUF)))
         return moat_err_sys(err, "layer: memory");
@@ -518,6 +606,8 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
     free(c);
     free(r.buf);
     layer_hasher_free(r.hasher); /* waits for the last bytes to be hashed */
+    free(r.whole_in);            /* hashed in place: only now */
+    free(r.whole_out);
     if (rc < 0)
         return -1;
     sha256_final(&r.blob_sha, res->blob_digest);

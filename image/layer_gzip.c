@@ -115,3 +115,95 @@ ssize_t layer_gzip_read(struct layer_gzip *g, void *buf, size_t cap, struct moat
     }
     return (ssize_t)(want - g->z.avail_out);
 }
+
+/* ---- whole blobs: libdeflate ---- */
+
+/* libdeflate (Debian's libdeflate0) inflates about 2.4 times as fast as zlib here, but
+ * only from one buffer into another. Its ABI is stable under the soname; the few
+ * declarations needed are here, so no -dev package is needed to build. */
+#define LIBDEFLATE_SONAME "libdeflate.so.0"
+#define LIBDEFLATE_SUCCESS 0
+#define LIBDEFLATE_INSUFFICIENT_SPACE 3
+
+struct libdeflate_decompressor;
+
+static struct {
+    struct libdeflate_decompressor *(*libdeflate_alloc_decompressor)(void);
+    void (*libdeflate_free_decompressor)(struct libdeflate_decompressor *d);
+    int (*libdeflate_gzip_decompress_ex)(struct libdeflate_decompressor *d, const void *in,
+                                         size_t in_len, void *out, size_t out_avail,
+                                         size_t *in_used, size_t *out_len);
+} ld;
+
+static bool libdeflate_load(void)
+{
+    static void *handle;
+    static const struct dl_sym syms[] = {DL_SYM(ld, libdeflate_alloc_decompressor),
+                                         DL_SYM(ld, libdeflate_free_decompressor),
+                                         DL_SYM(ld, libdeflate_gzip_decompress_ex)};
+    struct moat_err ignored;
+
+    return dl_load(&handle, LIBDEFLATE_SONAME, syms, ARRAY_SIZE(syms), &ignored) == 0;
+}
+
+/* Grow *OUT to at least NEED bytes (at most MAX); false when it cannot. */
+static bool grow(unsigned char **out, size_t *cap, size_t need, size_t max)
+{
+    size_t n = *cap ? *cap : 1 << 20;
+
+    if (need > max)
+        return false;
+    while (n < need)
+        n = n > max / 2 ? max : 2 * n;
+    if (n > max)
+        n = max;
+    unsigned char *p = realloc(*out, n);
+    if (!p)
+        return false;
+    *out = p;
+    *cap = n;
+    return true;
+}
+
+int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t max,
+                     unsigned char **out, size_t *out_len, struct moat_err *err)
+{
+    struct libdeflate_decompressor *d;
+    unsigned char *buf = NULL;
+    size_t cap = 0, done = 0, used = 0;
+
+    if (!libdeflate_load() || !(d = ld.libdeflate_alloc_decompressor()))
+        return 1;
+    if (!grow(&buf, &cap, hint < max ? hint : max, max)) {
+        ld.libdeflate_free_decompressor(d);
+        return 1;
+    }
+    /* member after member: each one's output follows the last (they share no window) */
+    while (used < len) {
+        size_t in_used, n;
+        int rc = ld.libdeflate_gzip_decompress_ex(d, in + used, len - used, buf + done, cap - done,
+                                                  &in_used, &n);
+        if (rc == LIBDEFLATE_INSUFFICIENT_SPACE) {
+            /* the trailer's size is a hint (the last member's, modulo 4 GiB): try bigger */
+            if (grow(&buf, &cap, cap + 1, max))
+                continue;
+            ld.libdeflate_free_decompressor(d);
+            free(buf);
+            return 1;
+        }
+        if (rc != LIBDEFLATE_SUCCESS) {
+            ld.libdeflate_free_decompressor(d);
+            free(buf);
+            /* a truncated stream, trailing bytes that are no member, a CRC mismatch... */
+            return moat_err_set(
+                err, EINVAL,
+                "decompress: gzip: the member at byte %zu: corrupt, truncated or no gzip", used);
+        }
+        used += in_used;
+        done += n;
+    }
+    ld.libdeflate_free_decompressor(d);
+    *out = buf;
+    *out_len = done;
+    return 0;
+}

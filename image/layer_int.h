@@ -102,6 +102,11 @@ struct layer_gzip;
 struct layer_gzip *layer_gzip_new(layer_input_fn input, void *ctx, struct moat_err *err);
 ssize_t layer_gzip_read(struct layer_gzip *g, void *buf, size_t cap, struct moat_err *err);
 void layer_gzip_free(struct layer_gzip *g);
+/* Every gzip member in IN (LEN bytes) inflated at once (libdeflate) into *OUT (malloc'd,
+ * *OUT_LEN bytes), sized from HINT and never over MAX bytes. 0: done; -1: a corrupt
+ * stream (ERR); 1: not done (larger than MAX, no libdeflate, no memory): stream it. */
+int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t max,
+                     unsigned char **out, size_t *out_len, struct moat_err *err);
 
 /* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
  * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
@@ -109,6 +114,8 @@ void layer_gzip_free(struct layer_gzip *g);
 struct layer_hasher;
 struct layer_hasher *layer_hasher_new(void);
 void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);
+/* layer_hash() of bytes that stay put until layer_hasher_free(): not copied. */
+void layer_hash_ref(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);
 void layer_hasher_free(struct layer_hasher *h);
 
 /* openat2() relative to DIRFD with the RESOLVE_* flags in RESOLVE; -1 + errno. */
