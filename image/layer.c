@@ -39,7 +39,7 @@ struct layer_read {
     bool replay;
     /* a gzip blob inflated whole: the blob, its tar stream (hashed in place) */
     unsigned char *whole_in, *whole_out;
-    size_t whole_in_len, whole_out_len;
+    size_t whole_in_len, whole_out_len, whole_in_cap, whole_out_cap;
     bool whole_in_given, whole_out_given;
     uint64_t blob_bytes, tar_bytes;
     bool outer_eof;
@@ -294,12 +294,13 @@ static int gzip_whole(struct layer_read *r, struct moat_err *err)
     if (pread(r->blob_fd, tail, sizeof(tail), st.st_size - 4) == 4)
         hint =
             (size_t)tail[0] | (size_t)tail[1] << 8 | (size_t)tail[2] << 16 | (size_t)tail[3] << 24;
-    if (!(r->whole_in = malloc((size_t)st.st_size)))
+    if (!(r->whole_in = layer_buf_alloc((size_t)st.st_size)))
         return 1;
+    r->whole_in_cap = (size_t)st.st_size;
     if (read_whole(r, (size_t)st.st_size) < 0)
         return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
-    rc = layer_gzip_whole(r->whole_in, r->whole_in_len, hint, max, &r->whole_out, &r->whole_out_len,
-                          &r->err);
+    rc = layer_gzip_whole(r->whole_in, r->whole_in_len, hint, max, &r->whole_out, &r->whole_out_cap,
+                          &r->whole_out_len, &r->err);
     if (rc < 0)
         return moat_err_set(err, r->err.errnum, "layer: %s", r->err.msg);
     if (rc > 0)
@@ -605,9 +606,9 @@ int layer_apply(int root_fd, int blob_fd, const struct layer_opts *opts, struct 
     ctx_free(c);
     free(c);
     free(r.buf);
-    layer_hasher_free(r.hasher); /* waits for the last bytes to be hashed */
-    free(r.whole_in);            /* hashed in place: only now */
-    free(r.whole_out);
+    layer_hasher_free(r.hasher);                /* waits for the last bytes to be hashed */
+    layer_buf_free(r.whole_in, r.whole_in_cap); /* hashed in place: only now */
+    layer_buf_free(r.whole_out, r.whole_out_cap);
     if (rc < 0)
         return -1;
     sha256_final(&r.blob_sha, res->blob_digest);

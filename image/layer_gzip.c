@@ -4,6 +4,7 @@
  * pipeline's bottleneck. zlib is loaded on first use, like libarchive (lib/dl.h);
  * libarchive already depends on it, so the load costs nothing more. */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #define ZLIB_CONST /* next_in points at const bytes */
 #include <zlib.h>
@@ -146,10 +147,30 @@ static bool libdeflate_load(void)
     return dl_load(&handle, LIBDEFLATE_SONAME, syms, ARRAY_SIZE(syms), &ignored) == 0;
 }
 
+void *layer_buf_alloc(size_t len)
+{
+    void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Huge pages where the kernel has them, and every page mapped now rather than
+     * one fault per 4 KiB: those faults cost a sixth of the unpack's CPU time. Both
+     * are hints; a kernel without them faults the pages in as they are touched. */
+    (void)madvise(p, len, MADV_HUGEPAGE);
+    (void)madvise(p, len, MADV_POPULATE_WRITE);
+    return p;
+}
+
+void layer_buf_free(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len ? len : 1);
+}
+
 /* Grow *OUT to at least NEED bytes (at most MAX); false when it cannot. */
 static bool grow(unsigned char **out, size_t *cap, size_t need, size_t max)
 {
-    size_t n = *cap ? *cap : 1 << 20;
+    size_t n = *cap ? *cap : need ? need : 1 << 20; /* the hint first: it is mostly right */
 
     if (need > max)
         return false;
@@ -157,8 +178,8 @@ static bool grow(unsigned char **out, size_t *cap, size_t need, size_t max)
         n = n > max / 2 ? max : 2 * n;
     if (n > max)
         n = max;
-    unsigned char *p = realloc(*out, n);
-    if (!p)
+    unsigned char *p = *out ? mremap(*out, *cap, n, MREMAP_MAYMOVE) : layer_buf_alloc(n);
+    if (!p || p == MAP_FAILED)
         return false;
     *out = p;
     *cap = n;
@@ -166,7 +187,7 @@ static bool grow(unsigned char **out, size_t *cap, size_t need, size_t max)
 }
 
 int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t max,
-                     unsigned char **out, size_t *out_len, struct moat_err *err)
+                     unsigned char **out, size_t *out_cap, size_t *out_len, struct moat_err *err)
 {
     struct libdeflate_decompressor *d;
     unsigned char *buf = NULL;
@@ -188,12 +209,12 @@ int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t ma
             if (grow(&buf, &cap, cap + 1, max))
                 continue;
             ld.libdeflate_free_decompressor(d);
-            free(buf);
+            layer_buf_free(buf, cap);
             return 1;
         }
         if (rc != LIBDEFLATE_SUCCESS) {
             ld.libdeflate_free_decompressor(d);
-            free(buf);
+            layer_buf_free(buf, cap);
             /* a truncated stream, trailing bytes that are no member, a CRC mismatch... */
             return moat_err_set(
                 err, EINVAL,
@@ -204,6 +225,7 @@ int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t ma
     }
     ld.libdeflate_free_decompressor(d);
     *out = buf;
+    *out_cap = cap;
     *out_len = done;
     return 0;
 }

@@ -102,11 +102,15 @@ struct layer_gzip;
 struct layer_gzip *layer_gzip_new(layer_input_fn input, void *ctx, struct moat_err *err);
 ssize_t layer_gzip_read(struct layer_gzip *g, void *buf, size_t cap, struct moat_err *err);
 void layer_gzip_free(struct layer_gzip *g);
-/* Every gzip member in IN (LEN bytes) inflated at once (libdeflate) into *OUT (malloc'd,
- * *OUT_LEN bytes), sized from HINT and never over MAX bytes. 0: done; -1: a corrupt
- * stream (ERR); 1: not done (larger than MAX, no libdeflate, no memory): stream it. */
+/* Every gzip member in IN (LEN bytes) inflated at once (libdeflate) into *OUT
+ * (layer_buf_alloc'd, *OUT_CAP bytes, *OUT_LEN used), sized from HINT and never over
+ * MAX bytes. 0: done; -1: a corrupt stream (ERR); 1: not done (larger than MAX, no
+ * libdeflate, no memory): stream it. */
 int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t max,
-                     unsigned char **out, size_t *out_len, struct moat_err *err);
+                     unsigned char **out, size_t *out_cap, size_t *out_len, struct moat_err *err);
+/* Memory for a whole blob or tar stream, its pages mapped at once; NULL: none. */
+void *layer_buf_alloc(size_t len);
+void layer_buf_free(void *p, size_t len);
 
 /* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
  * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
