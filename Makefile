@@ -191,7 +191,7 @@ build/fuzz/fuzz_config: tests/fuzz/fuzz_config.c cli/config.c lib/err.c lib/fd.c
 
 # libarchive is loaded at run time (image/archive.c), as in moat.
 build/fuzz/fuzz_tar: tests/fuzz/fuzz_tar.c image/layer.c image/layer_write.c image/layer_paths.c \
-                     image/layer_hash.c image/layer_pipe.c \
+                     image/layer_hash.c image/layer_pipe.c image/layer_gzip.c \
                      image/archive.c lib/dl.c lib/err.c lib/sha256.c lib/siphash.c \
                      image/layer.h image/layer_int.h image/archive.h lib/sha256.h
 	@mkdir -p $(dir $@)

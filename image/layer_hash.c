@@ -15,6 +15,7 @@
 
 struct slot {
     struct sha256 *sha;
+    const unsigned char *ref; /* hash LEN bytes there, not DATA (layer_hash_ref) */
     size_t len;
     unsigned char data[SLOT_SIZE];
 };
@@ -41,7 +42,7 @@ static void *worker(void *arg)
             break;
         struct slot *s = &h->slots[h->tail];
         pthread_mutex_unlock(&h->lock);
-        sha256_update(s->sha, s->data, s->len);
+        sha256_update(s->sha, s->ref ? s->ref : s->data, s->len);
         pthread_mutex_lock(&h->lock);
         h->tail = (h->tail + 1) % SLOTS;
         h->count--;
@@ -77,37 +78,68 @@ static bool start(struct layer_hasher *h)
     return true;
 }
 
+/* The next free slot at head, the producer's alone until queue() counts it. */
+static struct slot *slot_free(struct layer_hasher *h)
+{
+    pthread_mutex_lock(&h->lock);
+    while (h->count == SLOTS)
+        pthread_cond_wait(&h->emptied, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    return &h->slots[h->head];
+}
+
+static void queue(struct layer_hasher *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->head = (h->head + 1) % SLOTS;
+    h->count++;
+    pthread_cond_signal(&h->filled);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Hash inline until THREAD_AFTER bytes were; true when the worker has them. */
+static bool worker_takes(struct layer_hasher *h, size_t len)
+{
+    if (!h->running && !h->failed && h->inline_bytes + len > THREAD_AFTER)
+        h->failed = !start(h);
+    if (!h->running)
+        h->inline_bytes += len;
+    return h->running;
+}
+
 void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len)
 {
     const unsigned char *p = data;
 
-    if (!h->running && !h->failed && h->inline_bytes >= THREAD_AFTER)
-        h->failed = !start(h);
-    if (!h->running) {
-        h->inline_bytes += len;
+    if (!worker_takes(h, len)) {
         sha256_update(sha, data, len);
         return;
     }
     while (len > 0) {
         size_t n = len < SLOT_SIZE ? len : SLOT_SIZE;
+        struct slot *s = slot_free(h);
 
-        pthread_mutex_lock(&h->lock);
-        while (h->count == SLOTS)
-            pthread_cond_wait(&h->emptied, &h->lock);
-        pthread_mutex_unlock(&h->lock);
-        /* the slot at head is the producer's alone until it is counted */
-        struct slot *s = &h->slots[h->head];
         s->sha = sha;
+        s->ref = NULL;
         s->len = n;
         memcpy(s->data, p, n);
-        pthread_mutex_lock(&h->lock);
-        h->head = (h->head + 1) % SLOTS;
-        h->count++;
-        pthread_cond_signal(&h->filled);
-        pthread_mutex_unlock(&h->lock);
+        queue(h);
         p += n;
         len -= n;
     }
+}
+
+void layer_hash_ref(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len)
+{
+    if (!worker_takes(h, len)) {
+        sha256_update(sha, data, len);
+        return;
+    }
+    struct slot *s = slot_free(h);
+    s->sha = sha;
+    s->ref = data;
+    s->len = len;
+    queue(h);
 }
 
 void layer_hasher_free(struct layer_hasher *h)

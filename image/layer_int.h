@@ -82,22 +82,44 @@ struct layer_ctx {
     char link_path[LAYER_PATH_MAX];
 };
 
-/* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
- * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
- * is hashed, so the digests can be finished after it. NULL: out of memory. */
-/* Decompression ahead of the writer (image/layer_pipe.c). FILL is called on the
- * pipe's thread until it returns 0 (end) or -1 (failure, recorded by FILL);
- * layer_pipe_next() hands its bytes over in order, valid until the next call, then
- * 0 or -1 for good. layer_pipe_stop() stops the thread wherever it is and frees. */
-typedef ssize_t (*layer_fill_fn)(void *ctx, const void **out);
+/* Decompression ahead of the writer (image/layer_pipe.c). FILL writes up to CAP
+ * bytes of the tar stream into BUF on the pipe's thread until it returns 0 (end)
+ * or -1 (failure, recorded by FILL); layer_pipe_next() hands them over in order,
+ * valid until the next call, then 0 or -1 for good. layer_pipe_stop() stops the
+ * thread wherever it is and frees. */
+typedef ssize_t (*layer_fill_fn)(void *ctx, void *buf, size_t cap);
 struct layer_pipe;
 struct layer_pipe *layer_pipe_start(layer_fill_fn fill, void *ctx);
 ssize_t layer_pipe_next(struct layer_pipe *p, const void **out);
 void layer_pipe_stop(struct layer_pipe *p);
 
+/* gzip members inflated by zlib (image/layer_gzip.c). INPUT gives the next block
+ * of compressed bytes (valid until its next call), 0 at the end, -1 on a failure
+ * it records. layer_gzip_read() fills BUF with up to CAP bytes of the
+ * decompressed stream: > 0, 0 after the last member, -1 with ERR. */
+typedef ssize_t (*layer_input_fn)(void *ctx, const void **out);
+struct layer_gzip;
+struct layer_gzip *layer_gzip_new(layer_input_fn input, void *ctx, struct moat_err *err);
+ssize_t layer_gzip_read(struct layer_gzip *g, void *buf, size_t cap, struct moat_err *err);
+void layer_gzip_free(struct layer_gzip *g);
+/* Every gzip member in IN (LEN bytes) inflated at once (libdeflate) into *OUT
+ * (layer_buf_alloc'd, *OUT_CAP bytes, *OUT_LEN used), sized from HINT and never over
+ * MAX bytes. 0: done; -1: a corrupt stream (ERR); 1: not done (larger than MAX, no
+ * libdeflate, no memory): stream it. */
+int layer_gzip_whole(const unsigned char *in, size_t len, size_t hint, size_t max,
+                     unsigned char **out, size_t *out_cap, size_t *out_len, struct moat_err *err);
+/* Memory for a whole blob or tar stream, its pages mapped at once; NULL: none. */
+void *layer_buf_alloc(size_t len);
+void layer_buf_free(void *p, size_t len);
+
+/* Hashing off the writer's thread (image/layer_hash.c). layer_hash() queues LEN
+ * bytes at DATA (copied) for SHA, in order; layer_hasher_free() waits until all
+ * is hashed, so the digests can be finished after it. NULL: out of memory. */
 struct layer_hasher;
 struct layer_hasher *layer_hasher_new(void);
 void layer_hash(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);
+/* layer_hash() of bytes that stay put until layer_hasher_free(): not copied. */
+void layer_hash_ref(struct layer_hasher *h, struct sha256 *sha, const void *data, size_t len);
 void layer_hasher_free(struct layer_hasher *h);
 
 /* openat2() relative to DIRFD with the RESOLVE_* flags in RESOLVE; -1 + errno. */

@@ -1,8 +1,8 @@
-/* Decompression ahead of the writer: a thread pulls the layer's tar stream out
- * of the decompressor and queues it in a ring of slots, while the writer parses
- * and writes entries. On two cores, inflating and writing then overlap instead
- * of adding up. Bytes are copied into the slots (a copy costs far less than
- * inflating them); the writer gets them in order, one slot at a time. */
+/* Decompression ahead of the writer: a thread has the layer's tar stream
+ * decompressed into a ring of slots, while the writer parses and writes
+ * entries. On two cores, inflating and writing then overlap instead of adding
+ * up. The fill function writes straight into a slot (zlib inflates there); the
+ * writer gets the slots in order, one at a time. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,26 +52,17 @@ static void publish(struct layer_pipe *p)
 static void *producer(void *arg)
 {
     struct layer_pipe *p = arg;
-    const void *block = NULL;
-    ssize_t left = 0;
 
     for (;;) {
-        if (left == 0)
-            left = p->fill(p->ctx, &block);
         struct pipe_slot *s = slot_to_fill(p);
         if (!s)
             return NULL;
-        if (left <= 0) {
-            s->len = left; /* the end, or the failure the fill function recorded */
-            publish(p);
-            return NULL;
-        }
-        size_t n = (size_t)left < PIPE_SLOT_SIZE ? (size_t)left : PIPE_SLOT_SIZE;
-        memcpy(s->data, block, n);
-        s->len = (ssize_t)n;
-        block = (const unsigned char *)block + n;
-        left -= (ssize_t)n;
+        /* > 0: bytes; 0: the end; -1: the failure the fill function recorded */
+        ssize_t n = p->fill(p->ctx, s->data, PIPE_SLOT_SIZE);
+        s->len = n;
         publish(p);
+        if (n <= 0)
+            return NULL;
     }
 }
 

@@ -1,11 +1,14 @@
 /* libFuzzer target for image/layer*.c: arbitrary bytes as a layer blob, applied by
  * layer_apply() onto a fresh root beside a canary directory. Whatever the blob, the
  * canary directory must keep exactly its one file, and a layer that applies must
- * report the SHA-256 of exactly these bytes. */
+ * report the SHA-256 of exactly these bytes. Each input is applied twice: from a
+ * regular file and from a pipe, which take different gzip paths. */
 #define _XOPEN_SOURCE 700
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +84,30 @@ static void check_outside(void)
     CHECK(n == 2);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+struct feed {
+    int fd;
+    const uint8_t *data;
+    size_t size;
+};
+
+/* The writing end of the pipe a blob streams from; closed at the end or when the
+ * reader has gone (EPIPE: SIGPIPE is ignored). */
+static void *feed(void *arg)
+{
+    struct feed *f = arg;
+
+    for (size_t off = 0; off < f->size;) {
+        ssize_t n = write(f->fd, f->data + off, f->size - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(f->fd);
+    return NULL;
+}
+
+/* DATA applied from BLOB onto a fresh root: the invariants hold. */
+static void apply(int blob, const uint8_t *data, size_t size)
 {
     struct layer_opts opts = {.max_bytes = 16 << 20}; /* fast iterations */
     struct layer_result res;
@@ -89,17 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned char want[SHA256_DIGEST_LEN];
     struct sha256 s;
 
-    if (!*base)
-        setup();
     CHECK(mkdir(root, 0755) == 0);
-    int blob = memfd_create("blob", MFD_CLOEXEC);
-    CHECK(blob >= 0 && write(blob, data, size) == (ssize_t)size);
-    CHECK(lseek(blob, 0, SEEK_SET) == 0);
     int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     CHECK(rfd >= 0);
     int rc = layer_apply(rfd, blob, &opts, &res, &err);
     close(rfd);
-    close(blob);
     CHECK(rc == 0 || (rc == -1 && err.msg[0]));
     if (rc == 0) {
         sha256_init(&s);
@@ -110,5 +130,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_outside();
     nftw(root, open_up, 16, FTW_PHYS);
     CHECK(nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!*base) {
+        setup();
+        signal(SIGPIPE, SIG_IGN);
+    }
+    /* a regular file: a gzip blob is inflated whole (libdeflate) */
+    int blob = memfd_create("blob", MFD_CLOEXEC);
+    CHECK(blob >= 0 && write(blob, data, size) == (ssize_t)size);
+    CHECK(lseek(blob, 0, SEEK_SET) == 0);
+    apply(blob, data, size);
+    close(blob);
+
+    /* a pipe: it streams (zlib for gzip) */
+    int p[2];
+    pthread_t t;
+    CHECK(pipe2(p, O_CLOEXEC) == 0);
+    struct feed f = {p[1], data, size};
+    CHECK(pthread_create(&t, NULL, feed, &f) == 0);
+    apply(p[0], data, size);
+    close(p[0]); /* a writer still blocked gets EPIPE */
+    pthread_join(t, NULL);
     return 0;
 }

@@ -200,6 +200,23 @@ static int apply_file(struct tcase *t, const char *file, const struct layer_opts
     return layer_apply(t->root_fd, fd, opts ? opts : &dflt, res, err);
 }
 
+/* FILE applied from a pipe: a blob that is no regular file streams (gzip through
+ * zlib, not inflated whole). */
+static int apply_pipe(struct tcase *t, const char *file, struct layer_result *res,
+                      struct moat_err *err)
+{
+    struct layer_opts dflt = {0};
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "cat '%s'", file);
+    FILE *p = popen(cmd, "re");
+    assert_non_null(p);
+    memset(err, 0, sizeof(*err));
+    int rc = layer_apply(t->root_fd, fileno(p), &dflt, res, err);
+    pclose(p);
+    return rc;
+}
+
 /* Build ENTS into the case's next layer file and apply it. */
 static int apply_ents(struct tcase *t, const struct ent *ents, size_t n, struct layer_result *res,
                       struct moat_err *err)
@@ -366,6 +383,17 @@ static void test_digests_and_compressions(void **state)
         assert_content(&t, "bin/sh", "#!/bin/true\n");
         assert_int_equal(stat_at(&t, "big").st_size, 8 << 20);
         case_close(&t);
+
+        /* the same from a pipe: streamed, the same digests */
+        snprintf(name, sizeof(name), "digest-%s-pipe", variants[i][0]);
+        case_open(&t, name);
+        assert_int_equal(apply_pipe(&t, file, &res, &err), 0);
+        assert_memory_equal(res.diff_id, want_diff, SHA256_DIGEST_LEN);
+        assert_memory_equal(res.blob_digest, want_blob, SHA256_DIGEST_LEN);
+        assert_int_equal(res.blob_bytes, st.st_size);
+        assert_content(&t, "bin/sh", "#!/bin/true\n");
+        assert_int_equal(stat_at(&t, "big").st_size, 8 << 20);
+        case_close(&t);
     }
 }
 
@@ -384,14 +412,28 @@ static void test_truncated_and_corrupt(void **state)
     make_tar(file, ents, ARRAY_SIZE(ents));
     sh("cd %s && gzip -n -c l.tar > l.tar.gz && head -c 50000 l.tar > cut.tar && "
        "head -c -20 l.tar.gz > cut.tar.gz && bzip2 -c l.tar > l.tar.bz2 && "
-       "printf 'not a tar at all' > junk",
+       "printf 'not a tar at all' > junk && "
+       /* bytes after the last member that are not another one */
+       "cp l.tar.gz trail.tar.gz && printf 'trailing' >> trail.tar.gz && "
+       /* the CRC-32 in the trailer does not match the data */
+       "head -c -8 l.tar.gz > crc.tar.gz && printf '\\0\\0\\0\\0' >> crc.tar.gz && "
+       "tail -c 4 l.tar.gz >> crc.tar.gz",
        t.dir);
-    static const char *const bad[] = {"cut.tar", "cut.tar.gz", "l.tar.bz2", "junk"};
+    static const char *const bad[] = {"cut.tar", "cut.tar.gz",   "l.tar.bz2",
+                                      "junk",    "trail.tar.gz", "crc.tar.gz"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         snprintf(file, sizeof(file), "%s/%s", t.dir, bad[i]);
         assert_int_equal(apply_file(&t, file, NULL, &res, &err), -1);
         assert_true(strncmp(err.msg, "layer", 5) == 0);
+        if (strstr(bad[i], ".gz"))
+            assert_non_null(strstr(err.msg, "gzip"));
         print_message("%s: %s\n", bad[i], err.msg);
+        /* streamed from a pipe, refused the same way */
+        assert_int_equal(apply_pipe(&t, file, &res, &err), -1);
+        assert_true(strncmp(err.msg, "layer", 5) == 0);
+        if (strstr(bad[i], ".gz"))
+            assert_non_null(strstr(err.msg, "gzip"));
+        print_message("%s, from a pipe: %s\n", bad[i], err.msg);
     }
     case_close(&t);
 
