@@ -47,7 +47,9 @@ static const char run_usage[] =
     "                        digest prefix names a cached one); its Env, WorkingDir,\n"
     "                        Entrypoint and Cmd are the defaults, its User is ignored\n"
     "      --keep            with --image: keep the run's own layer "
-    "(MOAT_HOME/runs/ID/layer)\n" REGISTRY_FLAGS_HELP
+    "(MOAT_HOME/runs/ID/layer)\n"
+    "      --rm              remove the run's record (MOAT_HOME/runs/ID) when it ends,\n"
+    "                        as `moat destroy` does; its audit log stays\n" REGISTRY_FLAGS_HELP
     "  -i, --interactive     plain stdin/stdout, no terminal\n"
     "  -t, --tty             a terminal for the command (default when stdin and\n"
     "                        stdout are terminals)\n"
@@ -176,6 +178,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         OPT_HOST,
         OPT_IMAGE,
         OPT_KEEP,
+        OPT_RM,
         OPT_POLICY,
         OPT_DRY_RUN,
         OPT_JSON,
@@ -203,6 +206,7 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         {"memory", required_argument, NULL, OPT_MEMORY},
         {"image", required_argument, NULL, OPT_IMAGE},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"rm", no_argument, NULL, OPT_RM},
         {"policy", required_argument, NULL, OPT_POLICY},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"json", no_argument, NULL, OPT_JSON},
@@ -283,6 +287,9 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
         case OPT_KEEP:
             o->keep = true;
             break;
+        case OPT_RM:
+            o->rm = true;
+            break;
         case OPT_REGISTRY:
         case OPT_REGISTRY + 1:
         case OPT_REGISTRY + 2:
@@ -328,6 +335,8 @@ static int parse_flags(int argc, char **argv, struct run_opts *o, struct moat_er
                             "-n %s: a name is 1-63 letters, digits, '-', '.' or '_', starting "
                             "with a letter or digit",
                             o->name);
+    if (o->rm && o->keep)
+        return moat_err_set(err, 0, "--rm removes what --keep keeps: give one of them");
     if (o->detach && o->interactive && !o->tty)
         return moat_err_set(err, 0,
                             "-d -i needs -t: a detached run's input is the terminal "
@@ -801,6 +810,16 @@ static void record_end(struct run_record *rec, int ret, int status)
 }
 
 /* A run with its state under MOAT_HOME/runs/ID: in the foreground, or -d. */
+/* --rm: the run's directory goes once it ended; a failure to remove it is said,
+ * not made the run's status. */
+static void remove_record(const struct run_record *rec)
+{
+    struct moat_err err = {0};
+
+    if (run_remove(&rec->st, &err) < 0)
+        log_warn("--rm: %s", err.msg);
+}
+
 static int run_recorded(struct run_opts *o, struct moat_err *err)
 {
     struct run_record rec = {.dirfd = -1, .name_lock = -1, .ready_fd = -1};
@@ -836,6 +855,8 @@ static int run_recorded(struct run_opts *o, struct moat_err *err)
     record_end(&rec, ret, status);
     if (is_sup && failed_start)
         run_detach_ready(&rec, err); /* the waiting `moat run -d` prints it */
+    if (o->rm)
+        remove_record(&rec);
     if (is_sup)
         run_detach_finish();
 out:

@@ -39,7 +39,7 @@ struct run_opts {
     const char *workspace, *name, *network, *seccomp, *policy;
     const char *image;           /* --image REF; NULL: the host image */
     struct image_pull_opts pull; /* --creds, --tls-verify, --cert-dir for --image docker:// */
-    bool interactive, tty, keep, dry_run, json, docker_host, detach;
+    bool interactive, tty, keep, rm, dry_run, json, docker_host, detach;
     bool image_set, interactive_set; /* given on the command line (false may be a choice) */
     int64_t pids, memory;
     double cpus;

@@ -253,6 +253,29 @@ def test_destroy_keeps_the_audit_log_unless_purge(ctx):
 
 
 @pytest.mark.all_users
+def test_rm_removes_the_record_when_the_run_ends(ctx):
+    """A foreground run keeps its record (like docker); --rm removes it at the end, in the
+    foreground and detached alike, and keeps the audit log. --rm with --keep is refused."""
+    before = {r["id"] for r in runs_json(ctx)}
+    cp = run_moat(ctx, "-n", "lc-kept", "--", "true")
+    assert cp.returncode == 0, cp.stderr
+    kept = run_by_name(ctx, "lc-kept")["id"]
+    assert kept not in before and (ctx.moat_home / "runs" / kept).is_dir()
+
+    cp = run_moat(ctx, "--rm", "-n", "lc-rm", "--", "sh", "-c", "exit 4")
+    assert cp.returncode == 4, cp.stderr
+    assert {r["id"] for r in runs_json(ctx)} == before | {kept}
+    assert len(list((ctx.moat_home / "audit").glob("*.jsonl"))) >= 2  # both runs' logs
+
+    run_id = detach(ctx, *NET_NONE, "--rm", "-n", "lc-rm-d", "--", "sleep", "0.5")
+    assert (ctx.moat_home / "runs" / run_id).is_dir()
+    wait_for(lambda: not (ctx.moat_home / "runs" / run_id).exists(), what="the record removed")
+
+    cp = run_moat(ctx, "--rm", "--keep", "--", "true")
+    assert cp.returncode == 125 and "--rm" in cp.stderr, cp
+
+
+@pytest.mark.all_users
 def test_killed_supervisor_shows_dead_and_is_cleaned(ctx):
     name = "lc-killed"
     run_id = detach(ctx, *NET_NONE, "-t", "-n", name, "--", "sh", "-c", "sleep 1000")
