@@ -81,6 +81,7 @@ static void free_opts(struct run_opts *o)
     free(o->mounts);
     free(o->env);
     free(o->net.rules);
+    free(o->net.http_rules);
     free(o->net.hosts);
     free(o->net.upstream_cas);
     run_grants_free(&o->net.grants);

@@ -86,6 +86,25 @@ fail:
     return -1;
 }
 
+/* The METHOD /path lines of network.rules, each with its entry's host. */
+static int file_http_rules(struct run_opts *o, struct moat_err *err)
+{
+    const struct config *c = &o->file;
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->n_rules; i++)
+        n += c->rules[i].http.n;
+    o->net.http_rules = calloc(n + 1, sizeof(*o->net.http_rules));
+    if (!o->net.http_rules)
+        return moat_err_sys(err, "moat.yaml");
+    for (size_t i = 0; i < c->n_rules; i++)
+        for (size_t j = 0; j < c->rules[i].http.n; j++)
+            if (proxy_http_rule_parse(c->rules[i].host, c->rules[i].http.v[j],
+                                      &o->net.http_rules[o->net.n_http_rules++], err) < 0)
+                return moat_err_prefix(err, "%s: network.rules", c->path);
+    return 0;
+}
+
 static int file_network(struct run_opts *o, struct moat_err *err)
 {
     const struct config *c = &o->file;
@@ -102,6 +121,9 @@ static int file_network(struct run_opts *o, struct moat_err *err)
     for (size_t i = 0; i < c->n_rules; i++)
         if (proxy_rule_parse(c->rules[i].host, false, &rules[i], err) < 0)
             return moat_err_prefix(err, "%s: network.rules", c->path);
+    if (file_http_rules(o, err) < 0)
+        return -1;
+    o->net.max_conns = c->max_conns;
     for (size_t i = 0; i < c->n_hosts; i++) {
         snprintf(spec, sizeof(spec), "%s:%s", c->hosts[i].name, c->hosts[i].addr);
         if (proxy_host_parse(spec, &hosts[i], err) < 0)
@@ -115,7 +137,7 @@ static int file_network(struct run_opts *o, struct moat_err *err)
     if (!o->policy)
         o->policy = c->policy;
     /* A file that speaks of the network wants it, unless --network none says otherwise. */
-    if (!o->network && (c->policy || c->n_rules || c->n_hosts || c->ca_certs.n))
+    if (!o->network && (c->policy || c->n_rules || c->n_hosts || c->ca_certs.n || c->max_conns))
         o->network = "proxy";
     return 0;
 }

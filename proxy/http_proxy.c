@@ -300,6 +300,65 @@ static bool check_policy(struct proxy *p, struct conn *c)
     return false;
 }
 
+/* PATH for a one-line answer: bytes outside printable ASCII, '"' and '%' as %XX. */
+static void path_text(const char *path, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    for (const unsigned char *s = (const unsigned char *)path; *s && o + 4 < cap; s++) {
+        if (*s > 0x20 && *s < 0x7f && *s != '"' && *s != '%')
+            out[o++] = (char)*s;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", *s);
+    }
+    out[o] = '\0';
+}
+
+/* Whether the METHOD /path rules for the request's host let it through; else 403
+ * (400 for a path they cannot judge). */
+static bool check_http_rules(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    const struct http_slice *sl = &h->req.path;
+    const struct proxy_http_rule *deny;
+    char shown[160], body[PROXY_NAME_BUF + PROXY_PATH_BUF + 400];
+
+    if (!policy_http_rules_for(&p->cfg, h->host.name, h->host.port))
+        return true;
+    /* an empty path (asterisk-form, "http://host") is "/" */
+    size_t len = sl->len ? sl->len : 1;
+    char *path = malloc(len + 2);
+    if (!path) {
+        reply(p, c, 503, NULL, "out of memory");
+        return false;
+    }
+    if (policy_path_normalise(sl->len ? h->cin.b + sl->off : "/", len, path, len + 2) < 0) {
+        free(path);
+        reply(p, c, 400, "path cannot be judged",
+              "the path has a bad %-escape or a control byte, which the path rules of this "
+              "host cannot judge");
+        return false;
+    }
+    bool ok = policy_http_allowed(&p->cfg, h->host.name, h->host.port, h->method, path, &deny);
+    path_text(path, shown, sizeof(shown));
+    free(path);
+    if (ok)
+        return true;
+    if (deny)
+        snprintf(body, sizeof(body),
+                 "%s %s on %s is denied by \"deny %s %s\" in network.rules for %s%s; a deny "
+                 "wins over any allow, so narrow that line to let it through",
+                 h->method, shown, h->host.name, deny->method, deny->path,
+                 deny->host.wildcard ? "*." : "", deny->host.name);
+    else
+        snprintf(body, sizeof(body),
+                 "%s %s on %s matches no allow line of its network.rules entry; to allow it, "
+                 "add \"allow %s %s\" to that entry in moat.yaml",
+                 h->method, shown, h->host.name, h->method, shown);
+    reply(p, c, 403, deny ? "denied by path rule" : "not allowed by path rules", body);
+    return false;
+}
+
 static void on_up(struct proxy *p, struct watch *w, uint32_t events);
 
 /* Connect to the request's host unless the open upstream already is it. */
@@ -445,6 +504,8 @@ static int on_request_head(struct proxy *p, struct conn *c)
         return -1;
     if (r->meth == HTTP_M_CONNECT)
         return on_connect(p, c);
+    if (!check_http_rules(p, c))
+        return -1;
     ssize_t n = write_request_head(p, c, &err);
     if (n == -2) {
         reply(p, c, 502, NULL, err.msg);

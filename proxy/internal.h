@@ -25,6 +25,25 @@ bool policy_name_allowed(const struct proxy_config *cfg, const char *name);
  * allow rule names both. A rule without a port never opens raw TCP. */
 bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port);
 
+/* Whether any METHOD /path rule is for NAME:PORT. */
+bool policy_http_rules_for(const struct proxy_config *cfg, const char *name, uint16_t port);
+
+/* Whether the request METHOD PATH (normalised) to NAME:PORT passes the METHOD /path
+ * rules: no deny line matches (else *DENY is that line), and when the host has allow
+ * lines, one of them matches. */
+bool policy_http_allowed(const struct proxy_config *cfg, const char *name, uint16_t port,
+                         const char *method, const char *path, const struct proxy_http_rule **deny);
+
+/* The request target's path RAW (LEN bytes from '/', no query) as the rules see it,
+ * into OUT (CAP >= LEN + 2): %-escapes decoded, a backslash taken as '/', empty and "." segments
+ * dropped, ".." resolved (never above /). -1 for a bad escape, a control byte or
+ * a path not from '/'. */
+int policy_path_normalise(const char *raw, size_t len, char *out, size_t cap);
+
+/* PATTERN (a rule's path) against the normalised PATH: '*' any bytes within one
+ * segment, a "**" segment zero or more segments. */
+bool policy_path_match(const char *pattern, const char *path);
+
 /* The user's own mapping for NAME, or NULL. */
 const struct proxy_host *policy_host(const struct proxy_config *cfg, const char *name);
 
@@ -74,7 +93,7 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
 
 /* ---- loop.c: the thread and its epoll loop ---- */
 
-#define PROXY_MAX_CONNS 1024
+#define PROXY_BUSY_MAX 64 /* connections past the cap held to answer 503, at most */
 #define PROXY_PEEK_MS 300   /* how long a new connection may stay silent before it counts as raw */
 #define PROXY_DIAL_MS 10000 /* upstream connect timeout */
 #define PROXY_DNS_NAMES 65536
@@ -98,7 +117,7 @@ struct relay_dir {
     bool shut;      /* the destination got our FIN */
 };
 
-enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP };
+enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP, CONN_BUSY };
 
 struct http_conn;
 
@@ -116,6 +135,8 @@ struct conn {
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
     struct http_conn *http;  /* CONN_HTTP */
     bool hello_pending;      /* CONN_PEEK: a ClientHello began and is not complete */
+    bool busy;               /* past the cap: answered "too many connections", then closed */
+    bool answered;           /* CONN_BUSY: the answer went out; what comes in is drained */
 };
 
 struct proxy {
@@ -124,6 +145,7 @@ struct proxy {
     int epfd, stopfd;
     struct proxy_config cfg; /* arrays below are this proxy's own copies */
     struct proxy_rule *rules;
+    struct proxy_http_rule *http_rules;
     struct proxy_host *hosts;
     char run[64];
     struct proxy_sockets socks;
@@ -137,7 +159,7 @@ struct proxy {
     char ca_dir[PATH_MAX];
     char **upstream_cas;
     struct conn *conns, *dead;
-    size_t n_conns;
+    size_t n_conns, n_busy; /* every connection; those of them past the cap */
 };
 
 uint64_t proxy_now_ms(void);

@@ -92,10 +92,16 @@ static int copy_config(struct proxy *p, const struct proxy_config *cfg, struct m
     p->cfg.run_name = p->run;
     p->rules = calloc(cfg->n_rules + 1, sizeof(*p->rules));
     p->hosts = calloc(cfg->n_hosts + 1, sizeof(*p->hosts));
-    if (!p->rules || !p->hosts)
+    p->http_rules = calloc(cfg->n_http_rules + 1, sizeof(*p->http_rules));
+    if (!p->rules || !p->hosts || !p->http_rules)
         return moat_err_sys(err, "proxy configuration");
     if (cfg->n_rules)
         memcpy(p->rules, cfg->rules, cfg->n_rules * sizeof(*p->rules));
+    if (cfg->n_http_rules)
+        memcpy(p->http_rules, cfg->http_rules, cfg->n_http_rules * sizeof(*p->http_rules));
+    p->cfg.http_rules = p->http_rules;
+    if (!p->cfg.max_conns)
+        p->cfg.max_conns = PROXY_MAX_CONNS_DEFAULT;
     if (cfg->n_hosts)
         memcpy(p->hosts, cfg->hosts, cfg->n_hosts * sizeof(*p->hosts));
     p->cfg.rules = p->rules;
@@ -173,6 +179,7 @@ static void destroy(struct proxy *p)
         free(p->upstream_cas[i]);
     free(p->upstream_cas);
     free(p->rules);
+    free(p->http_rules);
     free(p->hosts);
     free(p);
 }

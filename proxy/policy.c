@@ -1,6 +1,7 @@
 /* The network policy of a run: names allowed unless denied; raw TCP only to a
  * name:port an allow rule names; the user's own name mappings. */
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ bool policy_name_allowed(const struct proxy_config *cfg, const char *name)
 
 bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port)
 {
-    if (!policy_name_allowed(cfg, name))
+    /* METHOD /path rules cannot be judged on raw bytes: such a host gets none */
+    if (!policy_name_allowed(cfg, name) || policy_http_rules_for(cfg, name, port))
         return false;
     for (size_t i = 0; i < cfg->n_rules; i++) {
         const struct proxy_rule *r = &cfg->rules[i];
@@ -134,4 +136,219 @@ int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err 
         return -1;
     return parse_name("--add-host", spec, spec, (size_t)(c1 - spec), false, host->name, &wildcard,
                       err);
+}
+
+/* ---- METHOD /path rules ---- */
+
+/* A pattern's path: from /, no empty, "." or ".." segments (requests are matched
+ * after those are resolved), no '%' (patterns are written decoded), "**" only as
+ * a whole segment. */
+static bool pattern_ok(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    if (strcmp(s, "/") == 0)
+        return true;
+    for (const char *seg = s + 1;; seg += strcspn(seg, "/") + 1) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        const char *dstar = memmem(seg, n, "**", 2);
+        if (dstar && n != 2)
+            return false;
+        if (!seg[n])
+            return true;
+    }
+}
+
+int proxy_http_rule_parse(const char *host, const char *line, struct proxy_http_rule *rule,
+                          struct moat_err *err)
+{
+    char decision[8], path[PROXY_PATH_BUF + 1], extra[2];
+
+    memset(rule, 0, sizeof(*rule));
+    if (proxy_rule_parse(host, false, &rule->host, err) < 0)
+        return -1;
+    /* one kind of separator, as cli/config.c checks it */
+    if (strpbrk(line, "\t\r\n\v\f") ||
+        sscanf(line, "%7s %32s %256s %1s", decision, rule->method, path, extra) != 3)
+        return moat_err_set(err, 0, "%s: \"%s\": expected \"allow|deny METHOD /path\"", host, line);
+    if (strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)
+        return moat_err_set(err, 0, "%s: \"%s\": the first word is allow or deny", host, line);
+    rule->deny = decision[0] == 'd';
+    if (strcmp(rule->method, "*") != 0 &&
+        strspn(rule->method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(rule->method))
+        return moat_err_set(err, 0, "%s: \"%s\": the method is * or upper-case letters", host,
+                            line);
+    if (strlen(path) >= PROXY_PATH_BUF)
+        return moat_err_set(err, 0, "%s: \"%s\": the path is longer than %d bytes", host, line,
+                            PROXY_PATH_BUF - 1);
+    /* "/repos/" is "/repos": requests are matched with their trailing slash dropped */
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/')
+        path[n - 1] = '\0';
+    if (!pattern_ok(path) || strchr(path, '%') || strpbrk(path, "?#\\"))
+        return moat_err_set(err, 0,
+                            "%s: \"%s\": the path starts with /, has no empty, . or .. "
+                            "segments, no %%-escapes, ? or #, and ** only as a whole segment",
+                            host, line);
+    memcpy(rule->path, path, strlen(path) + 1);
+    return 0;
+}
+
+static int unhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int policy_path_normalise(const char *raw, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    if (cap < len + 2 || len == 0 || raw[0] != '/')
+        return -1;
+    /* Decode first, so %2e%2e is a ".." segment and %2f a separator here as it may be
+     * at the origin: what is judged is never narrower than what the origin serves. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c == '%') {
+            int hi = i + 2 < len ? unhex(raw[i + 1]) : -1, lo = hi >= 0 ? unhex(raw[i + 2]) : -1;
+            if (lo < 0)
+                return -1;
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        }
+        /* a NUL or control byte cuts paths short in some origins, lines in logs */
+        if (c < 0x20 || c == 0x7f)
+            return -1;
+        /* some origins take a backslash for a separator */
+        out[o++] = c == '\\' ? '/' : (char)c;
+    }
+    out[o] = '\0';
+    /* Then resolve the segments in place: empty and "." ones dropped, ".." takes the
+     * previous one away (never above /), so /a/../admin is judged as /admin. */
+    size_t w = 0;
+    for (size_t r = 0; r < o;) {
+        while (r < o && out[r] == '/')
+            r++;
+        size_t n = strcspn(out + r, "/");
+        if (n == 0 || (n == 1 && out[r] == '.')) {
+            r += n;
+            continue;
+        }
+        if (n == 2 && out[r] == '.' && out[r + 1] == '.') {
+            while (w > 0 && out[--w] != '/')
+                ;
+            r += n;
+            continue;
+        }
+        out[w++] = '/';
+        memmove(out + w, out + r, n);
+        w += n;
+        r += n;
+    }
+    if (w == 0)
+        out[w++] = '/';
+    out[w] = '\0';
+    return 0;
+}
+
+/* PAT (N bytes, '*' any run of bytes) against the segment S (SN bytes). */
+static bool seg_match(const char *pat, size_t n, const char *s, size_t sn)
+{
+    size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
+
+    while (si < sn) {
+        if (pi < n && pat[pi] == '*') {
+            star = pi++;
+            mark = si;
+        } else if (pi < n && pat[pi] == s[si]) {
+            pi++;
+            si++;
+        } else if (star != SIZE_MAX) {
+            pi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pi < n && pat[pi] == '*')
+        pi++;
+    return pi == n;
+}
+
+/* A "**" segment at P (its '/'): segments of any depth. */
+static bool is_dstar(const char *p)
+{
+    return p[0] == '/' && p[1] == '*' && p[2] == '*' && (p[3] == '/' || p[3] == '\0');
+}
+
+bool policy_path_match(const char *pattern, const char *path)
+{
+    /* "/" is no segment at all: a lone "**" segment matches it, a lone '*' does not */
+    const char *p = strcmp(pattern, "/") == 0 ? "" : pattern;
+    const char *s = strcmp(path, "/") == 0 ? "" : path;
+    const char *star = NULL, *mark = NULL;
+
+    /* P and S point at a '/' before a segment, or at the end */
+    while (*s) {
+        size_t sn = strcspn(s + 1, "/"), pn = *p ? strcspn(p + 1, "/") : 0;
+        if (is_dstar(p)) {
+            star = p;
+            p += 3;
+            mark = s;
+        } else if (*p && seg_match(p + 1, pn, s + 1, sn)) {
+            p += 1 + pn;
+            s += 1 + sn;
+        } else if (star) {
+            /* the last "**" takes one more segment */
+            p = star + 3;
+            mark += 1 + strcspn(mark + 1, "/");
+            s = mark;
+        } else {
+            return false;
+        }
+    }
+    while (is_dstar(p))
+        p += 3;
+    return *p == '\0';
+}
+
+static bool http_rule_applies(const struct proxy_http_rule *r, const char *name, uint16_t port)
+{
+    return (r->host.port == 0 || r->host.port == port) && rule_matches(&r->host, name);
+}
+
+bool policy_http_rules_for(const struct proxy_config *cfg, const char *name, uint16_t port)
+{
+    for (size_t i = 0; i < cfg->n_http_rules; i++)
+        if (http_rule_applies(&cfg->http_rules[i], name, port))
+            return true;
+    return false;
+}
+
+bool policy_http_allowed(const struct proxy_config *cfg, const char *name, uint16_t port,
+                         const char *method, const char *path, const struct proxy_http_rule **deny)
+{
+    bool any_allow = false, allowed = false;
+
+    *deny = NULL;
+    for (size_t i = 0; i < cfg->n_http_rules; i++) {
+        const struct proxy_http_rule *r = &cfg->http_rules[i];
+        if (!http_rule_applies(r, name, port))
+            continue;
+        bool hit = (strcmp(r->method, "*") == 0 || strcmp(r->method, method) == 0) &&
+                   policy_path_match(r->path, path);
+        if (hit && r->deny) {
+            *deny = r; /* deny wins over any allow */
+            return false;
+        }
+        any_allow |= !r->deny;
+        allowed |= hit;
+    }
+    /* allow lines make the host's list exhaustive; deny lines alone leave the rest open */
+    return allowed || !any_allow;
 }

@@ -469,3 +469,110 @@ def test_tls_identity_checks(ctx, tls_origin):
                  *hosts(tls_origin, "origin.test"))
     assert cp.stdout.strip() == "502", cp.stdout + cp.stderr
     assert tls_origin.seen == []
+
+
+# ---- METHOD /path rules (moat.yaml network.rules) ----
+
+PATH_RULES = """network:
+  rules:
+    - origin.test:
+        - allow GET /repos/**
+        - allow POST /repos/*/issues
+        - deny * /repos/*/admin/**
+"""
+
+
+def test_path_rules_over_http(ctx, origin):
+    """Deny wins, allow lines make the host's list exhaustive, and the path is judged
+    decoded and with its dot segments resolved, so no spelling reaches /admin."""
+    ctx.write(ctx.workspace / "moat.yaml", PATH_RULES)
+    p = origin.port
+
+    def get(path, method="GET"):
+        return (f"{method} {path} HTTP/1.1\r\nHost: origin.test:{p}\r\n"
+                f"Connection: close\r\n\r\n").encode()
+
+    allowed = [get("/repos/a/b"), get("/repos/a/issues", "POST"), get("/repos/a?x=/admin"),
+               get("/repos/a/./b/../c")]
+    blocked = [get("/admin"), get("/repos/a", "DELETE"), get("/repos/../admin"),
+               get("/repos/%2e%2e/admin"), get("/repos/.%2E/admin"), get("/repos/..%2fadmin"),
+               get("//admin"), get("/repos/x/admin/keys"),
+               get("/repos/x/%61dmin/keys"), get("/repos/x//admin"), get("/repos/a/issues/1", "POST")]
+    # a NUL, a bad escape, a backslash (the parser refuses that one itself)
+    bad = [get("/repos/a%00b"), get("/repos/a%zz"), get("/repos/..\\admin")]
+    out = raw(ctx, origin, allowed + blocked + bad)
+    for ans in out[:len(allowed)]:
+        assert ans["status"].startswith("HTTP/1.1 200 "), ans
+    for ans in out[len(allowed):len(allowed) + len(blocked)]:
+        assert ans["status"].startswith("HTTP/1.1 403 "), ans
+        assert ans["body"].startswith("moat: ") and ans["body"].count("\n") == 1, ans
+    for ans in out[len(allowed) + len(blocked):]:
+        assert ans["status"].startswith("HTTP/1.1 400 "), ans
+    f = fields(out[len(allowed)])
+    assert f["x-moat-blocked"] == "not allowed by path rules"
+    assert 'add "allow GET /admin" to that entry' in out[len(allowed)]["body"]
+    deny = out[len(allowed) + 7]
+    assert fields(deny)["x-moat-blocked"] == "denied by path rule"
+    assert '"deny * /repos/*/admin/**" in network.rules for origin.test' in deny["body"]
+    # only the allowed requests reached the origin, as they were sent
+    assert [r["path"] for r in origin.seen] == ["/repos/a/b", "/repos/a/issues", "/repos/a?x=/admin",
+                                                "/repos/a/./b/../c"]
+    recs = audit_records(ctx)
+    assert [r["status"] for r in recs].count(403) == len(blocked)
+    assert all(r["decision"] == "deny" for r in recs if r["status"] in (400, 403))
+    assert any(r["path"] == "/repos/%2e%2e/admin" and r["status"] == 403 for r in recs)
+
+
+def test_path_rules_over_https_and_the_explicit_proxy(ctx, tls_origin):
+    ctx.write(ctx.workspace / "moat.yaml", PATH_RULES)
+    script = ("for u in /repos/x /repos/%2e%2e/admin /repos/x/admin/y; do "
+              "curl -sS --path-as-is -o /dev/null -w '%{http_code} ' https://origin.test$u; "
+              "curl -sS --noproxy '*' --path-as-is -o /dev/null -w '%{http_code} ' "
+              "https://origin.test$u; done; "
+              "curl -sS -X DELETE -o /dev/null -w '%{http_code}' https://origin.test/repos/x")
+    cp = sandbox(ctx, script, *tls_args(tls_origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["200", "200", "403", "403", "403", "403", "403"]
+    assert [r["path"] for r in tls_origin.seen] == ["/repos/x", "/repos/x"]
+
+
+CAP = r'''
+import json, socket, ssl, sys
+c = ssl.create_default_context()
+held = [c.wrap_socket(socket.create_connection(("origin.test", 443), timeout=5),
+                      server_hostname="origin.test") for _ in range(2)]
+out = {}
+try:
+    c.wrap_socket(socket.create_connection(("origin.test", 443), timeout=5),
+                  server_hostname="origin.test")
+    out["tls"] = "handshake"
+except ssl.SSLError as e:
+    out["tls"] = str(e)
+s = socket.create_connection(("origin.test", 80), timeout=5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+buf = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    buf += b
+out["http"] = buf.decode()
+for h in held:
+    h.close()
+print(json.dumps(out))
+'''
+
+
+def test_connection_cap(ctx, tls_origin):
+    """network.max_connections: past it, HTTP gets a 503 and TLS a fatal alert."""
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  max_connections: 2\n")
+    ctx.write(ctx.workspace / "cap.py", CAP)
+    cp = sandbox(ctx, "python3 /workspace/cap.py", *tls_args(tls_origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert "alert internal error" in out["tls"], out
+    assert out["http"].startswith("HTTP/1.1 503 Service Unavailable\r\n"), out
+    assert "X-Moat-Blocked: too many connections\r\n" in out["http"]
+    assert tls_origin.seen == []
+    recs = [r for r in audit_records(ctx, "tcp") if r.get("reason") == "too many connections"]
+    assert [(r["decision"], r["port"]) for r in recs] == [("deny", 443), ("deny", 80)]

@@ -104,6 +104,8 @@ struct rig {
     uint16_t port;
 };
 
+static unsigned rig_max_conns; /* for the next rig_start; 0: the default */
+
 static void rig_start(struct rig *r, const char *resp)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -119,7 +121,8 @@ static void rig_start(struct rig *r, const char *resp)
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
     r->port = ntohs(a.sin_port);
-    struct proxy_config cfg = {.hosts = &r->host, .n_hosts = 1, .audit_fd = -1};
+    struct proxy_config cfg = {
+        .hosts = &r->host, .n_hosts = 1, .audit_fd = -1, .max_conns = rig_max_conns};
     struct proxy_sockets socks = {.explicit_fd = lfd, .transparent_fd = -1, .dns_fd = -1};
     assert_int_equal(proxy_start(&cfg, &socks, &r->proxy, &err), 0);
 }
@@ -254,12 +257,49 @@ static void test_smuggling_refused_before_upstream(void **state)
     assert_int_equal(r.origin.accepts, 0);
 }
 
+static void test_connections_past_the_cap_get_503(void **state)
+{
+    struct rig r;
+    char req[256], buf[4096];
+    int idle[2];
+    (void)state;
+
+    rig_max_conns = 2;
+    rig_start(&r, RESP_OK);
+    rig_max_conns = 0;
+    snprintf(req, sizeof(req),
+             "GET http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n",
+             r.origin.port, r.origin.port);
+    for (int i = 0; i < 2; i++)
+        idle[i] = client(&r); /* two connections held open, silent */
+    usleep(50000);
+    int fd = client(&r);
+    send_str(fd, req);
+    read_answer(fd, buf, sizeof(buf), sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 503 Service Unavailable\r\n"));
+    assert_non_null(strstr(buf, "X-Moat-Blocked: too many connections\r\n"));
+    assert_non_null(strstr(buf, "(network.max_connections)"));
+    close(fd);
+    /* one of the two goes: the next connection is served */
+    close(idle[0]);
+    usleep(50000);
+    fd = client(&r);
+    send_str(fd, req);
+    read_answer(fd, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    close(fd);
+    close(idle[1]);
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_rewritten_and_bodies_passed),
         cmocka_unit_test(test_bad_chunked_response_is_cut),
         cmocka_unit_test(test_smuggling_refused_before_upstream),
+        cmocka_unit_test(test_connections_past_the_cap_get_503),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
