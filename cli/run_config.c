@@ -27,8 +27,9 @@ static int prepend(void **arr, size_t *n, size_t size, const void *front, size_t
     return 0;
 }
 
-/* A file mount's source: ~/ is the caller's home, a relative path is the workspace's. */
-static char *mount_source(const char *src, const char *workspace)
+/* A file mount's source or CA file: ~/ is the caller's home, a relative path is the
+ * workspace's (where moat.yaml is), never the directory moat happens to run from. */
+static char *file_path(const char *src, const char *workspace)
 {
     char path[PATH_MAX * 2];
     const char *home = getenv("HOME");
@@ -59,7 +60,7 @@ static int file_mounts(struct run_opts *o, const char *workspace, struct moat_er
                                 "%s: mounts: %s: the target must be an absolute path without "
                                 "'..', not / and not under /proc, /sys or /dev",
                                 c->path, m->target);
-        v[k].source = mount_source(m->source, workspace);
+        v[k].source = file_path(m->source, workspace);
         if (!v[k].source) {
             moat_err_sys(err, "%s: mounts: source %s", c->path, m->source);
             goto fail;
@@ -105,7 +106,20 @@ static int file_http_rules(struct run_opts *o, struct moat_err *err)
     return 0;
 }
 
-static int file_network(struct run_opts *o, struct moat_err *err)
+/* network.ca_certs: each path made absolute here, as the proxy opens it later */
+static int file_ca_certs(struct config *c, const char *workspace, struct moat_err *err)
+{
+    for (size_t i = 0; i < c->ca_certs.n; i++) {
+        char *path = file_path(c->ca_certs.v[i], workspace);
+        if (!path)
+            return moat_err_sys(err, "%s: network.ca_certs: %s", c->path, c->ca_certs.v[i]);
+        free(c->ca_certs.v[i]);
+        c->ca_certs.v[i] = path;
+    }
+    return 0;
+}
+
+static int file_network(struct run_opts *o, const char *workspace, struct moat_err *err)
 {
     const struct config *c = &o->file;
     _cleanup_free_ struct proxy_rule *rules = calloc(c->n_rules + 1, sizeof(*rules));
@@ -121,7 +135,7 @@ static int file_network(struct run_opts *o, struct moat_err *err)
     for (size_t i = 0; i < c->n_rules; i++)
         if (proxy_rule_parse(c->rules[i].host, false, &rules[i], err) < 0)
             return moat_err_prefix(err, "%s: network.rules", c->path);
-    if (file_http_rules(o, err) < 0)
+    if (file_http_rules(o, err) < 0 || file_ca_certs(&o->file, workspace, err) < 0)
         return -1;
     o->net.max_conns = c->max_conns;
     for (size_t i = 0; i < c->n_hosts; i++) {
@@ -200,7 +214,7 @@ int run_apply_config(struct run_opts *o, const char *workspace, struct moat_err 
     return prepend((void **)&o->env, &o->n_env, sizeof(char *), c->env.v, c->env.n, err) < 0 ||
                    prepend((void **)&o->net.grants.names, &o->net.grants.n_names, sizeof(char *),
                            c->grants.v, c->grants.n, err) < 0 ||
-                   file_mounts(o, ws, err) < 0 || file_network(o, err) < 0 ||
+                   file_mounts(o, ws, err) < 0 || file_network(o, ws, err) < 0 ||
                    file_command(o, err) < 0
                ? -1
                : 0;

@@ -576,3 +576,20 @@ def test_connection_cap(ctx, tls_origin):
     assert tls_origin.seen == []
     recs = [r for r in audit_records(ctx, "tcp") if r.get("reason") == "too many connections"]
     assert [(r["decision"], r["port"]) for r in recs] == [("deny", 443), ("deny", 80)]
+
+
+def test_ca_certs_are_relative_to_the_workspace(ctx, tls_origin):
+    """network.ca_certs: certs/ca.pem is the workspace's, wherever moat runs from."""
+    (ctx.workspace / "certs").mkdir()
+    ctx.own(ctx.workspace / "certs")
+    ctx.write(ctx.workspace / "certs" / "ca.pem", Path(tls_origin.ca).read_text())
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  ca_certs: [certs/ca.pem]\n")
+    cp = run_moat(ctx, "-w", ctx.workspace, *hosts(tls_origin, "origin.test"), "--",
+                  "curl", "-sS", "https://origin.test/echo", cwd="/")
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout)["path"] == "/echo"
+    # a missing one is named, with the file it came from
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  ca_certs: [certs/nope.pem]\n")
+    cp = run_moat(ctx, "-w", ctx.workspace, "--", "true", cwd="/")
+    assert cp.returncode != 0
+    assert f"{ctx.workspace}/moat.yaml: network.ca_certs: certs/nope.pem: No such file" in cp.stderr
