@@ -57,6 +57,7 @@ void conn_close(struct proxy *p, struct conn *c)
         for (int i = 0; i < 2; i++)
             moat_closep(&c->dir[d].pipe[i]);
     c->client = c->up = -1;
+    dial_cancel(c);
     http_free(c);
     /* Unlink now; free after the batch, since a later event may still point here. */
     if (c->prev)
@@ -224,28 +225,47 @@ static void on_up(struct proxy *p, struct watch *w, uint32_t events)
     relay(p, c, events);
 }
 
+/* The upstream socket FD (connect in progress, or -1 with ERR) for C. */
+static void dialled(struct proxy *p, struct conn *c, int fd, struct moat_err *err)
+{
+    char reason[MOAT_ERR_MSG_MAX + 64];
+
+    if (fd < 0) {
+        moat_err_str(err, reason, sizeof(reason));
+        refuse(p, c, reason);
+        return;
+    }
+    c->up = fd;
+    c->w_up.fn = on_up;
+    c->up_events = EPOLLOUT;
+    if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0)
+        refuse(p, c, "epoll");
+}
+
+void conn_resolved(struct proxy *p, struct conn *c, const struct resolve_job *j)
+{
+    struct moat_err err = {0};
+    struct sockaddr_in to;
+
+    dialled(p, c, dial_resolved(j, &to, &err), &err);
+}
+
 static void dial(struct proxy *p, struct conn *c)
 {
     struct moat_err err = {0};
     struct sockaddr_in to;
-    char reason[MOAT_ERR_MSG_MAX + 64];
 
-    c->up = dial_start(&p->cfg, c->name, c->port, &to, &err);
-    if (c->up < 0) {
-        moat_err_str(&err, reason, sizeof(reason));
-        refuse(p, c, reason);
-        return;
-    }
-    c->w_up.fn = on_up;
-    c->up_events = EPOLLOUT;
-    c->client_events = 0; /* nothing from the sandbox until upstream answers */
-    if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0 ||
-        proxy_watch(p, c->client, &c->w_client, 0, true) < 0) {
+    /* nothing from the sandbox until upstream answers */
+    c->client_events = 0;
+    if (proxy_watch(p, c->client, &c->w_client, 0, true) < 0) {
         refuse(p, c, "epoll");
         return;
     }
     c->state = CONN_DIAL;
     c->deadline = proxy_now_ms() + PROXY_DIAL_MS;
+    int fd = dial_begin(p, c, c->name, c->port, &to, &err);
+    if (fd != DIAL_PENDING)
+        dialled(p, c, fd, &err);
 }
 
 /* ---- the sandbox's side ---- */
@@ -408,7 +428,7 @@ void conn_expire(struct proxy *p, struct conn *c)
     else if (c->state == CONN_PEEK)
         decide(p, c, BYTES_OTHER); /* silent: a protocol where the server speaks first */
     else if (c->state == CONN_DIAL)
-        refuse(p, c, "connect upstream: timed out");
+        refuse(p, c, c->job ? "resolve upstream: timed out" : "connect upstream: timed out");
 }
 
 void conn_refuse(struct proxy *p, struct conn *c, const char *reason)

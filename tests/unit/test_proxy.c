@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -299,12 +300,19 @@ static void test_dial_refuses_names_resolving_to_loopback(void **state)
     struct proxy_config cfg = {0};
     struct sockaddr_in to;
     struct moat_err err = {0};
+    struct resolve_job job = {.name = "localhost", .port = 22};
     (void)state;
 
     /* The host maps localhost to 127.0.0.1: the sandbox must not reach it by name. */
-    assert_int_equal(dial_start(&cfg, "localhost", 22, &to, &err), -1);
+    resolve_lookup(&job);
+    assert_int_equal(job.gai, 0);
+    assert_true(job.n >= 1);
+    assert_int_equal(dial_resolved(&job, &to, &err), -1);
     assert_string_equal(err.msg,
                         "localhost: resolves only to private or special addresses (refused)");
+    struct resolve_job none = {.name = "nothing.test", .port = 22, .gai = EAI_NONAME};
+    assert_int_equal(dial_resolved(&none, &to, &err), -1);
+    assert_non_null(strstr(err.msg, "resolve nothing.test: "));
 
     /* The user's own mapping is trusted as given (a listener of ours stands in). */
     struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -319,7 +327,10 @@ static void test_dial_refuses_names_resolving_to_loopback(void **state)
     assert_int_equal(proxy_host_parse(spec, &h, &err), 0);
     cfg.hosts = &h;
     cfg.n_hosts = 1;
-    _cleanup_close_ int fd = dial_start(&cfg, "localhost", 22, &to, &err);
+    struct proxy px = {.cfg = cfg};
+    struct conn c = {.client = -1, .up = -1};
+    _cleanup_close_ int fd = dial_begin(&px, &c, "localhost", 22, &to, &err);
+    assert_null(c.job); /* nothing to look up */
     assert_true(fd >= 0);
     assert_int_equal(to.sin_port, l.sin_port);
     _cleanup_close_ int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC); /* it really connected */
