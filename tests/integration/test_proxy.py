@@ -3,8 +3,10 @@ transparent listener (the sandbox dials a name moat's DNS gave out) and through
 the explicit proxy (HTTP_PROXY, :3128) reach an origin on the host's 127.0.0.1
 that records what it got (tests/fixtures/origin.py), with the head rewritten,
 bodies streamed, identity checked, the policy applied and every request audited."""
+import base64
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -593,3 +595,73 @@ def test_ca_certs_are_relative_to_the_workspace(ctx, tls_origin):
     cp = run_moat(ctx, "-w", ctx.workspace, "--", "true", cwd="/")
     assert cp.returncode != 0
     assert f"{ctx.workspace}/moat.yaml: network.ca_certs: certs/nope.pem: No such file" in cp.stderr
+
+
+def git(*args, cwd=None):
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    cp = subprocess.run(["git", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                        text=True)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout
+
+
+def test_git_clone_and_push_over_https_with_the_github_grant(ctx):
+    """git in the sandbox clones from and pushes to github.com (a git http-backend
+    behind the test origin): the origin gets the real token as Basic
+    x-access-token:<token> on every request, the sandbox only ever holds a placeholder."""
+    root = ctx.base / "git"
+    seed = ctx.base / "seed"
+    git("init", "-q", "--bare", "-b", "main", root / "acme" / "tool.git")
+    git("init", "-q", "-b", "main", seed)
+    (seed / "README").write_text("hello from the origin\n")
+    git("add", "README", cwd=seed)
+    git("commit", "-q", "-m", "first", cwd=seed)
+    git("push", "-q", root / "acme" / "tool.git", "main", cwd=seed)
+    d = ctx.base / "pki"
+    d.mkdir()
+    pki = make_test_pki(d, ORIGIN_NAMES)
+    for p in pki.values():
+        os.chmod(p, 0o644)
+    o = Origin(pki, git_root=root)
+    try:
+        secret = "ghp_" + "G" * 36
+        cp = run_moat(ctx, "grant", "github", "--from-env", "MOAT_IT_SECRET", sub=None,
+                      env={"MOAT_IT_SECRET": secret})
+        assert cp.returncode == 0, cp.stderr
+        script = ("set -e; cd /tmp; git clone -q https://github.com/acme/tool.git; cd tool; "
+                  "cat README; echo from the sandbox > NOTE; git add NOTE; "
+                  "git -c user.name=agent -c user.email=agent@moat commit -q -m second; "
+                  "git push -q origin main; echo \"GH_TOKEN=$GH_TOKEN\"; "
+                  # what the sandbox holds: its environment, git's files (none has the token)
+                  "tr '\\0' '\\n' < /proc/self/environ; cat .git/config; "
+                  "cat $HOME/.git-credentials 2>/dev/null || true")
+        cp = sandbox(ctx, script, "-g", "github", "--add-host", f"github.com:127.0.0.1:{o.port}",
+                     "--upstream-ca", pki["ca"])
+        assert cp.returncode == 0, cp.stderr
+        out = cp.stdout.splitlines()
+        assert out[0] == "hello from the origin"
+        placeholder = out[1].split("=", 1)[1]
+        assert placeholder.startswith("ghp_") and placeholder != secret
+        assert secret not in cp.stdout + cp.stderr
+        assert f"GITHUB_TOKEN={placeholder}" in out and "[core]" in out
+        # the push landed: the origin's repository has the sandbox's commit
+        assert git("--git-dir", root / "acme" / "tool.git", "log", "--format=%s", "main") == \
+            "second\nfirst\n"
+        assert git("--git-dir", root / "acme" / "tool.git", "show", "main:NOTE") == \
+            "from the sandbox\n"
+        want = "Basic " + base64.b64encode(f"x-access-token:{secret}".encode()).decode()
+        paths = [r["path"] for r in o.seen]
+        assert any("service=git-upload-pack" in p for p in paths), paths
+        assert any(p.endswith("/git-receive-pack") for p in paths), paths
+        for rec in o.seen:
+            auth = [v for k, v in rec["headers"] if k.lower() == "authorization"]
+            assert auth == [want], rec
+            assert placeholder not in json.dumps(rec)
+        recs = [r for r in audit_records(ctx) if r["method"] != "CONNECT"]
+        assert recs and all(r["grant"] == "github" and r["host"] == "github.com" for r in recs)
+        for f in (ctx.moat_home / "audit").glob("*.jsonl"):
+            assert secret not in f.read_text()
+    finally:
+        o.close()
