@@ -164,7 +164,7 @@ FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
                 build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
                 build/fuzz/fuzz_http build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
-                build/fuzz/fuzz_clienthello
+                build/fuzz/fuzz_clienthello build/fuzz/fuzz_http_path
 HTTP_FUZZ_SRCS := proxy/http.c proxy/http_write.c proxy/http_chunked.c proxy/http_host.c \
                   netns/dns.c lib/err.c lib/siphash.c
 HTTP_FUZZ_HDRS := proxy/http.h proxy/http_chars.h netns/dns.h lib/err.h lib/siphash.h \
@@ -222,6 +222,10 @@ build/fuzz/fuzz_clienthello: tests/fuzz/fuzz_clienthello.c proxy/clienthello.c p
                              $(HTTP_FUZZ_SRCS) $(HTTP_FUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LDLIBS)
+
+build/fuzz/fuzz_http_path: tests/fuzz/fuzz_http_path.c proxy/http_path.c proxy/http_path.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 fuzz: $(FUZZ_TARGETS)
 

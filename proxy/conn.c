@@ -300,6 +300,8 @@ static void decide(struct proxy *p, struct conn *c, enum first_bytes kind)
             refuse(p, c, "out of memory");
     } else if (!policy_name_allowed(&p->cfg, c->name)) {
         refuse(p, c, "denied by the network policy");
+    } else if (policy_http_rules_for(&p->cfg, c->name, c->port)) {
+        refuse(p, c, "raw TCP to a host with METHOD /path rules: only HTTP and TLS can be judged");
     } else if (!policy_raw_allowed(&p->cfg, c->name, c->port)) {
         /* neither TLS nor HTTP: only an explicit NAME:PORT rule lets raw bytes out */
         refuse(p, c, "raw TCP (neither HTTP nor TLS) needs an --allow NAME:PORT rule");

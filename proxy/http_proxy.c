@@ -336,7 +336,7 @@ static bool check_http_rules(struct proxy *p, struct conn *c)
         reply(p, c, 503, NULL, "out of memory");
         return false;
     }
-    if (policy_path_normalise(sl->len ? h->cin.b + sl->off : "/", len, path, len + 2) < 0) {
+    if (http_path_normalise(sl->len ? h->cin.b + sl->off : "/", len, path, len + 2) < 0) {
         free(path);
         reply(p, c, 400, "path cannot be judged",
               "the path has a bad %-escape or a control byte, which the path rules of this "

@@ -12,6 +12,7 @@
 #include "netns/dns.h"
 #include "proxy/ca.h"
 #include "proxy/http.h"
+#include "proxy/http_path.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
 
@@ -33,16 +34,6 @@ bool policy_http_rules_for(const struct proxy_config *cfg, const char *name, uin
  * lines, one of them matches. */
 bool policy_http_allowed(const struct proxy_config *cfg, const char *name, uint16_t port,
                          const char *method, const char *path, const struct proxy_http_rule **deny);
-
-/* The request target's path RAW (LEN bytes from '/', no query) as the rules see it,
- * into OUT (CAP >= LEN + 2): %-escapes decoded, a backslash taken as '/', empty and "." segments
- * dropped, ".." resolved (never above /). -1 for a bad escape, a control byte or
- * a path not from '/'. */
-int policy_path_normalise(const char *raw, size_t len, char *out, size_t cap);
-
-/* PATTERN (a rule's path) against the normalised PATH: '*' any bytes within one
- * segment, a "**" segment zero or more segments. */
-bool policy_path_match(const char *pattern, const char *path);
 
 /* The user's own mapping for NAME, or NULL. */
 const struct proxy_host *policy_host(const struct proxy_config *cfg, const char *name);

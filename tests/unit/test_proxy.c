@@ -125,7 +125,7 @@ static const char *norm(const char *raw)
 {
     static char out[256];
 
-    return policy_path_normalise(raw, strlen(raw), out, sizeof(out)) < 0 ? NULL : out;
+    return http_path_normalise(raw, strlen(raw), out, sizeof(out)) < 0 ? NULL : out;
 }
 
 static void test_path_normalise(void **state)
@@ -165,7 +165,7 @@ static void test_path_normalise(void **state)
         if (norm(refused[i]))
             fail_msg("%s: accepted as %s", refused[i], norm(refused[i]));
     char small[4];
-    assert_int_equal(policy_path_normalise("/abc", 4, small, sizeof(small)), -1);
+    assert_int_equal(http_path_normalise("/abc", 4, small, sizeof(small)), -1);
 }
 
 static void test_path_match(void **state)
@@ -210,7 +210,7 @@ static void test_path_match(void **state)
     (void)state;
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-        if (policy_path_match(cases[i].pattern, cases[i].path) != cases[i].match)
+        if (http_path_match(cases[i].pattern, cases[i].path) != cases[i].match)
             fail_msg("%s against %s: want %s", cases[i].pattern, cases[i].path,
                      cases[i].match ? "a match" : "no match");
 }
