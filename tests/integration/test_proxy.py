@@ -424,6 +424,7 @@ def test_grant_is_injected_only_for_its_provider_over_tls(ctx, tls_origin):
     assert secret not in cp.stdout and anthropic not in cp.stdout + cp.stderr
     placeholder = cp.stdout.splitlines()[0].split("=", 1)[1]
     assert placeholder.startswith("ghp_") and placeholder != secret
+    assert len(tls_origin.seen) == 3, (cp.stdout, cp.stderr, tls_origin.seen)
     gh, an, other = tls_origin.seen
     h = {k.lower(): v for k, v in gh["headers"]}
     assert h["authorization"] == f"Bearer {secret}"
