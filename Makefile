@@ -173,7 +173,8 @@ FUZZ_LDLIBS  := -lresolv
 FUZZ_TARGETS := build/fuzz/fuzz_dns build/fuzz/fuzz_config build/fuzz/fuzz_tar \
                 build/fuzz/fuzz_spec build/fuzz/fuzz_provider build/fuzz/fuzz_image \
                 build/fuzz/fuzz_http build/fuzz/fuzz_http_request build/fuzz/fuzz_http_response build/fuzz/fuzz_chunked \
-                build/fuzz/fuzz_clienthello build/fuzz/fuzz_agent_filter
+                build/fuzz/fuzz_clienthello build/fuzz/fuzz_agent_filter \
+                build/fuzz/fuzz_http_path
 HTTP_FUZZ_SRCS := proxy/http.c proxy/http_write.c proxy/http_chunked.c proxy/http_host.c \
                   netns/dns.c lib/err.c lib/siphash.c
 HTTP_FUZZ_HDRS := proxy/http.h proxy/http_chars.h netns/dns.h lib/err.h lib/siphash.h \
@@ -236,6 +237,10 @@ build/fuzz/fuzz_agent_filter: tests/fuzz/fuzz_agent_filter.c cli/agent_home.c li
                               lib/log.c lib/err.c cli/agent.h lib/json.h lib/cleanup.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl
+
+build/fuzz/fuzz_http_path: tests/fuzz/fuzz_http_path.c proxy/http_path.c proxy/http_path.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 fuzz: $(FUZZ_TARGETS)
 

@@ -454,12 +454,24 @@ static int k_ca_certs(const struct walk *w, const yaml_node_t *n, const char *pa
     return strv_parse(w, n, path, &w->cfg->ca_certs);
 }
 
+static int k_max_connections(const struct walk *w, const yaml_node_t *n, const char *path)
+{
+    struct moat_err e = {0};
+    int64_t v;
+
+    if (want(w, n, YAML_SCALAR_NODE, path) < 0)
+        return -1;
+    if (parse_count(path, scalar(n), &v, &e) < 0 || v < 1 || v > 65536)
+        return fail_at(w, n, path, "expected 1-65536 connections, not \"%s\"", scalar(n));
+    w->cfg->max_conns = (unsigned)v;
+    return 0;
+}
+
 static int k_network(const struct walk *w, const yaml_node_t *n, const char *path)
 {
     static const struct key keys[] = {
-        {"policy", k_policy},
-        {"rules", k_rules},
-        {"hosts", k_hosts},
+        {"policy", k_policy},     {"max_connections", k_max_connections},
+        {"rules", k_rules},       {"hosts", k_hosts},
         {"ca_certs", k_ca_certs},
     };
     return walk_map(w, n, path, keys, ARRAY_SIZE(keys));

@@ -51,10 +51,11 @@ struct config {
     size_t n_rules;
     struct config_host *hosts;
     size_t n_hosts;
-    int interactive; /* -1: not set */
-    int64_t memory;  /* bytes, 0: not set */
-    int64_t pids;    /* 0: not set */
-    double cpus;     /* 0: not set */
+    unsigned max_conns; /* network.max_connections, 0: not set */
+    int interactive;    /* -1: not set */
+    int64_t memory;     /* bytes, 0: not set */
+    int64_t pids;       /* 0: not set */
+    double cpus;        /* 0: not set */
 };
 
 /* Read moat.yaml, else agent.yaml, from the directory WORKSPACE into CFG (zeroed

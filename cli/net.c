@@ -77,6 +77,9 @@ int run_net_init(struct run_net *net, const char *name, const char *id, struct r
 {
     net->cfg.rules = net->rules;
     net->cfg.n_rules = net->n_rules;
+    net->cfg.http_rules = net->http_rules;
+    net->cfg.n_http_rules = net->n_http_rules;
+    net->cfg.max_conns = net->max_conns;
     net->cfg.hosts = net->hosts;
     net->cfg.n_hosts = net->n_hosts;
     net->cfg.run_name = name;

@@ -10,6 +10,9 @@
 struct run_net {
     struct proxy_rule *rules; /* --allow / --deny, in order */
     size_t n_rules;
+    struct proxy_http_rule *http_rules; /* moat.yaml's METHOD /path lines */
+    size_t n_http_rules;
+    unsigned max_conns;       /* network.max_connections, 0: the proxy's default */
     struct proxy_host *hosts; /* --add-host */
     size_t n_hosts;
     struct run_grants grants;  /* -g */

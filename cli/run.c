@@ -88,6 +88,7 @@ static void free_opts(struct run_opts *o)
     free(o->mounts);
     free(o->env);
     free(o->net.rules);
+    free(o->net.http_rules);
     free(o->net.hosts);
     free(o->net.upstream_cas);
     run_grants_free(&o->net.grants);
@@ -465,7 +466,8 @@ static void put_image_env(char **env, size_t *n, char *const *image_env)
     }
 }
 
-static char **build_env(const struct run_opts *o, bool tty, char *const *image_env)
+static char **build_env(const struct run_opts *o, bool tty, char *const *image_env,
+                        const char *ca_bundle)
 {
     const char *term = getenv("TERM"), *lang = getenv("LANG"), *tz = getenv("TZ");
     size_t n = 0, cap = 20 + o->net.grants.n_env + o->n_env;
@@ -496,7 +498,7 @@ static char **build_env(const struct run_opts *o, bool tty, char *const *image_e
                                               "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO",
                                               "CURL_CA_BUNDLE"};
         for (size_t i = 0; i < ARRAY_SIZE(ca_vars); i++)
-            env[n++] = str_printf("%s=%s", ca_vars[i], TRUST_BUNDLE_PATH);
+            env[n++] = str_printf("%s=%s", ca_vars[i], ca_bundle);
     }
     if (o->docker_host)
         env[n++] = strdup("DOCKER_HOST=unix://" DOCKER_HOST_TARGET);
@@ -734,7 +736,9 @@ static int run_sandbox(struct run_opts *o, struct run_record *rec, int *status,
     if (o->image && use_image(o, rec->dir, &etc, &cfg, &host, &ri, err) < 0)
         goto out;
     mounts = calloc(host.n_mounts + 6 + o->n_mounts + ri.rr.n_mounts, sizeof(*mounts));
-    env = build_env(o, cfg.tty, ri.info.env);
+    /* a read-only image root without a bundle of its own has moat's elsewhere */
+    env = build_env(o, cfg.tty, ri.info.env,
+                    ri.rr.ca_bundle[0] ? ri.rr.ca_bundle : TRUST_BUNDLE_PATH);
     if (!mounts || !env) {
         moat_err_set(err, ENOMEM, "run");
         goto out;

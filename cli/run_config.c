@@ -27,8 +27,9 @@ static int prepend(void **arr, size_t *n, size_t size, const void *front, size_t
     return 0;
 }
 
-/* A file mount's source: ~/ is the caller's home, a relative path is the workspace's. */
-static char *mount_source(const char *src, const char *workspace)
+/* A file mount's source or CA file: ~/ is the caller's home, a relative path is the
+ * workspace's (where moat.yaml is), never the directory moat happens to run from. */
+static char *file_path(const char *src, const char *workspace)
 {
     char path[PATH_MAX * 2];
     const char *home = getenv("HOME");
@@ -59,7 +60,7 @@ static int file_mounts(struct run_opts *o, const char *workspace, struct moat_er
                                 "%s: mounts: %s: the target must be an absolute path without "
                                 "'..', not / and not under /proc, /sys or /dev",
                                 c->path, m->target);
-        v[k].source = mount_source(m->source, workspace);
+        v[k].source = file_path(m->source, workspace);
         if (!v[k].source) {
             moat_err_sys(err, "%s: mounts: source %s", c->path, m->source);
             goto fail;
@@ -86,7 +87,39 @@ fail:
     return -1;
 }
 
-static int file_network(struct run_opts *o, struct moat_err *err)
+/* The METHOD /path lines of network.rules, each with its entry's host. */
+static int file_http_rules(struct run_opts *o, struct moat_err *err)
+{
+    const struct config *c = &o->file;
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->n_rules; i++)
+        n += c->rules[i].http.n;
+    o->net.http_rules = calloc(n + 1, sizeof(*o->net.http_rules));
+    if (!o->net.http_rules)
+        return moat_err_sys(err, "moat.yaml");
+    for (size_t i = 0; i < c->n_rules; i++)
+        for (size_t j = 0; j < c->rules[i].http.n; j++)
+            if (proxy_http_rule_parse(c->rules[i].host, c->rules[i].http.v[j],
+                                      &o->net.http_rules[o->net.n_http_rules++], err) < 0)
+                return moat_err_prefix(err, "%s: network.rules", c->path);
+    return 0;
+}
+
+/* network.ca_certs: each path made absolute here, as the proxy opens it later */
+static int file_ca_certs(struct config *c, const char *workspace, struct moat_err *err)
+{
+    for (size_t i = 0; i < c->ca_certs.n; i++) {
+        char *path = file_path(c->ca_certs.v[i], workspace);
+        if (!path)
+            return moat_err_sys(err, "%s: network.ca_certs: %s", c->path, c->ca_certs.v[i]);
+        free(c->ca_certs.v[i]);
+        c->ca_certs.v[i] = path;
+    }
+    return 0;
+}
+
+static int file_network(struct run_opts *o, const char *workspace, struct moat_err *err)
 {
     const struct config *c = &o->file;
     _cleanup_free_ struct proxy_rule *rules = calloc(c->n_rules + 1, sizeof(*rules));
@@ -102,6 +135,9 @@ static int file_network(struct run_opts *o, struct moat_err *err)
     for (size_t i = 0; i < c->n_rules; i++)
         if (proxy_rule_parse(c->rules[i].host, false, &rules[i], err) < 0)
             return moat_err_prefix(err, "%s: network.rules", c->path);
+    if (file_http_rules(o, err) < 0 || file_ca_certs(&o->file, workspace, err) < 0)
+        return -1;
+    o->net.max_conns = c->max_conns;
     for (size_t i = 0; i < c->n_hosts; i++) {
         snprintf(spec, sizeof(spec), "%s:%s", c->hosts[i].name, c->hosts[i].addr);
         if (proxy_host_parse(spec, &hosts[i], err) < 0)
@@ -115,7 +151,7 @@ static int file_network(struct run_opts *o, struct moat_err *err)
     if (!o->policy)
         o->policy = c->policy;
     /* A file that speaks of the network wants it, unless --network none says otherwise. */
-    if (!o->network && (c->policy || c->n_rules || c->n_hosts || c->ca_certs.n))
+    if (!o->network && (c->policy || c->n_rules || c->n_hosts || c->ca_certs.n || c->max_conns))
         o->network = "proxy";
     return 0;
 }
@@ -178,7 +214,7 @@ int run_apply_config(struct run_opts *o, const char *workspace, struct moat_err 
     return prepend((void **)&o->env, &o->n_env, sizeof(char *), c->env.v, c->env.n, err) < 0 ||
                    prepend((void **)&o->net.grants.names, &o->net.grants.n_names, sizeof(char *),
                            c->grants.v, c->grants.n, err) < 0 ||
-                   file_mounts(o, ws, err) < 0 || file_network(o, err) < 0 ||
+                   file_mounts(o, ws, err) < 0 || file_network(o, ws, err) < 0 ||
                    file_command(o, err) < 0
                ? -1
                : 0;

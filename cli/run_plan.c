@@ -21,6 +21,15 @@ static void rule_text(const struct proxy_rule *r, char *buf, size_t len)
         snprintf(buf + strlen(buf), len - strlen(buf), ":%u", r->port);
 }
 
+static void http_rule_text(const struct proxy_http_rule *r, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s", r->host.wildcard ? "*." : "", r->host.name);
+    if (r->host.port)
+        snprintf(buf + strlen(buf), len - strlen(buf), ":%u", r->host.port);
+    snprintf(buf + strlen(buf), len - strlen(buf), ": %s %s %s", r->deny ? "deny" : "allow",
+             r->method, r->path);
+}
+
 static void host_text(const struct proxy_host *h, char *buf, size_t len)
 {
     char a[INET_ADDRSTRLEN];
@@ -72,6 +81,10 @@ static void print_text(const struct run_opts *o, const char *workspace, const ch
         rule_text(&o->net.rules[i], buf, sizeof(buf));
         printf("  rule        %s\n", buf);
     }
+    for (size_t i = 0; i < o->net.n_http_rules; i++) {
+        http_rule_text(&o->net.http_rules[i], buf, sizeof(buf));
+        printf("  rule        %s\n", buf);
+    }
     for (size_t i = 0; i < o->net.n_hosts; i++) {
         host_text(&o->net.hosts[i], buf, sizeof(buf));
         printf("  host        %s\n", buf);
@@ -118,6 +131,13 @@ static void gen_network(yajl_gen g, const struct run_opts *o)
     yajl_gen_array_open(g);
     for (size_t i = 0; i < o->net.n_rules; i++) {
         rule_text(&o->net.rules[i], buf, sizeof(buf));
+        json_gen_str(g, buf);
+    }
+    yajl_gen_array_close(g);
+    json_gen_str(g, "http_rules");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < o->net.n_http_rules; i++) {
+        http_rule_text(&o->net.http_rules[i], buf, sizeof(buf));
         json_gen_str(g, buf);
     }
     yajl_gen_array_close(g);

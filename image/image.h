@@ -14,6 +14,8 @@
 #define IMAGE_HOST_MAX_MOUNTS 16
 #define IMAGE_ETC_FILES 5
 #define IMAGE_CA_BUNDLE "ssl/certs/ca-certificates.crt" /* under /etc */
+/* the bundle's place when the root is read-only and the image has no bundle to bind over */
+#define IMAGE_CA_BUNDLE_RUN "/run/moat/ca-certificates.crt"
 
 struct image_host {
     struct rt_mount mounts[IMAGE_HOST_MAX_MOUNTS];
@@ -161,14 +163,17 @@ int image_prune(uint64_t *freed, struct moat_err *err);
 
 struct image_run_root {
     struct rt_root root; /* for rt_config.root */
-    /* Without overlayfs in a user namespace: the generated /etc files, bound
-     * read-only over the image's (the root itself is read-only). */
-    struct rt_mount mounts[IMAGE_ETC_FILES];
+    /* Without overlayfs in a user namespace: the generated /etc files (and the CA
+     * bundle), bound read-only over the image's (the root itself is read-only). */
+    struct rt_mount mounts[IMAGE_ETC_FILES + 1];
     size_t n_mounts;
+    /* where the sandbox finds the bundle with moat's CA when that is not /etc's usual
+     * place (IMAGE_CA_BUNDLE_RUN), "" otherwise */
+    char ca_bundle[48];
     char dir[PATH_MAX]; /* MOAT_HOME/runs/ID/layer */
     char name[64];
     char lower[PATH_MAX], upper[PATH_MAX + 8], work[PATH_MAX + 8];
-    char files[IMAGE_ETC_FILES][PATH_MAX + 32], targets[IMAGE_ETC_FILES][32];
+    char files[IMAGE_ETC_FILES + 1][PATH_MAX + 48], targets[IMAGE_ETC_FILES + 1][48];
     int runs_fd;
 };
 

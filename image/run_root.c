@@ -232,6 +232,43 @@ static int overlay_layer(struct image_run_root *rr, const char *rootfs, int run_
     return 0;
 }
 
+/* Whether the image has a CA bundle file to bind over (never through a symlink). */
+static bool image_has_bundle(const char *rootfs)
+{
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS};
+    _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int fd = -1;
+    struct stat st;
+
+    if (root < 0)
+        return false;
+    fd = (int)syscall(SYS_openat2, root, "etc/" IMAGE_CA_BUNDLE, &how, sizeof(how));
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* --network proxy on a read-only root: the image's bundle plus moat's CA, bound over
+ * the image's bundle, or where the sandbox's CA variables say when it has none (the
+ * root cannot take a new file). */
+static int bound_trust(struct image_run_root *rr, const char *rootfs, int etc_fd,
+                       const struct image_etc *etc, struct moat_err *err)
+{
+    if (!etc->ca_pem)
+        return 0;
+    if (trust_file(rootfs, etc_fd, etc, 0, 0, err) < 0)
+        return -1;
+    size_t i = rr->n_mounts;
+    bool in_place = image_has_bundle(rootfs);
+    snprintf(rr->files[i], sizeof(rr->files[i]), "%s/" IMAGE_CA_BUNDLE, rr->upper);
+    snprintf(rr->targets[i], sizeof(rr->targets[i]), "%s",
+             in_place ? "/etc/" IMAGE_CA_BUNDLE : IMAGE_CA_BUNDLE_RUN);
+    if (!in_place)
+        snprintf(rr->ca_bundle, sizeof(rr->ca_bundle), "%s", IMAGE_CA_BUNDLE_RUN);
+    rr->mounts[rr->n_mounts++] = (struct rt_mount){
+        .kind = RT_MOUNT_BIND, .source = rr->files[i], .target = rr->targets[i], .readonly = true};
+    return 0;
+}
+
 /* Fallback: the generated files under the run's directory, bound read-only. */
 static int bound_files(struct image_run_root *rr, const char *rootfs, int run_fd,
                        const struct image_etc *etc, struct moat_err *err)
@@ -255,7 +292,7 @@ static int bound_files(struct image_run_root *rr, const char *rootfs, int run_fd
                                                        .target = rr->targets[i],
                                                        .readonly = true};
     }
-    return 0;
+    return bound_trust(rr, rootfs, etc_fd, etc, err);
 }
 
 int image_run_root_create(const struct image_info *info, const char *run_dir,

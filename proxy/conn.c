@@ -57,6 +57,7 @@ void conn_close(struct proxy *p, struct conn *c)
         for (int i = 0; i < 2; i++)
             moat_closep(&c->dir[d].pipe[i]);
     c->client = c->up = -1;
+    dial_cancel(c);
     http_free(c);
     /* Unlink now; free after the batch, since a later event may still point here. */
     if (c->prev)
@@ -68,6 +69,8 @@ void conn_close(struct proxy *p, struct conn *c)
     c->next = p->dead;
     p->dead = c;
     p->n_conns--;
+    if (c->busy)
+        p->n_busy--;
 }
 
 void conn_free_dead(struct proxy *p)
@@ -222,28 +225,47 @@ static void on_up(struct proxy *p, struct watch *w, uint32_t events)
     relay(p, c, events);
 }
 
+/* The upstream socket FD (connect in progress, or -1 with ERR) for C. */
+static void dialled(struct proxy *p, struct conn *c, int fd, struct moat_err *err)
+{
+    char reason[MOAT_ERR_MSG_MAX + 64];
+
+    if (fd < 0) {
+        moat_err_str(err, reason, sizeof(reason));
+        refuse(p, c, reason);
+        return;
+    }
+    c->up = fd;
+    c->w_up.fn = on_up;
+    c->up_events = EPOLLOUT;
+    if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0)
+        refuse(p, c, "epoll");
+}
+
+void conn_resolved(struct proxy *p, struct conn *c, const struct resolve_job *j)
+{
+    struct moat_err err = {0};
+    struct sockaddr_in to;
+
+    dialled(p, c, dial_resolved(j, &to, &err), &err);
+}
+
 static void dial(struct proxy *p, struct conn *c)
 {
     struct moat_err err = {0};
     struct sockaddr_in to;
-    char reason[MOAT_ERR_MSG_MAX + 64];
 
-    c->up = dial_start(&p->cfg, c->name, c->port, &to, &err);
-    if (c->up < 0) {
-        moat_err_str(&err, reason, sizeof(reason));
-        refuse(p, c, reason);
-        return;
-    }
-    c->w_up.fn = on_up;
-    c->up_events = EPOLLOUT;
-    c->client_events = 0; /* nothing from the sandbox until upstream answers */
-    if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0 ||
-        proxy_watch(p, c->client, &c->w_client, 0, true) < 0) {
+    /* nothing from the sandbox until upstream answers */
+    c->client_events = 0;
+    if (proxy_watch(p, c->client, &c->w_client, 0, true) < 0) {
         refuse(p, c, "epoll");
         return;
     }
     c->state = CONN_DIAL;
     c->deadline = proxy_now_ms() + PROXY_DIAL_MS;
+    int fd = dial_begin(p, c, c->name, c->port, &to, &err);
+    if (fd != DIAL_PENDING)
+        dialled(p, c, fd, &err);
 }
 
 /* ---- the sandbox's side ---- */
@@ -278,6 +300,8 @@ static void decide(struct proxy *p, struct conn *c, enum first_bytes kind)
             refuse(p, c, "out of memory");
     } else if (!policy_name_allowed(&p->cfg, c->name)) {
         refuse(p, c, "denied by the network policy");
+    } else if (policy_http_rules_for(&p->cfg, c->name, c->port)) {
+        refuse(p, c, "raw TCP to a host with METHOD /path rules: only HTTP and TLS can be judged");
     } else if (!policy_raw_allowed(&p->cfg, c->name, c->port)) {
         /* neither TLS nor HTTP: only an explicit NAME:PORT rule lets raw bytes out */
         refuse(p, c, "raw TCP (neither HTTP nor TLS) needs an --allow NAME:PORT rule");
@@ -312,16 +336,101 @@ static void on_client(struct proxy *p, struct watch *w, uint32_t events)
         decide(p, c, kind);
 }
 
+/* ---- past the connection cap ---- */
+
+/* The answer to a connection past the cap: for HTTP a 503 saying so; for TLS a fatal
+ * alert before any handshake (internal_error: the client reports "alert internal
+ * error", the audit log says why); anything else is reset. */
+static void busy_answer(struct proxy *p, struct conn *c, enum first_bytes kind)
+{
+    /* a TLS 1.x record of type alert (21): level fatal (2), internal_error (80) */
+    static const unsigned char alert[] = {0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x50};
+    char resp[512], body[256];
+
+    if (kind == BYTES_HTTP) {
+        int n = snprintf(body, sizeof(body),
+                         "moat: the proxy serves %u connections at once "
+                         "(network.max_connections); retry once others have closed\n",
+                         p->cfg.max_conns);
+        n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 503 Service Unavailable\r\nX-Moat-Blocked: too many connections\r\n"
+                     "Retry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     n, body);
+        /* a fresh socket's send buffer takes it whole */
+        send(c->client, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else if (kind == BYTES_TLS) {
+        send(c->client, alert, sizeof(alert), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else {
+        refuse(p, c, "too many connections");
+        return;
+    }
+    audit_conn(p, c, "deny", "too many connections");
+    /* drained until the sandbox closes, so our close does not reset the answer away */
+    shutdown(c->client, SHUT_WR);
+    c->answered = true;
+    c->deadline = proxy_now_ms() + PROXY_LINGER_MS;
+}
+
+static void on_busy(struct proxy *p, struct watch *w, uint32_t events)
+{
+    struct conn *c = conn_of(w, w_client);
+    unsigned char b[512];
+
+    (void)events;
+    if (c->dead)
+        return;
+    if (!c->answered) {
+        ssize_t n = recv(c->client, b, 8, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+            conn_close(p, c);
+            return;
+        }
+        enum first_bytes kind = n > 0 ? classify(b, (size_t)n) : BYTES_NONE;
+        if (kind != BYTES_NONE)
+            busy_answer(p, c, kind);
+        return;
+    }
+    for (;;) {
+        ssize_t n = recv(c->client, b, sizeof(b), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n == 0 || errno != EAGAIN)
+            conn_close(p, c);
+        return;
+    }
+}
+
+/* C came past the cap: the explicit proxy speaks HTTP, so it is answered now; on the
+ * transparent listener the first bytes say how. */
+static void busy_start(struct proxy *p, struct conn *c, bool explicit_proxy)
+{
+    c->state = CONN_BUSY;
+    c->w_client.fn = on_busy;
+    c->client_events = EPOLLIN | EPOLLRDHUP;
+    if (proxy_watch(p, c->client, &c->w_client, c->client_events, false) < 0) {
+        refuse(p, c, "too many connections");
+        return;
+    }
+    c->deadline = proxy_now_ms() + PROXY_PEEK_MS;
+    if (explicit_proxy)
+        busy_answer(p, c, BYTES_HTTP);
+}
+
 void conn_expire(struct proxy *p, struct conn *c)
 {
-    if (c->state == CONN_HTTP)
+    if (c->state == CONN_BUSY && c->answered)
+        conn_close(p, c);
+    else if (c->state == CONN_BUSY)
+        refuse(p, c, "too many connections");
+    else if (c->state == CONN_HTTP)
         http_expire(p, c);
     else if (c->state == CONN_PEEK && c->hello_pending)
         refuse(p, c, "ClientHello not complete in time");
     else if (c->state == CONN_PEEK)
         decide(p, c, BYTES_OTHER); /* silent: a protocol where the server speaks first */
     else if (c->state == CONN_DIAL)
-        refuse(p, c, "connect upstream: timed out");
+        refuse(p, c, c->job ? "resolve upstream: timed out" : "connect upstream: timed out");
 }
 
 void conn_refuse(struct proxy *p, struct conn *c, const char *reason)
@@ -367,6 +476,10 @@ static void accept_one(struct proxy *p, int fd)
     if (!c)
         return;
     const char *why = admit(p, c);
+    if (c->busy) {
+        busy_start(p, c, false);
+        return;
+    }
     if (why) {
         refuse(p, c, why);
         return;
@@ -410,9 +523,15 @@ static struct conn *conn_new(struct proxy *p, int fd)
         p->conns->prev = c;
     p->conns = c;
     p->n_conns++;
-    if (p->n_conns > PROXY_MAX_CONNS) {
-        refuse(p, c, "too many connections");
-        return NULL;
+    /* bounded memory: past the cap a connection only gets a short answer, and past
+     * those few it is reset at once */
+    if (p->n_conns - p->n_busy > p->cfg.max_conns) {
+        c->busy = true;
+        p->n_busy++;
+        if (p->n_busy > PROXY_BUSY_MAX) {
+            refuse(p, c, "too many connections");
+            return NULL;
+        }
     }
     return c;
 }
@@ -427,7 +546,9 @@ void conn_on_explicit(struct proxy *p, struct watch *w, uint32_t events)
         if (fd < 0)
             return;
         struct conn *c = conn_new(p, fd);
-        if (c && http_start(p, c, true) < 0)
+        if (c && c->busy)
+            busy_start(p, c, true);
+        else if (c && http_start(p, c, true) < 0)
             refuse(p, c, "out of memory");
     }
 }

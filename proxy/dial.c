@@ -47,50 +47,35 @@ bool dial_addr_guarded(struct in_addr addr)
     return false;
 }
 
-/* The first address of NAME the guard lets through. IPv4 only: the sandbox
- * reaches moat over IPv4, and upstream IPv6 comes with the HTTP proxy. */
-static int resolve(const char *name, struct in_addr *out, struct moat_err *err)
+/* The first address of J's lookup the guard lets through. IPv4 only: the sandbox
+ * reaches moat over IPv4. */
+static int pick(const struct resolve_job *j, struct in_addr *out, struct moat_err *err)
 {
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
     bool refused = false;
 
-    int r = getaddrinfo(name, NULL, &hints, &res);
-    if (r != 0)
-        return moat_err_set(err, 0, "resolve %s: %s", name, gai_strerror(r));
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        struct in_addr a = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-        if (dial_addr_guarded(a)) {
+    if (j->gai != 0)
+        return moat_err_set(err, 0, "resolve %s: %s", j->name, gai_strerror(j->gai));
+    for (size_t i = 0; i < j->n; i++) {
+        if (dial_addr_guarded(j->addrs[i])) {
             refused = true;
             continue;
         }
-        *out = a;
-        freeaddrinfo(res);
+        *out = j->addrs[i];
         return 0;
     }
-    freeaddrinfo(res);
-    return moat_err_set(err, 0, "%s: %s", name,
+    return moat_err_set(err, 0, "%s: %s", j->name,
                         refused ? "resolves only to private or special addresses (refused)"
                                 : "no IPv4 address");
 }
 
-int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
-               struct sockaddr_in *to, struct moat_err *err)
+/* A non-blocking connect to exactly TO. */
+static int connect_to(const char *name, const struct sockaddr_in *to, struct moat_err *err)
 {
-    const struct proxy_host *h = policy_host(cfg, name);
-
-    memset(to, 0, sizeof(*to));
-    to->sin_family = AF_INET;
-    to->sin_port = htons(h && h->port ? h->port : port);
-    if (h)
-        to->sin_addr = h->addr; /* the user's own mapping: trusted as given */
-    else if (resolve(name, &to->sin_addr, err) < 0)
-        return -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return moat_err_sys(err, "socket for %s", name);
     proxy_nodelay(fd);
-    if (connect(fd, (struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS) {
         char a[INET_ADDRSTRLEN];
         moat_err_sys(err, "connect %s (%s:%u)", name,
                      inet_ntop(AF_INET, &to->sin_addr, a, sizeof(a)), ntohs(to->sin_port));
@@ -98,4 +83,37 @@ int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
         return -1;
     }
     return fd;
+}
+
+int dial_begin(struct proxy *p, struct conn *c, const char *name, uint16_t port,
+               struct sockaddr_in *to, struct moat_err *err)
+{
+    const struct proxy_host *h = policy_host(&p->cfg, name);
+
+    if (h) {
+        /* the user's own mapping: trusted as given, nothing to look up */
+        *to = (struct sockaddr_in){.sin_family = AF_INET,
+                                   .sin_port = htons(h->port ? h->port : port),
+                                   .sin_addr = h->addr};
+        return connect_to(name, to, err);
+    }
+    c->job = resolver_submit(p->resolver, c, name, port, err);
+    return c->job ? DIAL_PENDING : -1;
+}
+
+int dial_resolved(const struct resolve_job *j, struct sockaddr_in *to, struct moat_err *err)
+{
+    *to = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(j->port)};
+    /* resolved once; the address checked is the address dialled */
+    if (pick(j, &to->sin_addr, err) < 0)
+        return -1;
+    return connect_to(j->name, to, err);
+}
+
+void dial_cancel(struct conn *c)
+{
+    /* the job finishes on its thread all the same; its result is dropped */
+    if (c->job)
+        c->job->conn = NULL;
+    c->job = NULL;
 }

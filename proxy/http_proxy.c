@@ -257,6 +257,10 @@ static const char *status_text(int status)
 
 static void close_upstream(struct proxy *p, struct conn *c)
 {
+    if (c->http->up_state == UP_RESOLVING) {
+        dial_cancel(c);
+        c->http->up_state = UP_NONE;
+    }
     if (c->up < 0)
         return;
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->up, NULL);
@@ -337,36 +341,119 @@ static bool check_policy(struct proxy *p, struct conn *c)
     return false;
 }
 
-static void on_up(struct proxy *p, struct watch *w, uint32_t events);
+/* PATH for a one-line answer: bytes outside printable ASCII, '"' and '%' as %XX. */
+static void path_text(const char *path, char *out, size_t cap)
+{
+    size_t o = 0;
 
-/* Connect to the request's host unless the open upstream already is it. */
-static bool ensure_upstream(struct proxy *p, struct conn *c)
+    for (const unsigned char *s = (const unsigned char *)path; *s && o + 4 < cap; s++) {
+        if (*s > 0x20 && *s < 0x7f && *s != '"' && *s != '%')
+            out[o++] = (char)*s;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", *s);
+    }
+    out[o] = '\0';
+}
+
+/* Whether the METHOD /path rules for the request's host let it through; else 403
+ * (400 for a path they cannot judge). */
+static bool check_http_rules(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
-    struct moat_err err = {0};
-    struct sockaddr_in to;
+    const struct http_slice *sl = &h->req.path;
+    const struct proxy_http_rule *deny;
+    char shown[160], body[PROXY_NAME_BUF + PROXY_PATH_BUF + 400];
+
+    if (!policy_http_rules_for(&p->cfg, h->host.name, h->host.port))
+        return true;
+    /* an empty path (asterisk-form, "http://host") is "/" */
+    size_t len = sl->len ? sl->len : 1;
+    char *path = malloc(len + 2);
+    if (!path) {
+        reply(p, c, 503, NULL, "out of memory");
+        return false;
+    }
+    if (http_path_normalise(sl->len ? h->cin.b + sl->off : "/", len, path, len + 2) < 0) {
+        free(path);
+        reply(p, c, 400, "path cannot be judged",
+              "the path has a bad %-escape or a control byte, which the path rules of this "
+              "host cannot judge");
+        return false;
+    }
+    bool ok = policy_http_allowed(&p->cfg, h->host.name, h->host.port, h->method, path, &deny);
+    path_text(path, shown, sizeof(shown));
+    free(path);
+    if (ok)
+        return true;
+    if (deny)
+        snprintf(body, sizeof(body),
+                 "%s %s on %s is denied by \"deny %s %s\" in network.rules for %s%s; a deny "
+                 "wins over any allow, so narrow that line to let it through",
+                 h->method, shown, h->host.name, deny->method, deny->path,
+                 deny->host.wildcard ? "*." : "", deny->host.name);
+    else
+        snprintf(body, sizeof(body),
+                 "%s %s on %s matches no allow line of its network.rules entry; to allow it, "
+                 "add \"allow %s %s\" to that entry in moat.yaml",
+                 h->method, shown, h->host.name, h->method, shown);
+    reply(p, c, 403, deny ? "denied by path rule" : "not allowed by path rules", body);
+    return false;
+}
+
+static void on_up(struct proxy *p, struct watch *w, uint32_t events);
+static void http_run(struct proxy *p, struct conn *c);
+
+/* The upstream socket FD (connect in progress, or -1 with ERR): watch it; else 502. */
+static bool upstream_dialled(struct proxy *p, struct conn *c, int fd, struct moat_err *err)
+{
     char reason[MOAT_ERR_MSG_MAX + 64];
 
-    if (c->up >= 0 && strcmp(h->up_name, h->host.name) == 0 && h->up_port == h->host.port)
-        return true;
-    close_upstream(p, c);
-    h->uin.len = 0;
-    c->up = dial_start(&p->cfg, h->host.name, h->host.port, &to, &err);
-    if (c->up < 0) {
-        moat_err_str(&err, reason, sizeof(reason));
+    if (fd < 0) {
+        moat_err_str(err, reason, sizeof(reason));
         reply(p, c, 502, "upstream refused", reason);
         return false;
     }
+    c->up = fd;
     c->w_up.fn = on_up;
     c->up_events = EPOLLOUT;
     if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0) {
         reply(p, c, 502, "upstream refused", "epoll");
         return false;
     }
-    h->up_state = UP_CONNECTING;
+    c->http->up_state = UP_CONNECTING;
+    return true;
+}
+
+/* Connect to the request's host unless the open upstream already is it; a name to
+ * look up leaves the request waiting (UP_RESOLVING) for http_resolved(). */
+static bool ensure_upstream(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct moat_err err = {0};
+    struct sockaddr_in to;
+
+    if (c->up >= 0 && strcmp(h->up_name, h->host.name) == 0 && h->up_port == h->host.port)
+        return true;
+    close_upstream(p, c);
+    h->uin.len = 0;
     snprintf(h->up_name, sizeof(h->up_name), "%s", h->host.name);
     h->up_port = h->host.port;
-    return true;
+    int fd = dial_begin(p, c, h->host.name, h->host.port, &to, &err);
+    if (fd == DIAL_PENDING) {
+        h->up_state = UP_RESOLVING;
+        return true;
+    }
+    return upstream_dialled(p, c, fd, &err);
+}
+
+void http_resolved(struct proxy *p, struct conn *c, const struct resolve_job *j)
+{
+    struct moat_err err = {0};
+    struct sockaddr_in to;
+
+    c->http->up_state = UP_NONE;
+    upstream_dialled(p, c, dial_resolved(j, &to, &err), &err);
+    http_run(p, c);
 }
 
 /* The explicit proxy takes absolute-form requests; a tunnel carries origin-form ones. */
@@ -491,6 +578,8 @@ static int on_request_head(struct proxy *p, struct conn *c)
         return -1;
     if (r->meth == HTTP_M_CONNECT)
         return on_connect(p, c);
+    if (!check_http_rules(p, c))
+        return -1;
     ssize_t n = write_request_head(p, c, &err);
     if (n == -2) {
         reply(p, c, 502, NULL, err.msg);
@@ -512,7 +601,9 @@ static int on_request_head(struct proxy *p, struct conn *c)
     h->rq = h->rqbody.done ? RQ_DONE : RQ_BODY;
     h->rs = RS_HEAD;
     http_head_init(&h->resp, HTTP_RESPONSE, h->req_method);
-    c->deadline = proxy_now_ms() + (h->up_state == UP_CONNECTING ? PROXY_DIAL_MS : PROXY_IDLE_MS);
+    c->deadline = proxy_now_ms() + (h->up_state == UP_CONNECTING || h->up_state == UP_RESOLVING
+                                        ? PROXY_DIAL_MS
+                                        : PROXY_IDLE_MS);
     return 0;
 }
 
@@ -839,7 +930,7 @@ static void http_run(struct proxy *p, struct conn *c)
     /* a stream that moves (a long download, server-sent events) is not idle; a request
      * head keeps its own, shorter deadline */
     if (progress && !h->abort && !h->closing && h->up_state != UP_CONNECTING &&
-        (h->rq != RQ_HEAD || h->rs != RS_IDLE))
+        h->up_state != UP_RESOLVING && (h->rq != RQ_HEAD || h->rs != RS_IDLE))
         c->deadline = proxy_now_ms() + PROXY_IDLE_MS;
     if (h->abort) {
         log_debug("proxy: %s: closed (request %d, response %d, upstream %d, eof %d/%d)",
@@ -913,7 +1004,9 @@ void http_expire(struct proxy *p, struct conn *c)
         conn_close(p, c);
         return;
     }
-    if (h->up_state == UP_CONNECTING) {
+    if (h->up_state == UP_RESOLVING) {
+        reply(p, c, 504, "upstream unreachable", "resolve upstream: timed out");
+    } else if (h->up_state == UP_CONNECTING) {
         reply(p, c, 504, "upstream unreachable", "connect upstream: timed out");
     } else if (h->rq == RQ_HEAD && h->rs == RS_IDLE) {
         /* slowloris, or an idle keep-alive connection: either way it goes */

@@ -12,6 +12,7 @@
 #include "netns/dns.h"
 #include "proxy/ca.h"
 #include "proxy/http.h"
+#include "proxy/http_path.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
 
@@ -24,6 +25,15 @@ bool policy_name_allowed(const struct proxy_config *cfg, const char *name);
 /* Whether raw TCP (neither TLS nor HTTP) may pass to NAME:PORT: not denied, and an
  * allow rule names both. A rule without a port never opens raw TCP. */
 bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port);
+
+/* Whether any METHOD /path rule is for NAME:PORT. */
+bool policy_http_rules_for(const struct proxy_config *cfg, const char *name, uint16_t port);
+
+/* Whether the request METHOD PATH (normalised) to NAME:PORT passes the METHOD /path
+ * rules: no deny line matches (else *DENY is that line), and when the host has allow
+ * lines, one of them matches. */
+bool policy_http_allowed(const struct proxy_config *cfg, const char *name, uint16_t port,
+                         const char *method, const char *path, const struct proxy_http_rule **deny);
 
 /* The user's own mapping for NAME, or NULL. */
 const struct proxy_host *policy_host(const struct proxy_config *cfg, const char *name);
@@ -71,15 +81,59 @@ void proxy_nodelay(int fd);
  * unspecified, broadcast, reserved. */
 bool dial_addr_guarded(struct in_addr addr);
 
-/* Start a non-blocking TCP connect to NAME:PORT: the user's mapping when there
- * is one (trusted, unguarded), else the host's resolver, refusing guarded
- * addresses. Returns the socket (connect in progress) or -1 with ERR. */
-int dial_start(const struct proxy_config *cfg, const char *name, uint16_t port,
+struct proxy;
+struct conn;
+struct resolve_job;
+
+#define DIAL_PENDING (-2)
+
+/* Start a non-blocking TCP connect to NAME:PORT for C. The user's mapping (trusted,
+ * unguarded) is dialled at once: the socket, connect in progress, TO its address.
+ * Else the name is looked up off the loop: DIAL_PENDING, c->job set, and the loop
+ * hands the finished job to conn_resolved() or http_resolved(). -1 with ERR. */
+int dial_begin(struct proxy *p, struct conn *c, const char *name, uint16_t port,
                struct sockaddr_in *to, struct moat_err *err);
+
+/* J's lookup done: the first address the guard lets through, dialled (the socket,
+ * connect in progress, TO its address), or -1 with ERR (no address, only guarded ones). */
+int dial_resolved(const struct resolve_job *j, struct sockaddr_in *to, struct moat_err *err);
+
+/* C no longer waits for its lookup (closed, or the request went elsewhere). */
+void dial_cancel(struct conn *c);
+
+/* ---- resolve.c: getaddrinfo() on threads of their own ---- */
+
+#define RESOLVE_THREADS 4 /* lookups at once; more wait their turn */
+#define RESOLVE_ADDRS 8
+
+struct resolve_job {
+    struct resolve_job *next;
+    struct conn *conn; /* the loop's: NULL once nobody waits for the result */
+    char name[PROXY_NAME_BUF];
+    uint16_t port;
+    int gai; /* getaddrinfo's result */
+    size_t n;
+    struct in_addr addrs[RESOLVE_ADDRS];
+};
+
+struct resolver;
+
+int resolver_new(struct resolver **out, struct moat_err *err);
+/* Readable when finished jobs wait in resolver_done(). */
+int resolver_fd(const struct resolver *r);
+/* Queue the lookup of NAME for C (PORT rides along); NULL with ERR. */
+struct resolve_job *resolver_submit(struct resolver *r, struct conn *c, const char *name,
+                                    uint16_t port, struct moat_err *err);
+/* The finished jobs, a list the caller frees job by job. */
+struct resolve_job *resolver_done(struct resolver *r);
+/* The loop is done with R: its threads end after their current lookup, the last frees R. */
+void resolver_release(struct resolver *r);
+/* One lookup, on the calling thread: J's name into its addresses (IPv4). */
+void resolve_lookup(struct resolve_job *j);
 
 /* ---- loop.c: the thread and its epoll loop ---- */
 
-#define PROXY_MAX_CONNS 1024
+#define PROXY_BUSY_MAX 64   /* connections past the cap held to answer 503, at most */
 #define PROXY_PEEK_MS 300   /* how long a new connection may stay silent before it counts as raw */
 #define PROXY_DIAL_MS 10000 /* upstream connect timeout */
 #define PROXY_DNS_NAMES 65536
@@ -104,7 +158,7 @@ struct relay_dir {
     bool shut;      /* the destination got our FIN */
 };
 
-enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP };
+enum conn_state { CONN_PEEK, CONN_DIAL, CONN_RELAY, CONN_HTTP, CONN_BUSY };
 
 struct http_conn;
 
@@ -122,6 +176,9 @@ struct conn {
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
     struct http_conn *http;  /* CONN_HTTP */
     bool hello_pending;      /* CONN_PEEK: a ClientHello began and is not complete */
+    struct resolve_job *job; /* the upstream's name being looked up */
+    bool busy;               /* past the cap: answered "too many connections", then closed */
+    bool answered;           /* CONN_BUSY: the answer went out; what comes in is drained */
 };
 
 struct proxy {
@@ -130,10 +187,12 @@ struct proxy {
     int epfd, stopfd;
     struct proxy_config cfg; /* arrays below are this proxy's own copies */
     struct proxy_rule *rules;
+    struct proxy_http_rule *http_rules;
     struct proxy_host *hosts;
     char run[64];
     struct proxy_sockets socks;
-    struct watch w_stop, w_explicit, w_transparent, w_dns;
+    struct watch w_stop, w_explicit, w_transparent, w_dns, w_resolve;
+    struct resolver *resolver;
     struct dns_table *dns;
     struct audit audit;
     /* TLS interception, set up on the first TLS connection (OpenSSL loads then) */
@@ -143,7 +202,7 @@ struct proxy {
     char ca_dir[PATH_MAX];
     char **upstream_cas;
     struct conn *conns, *dead;
-    size_t n_conns;
+    size_t n_conns, n_busy;        /* every connection; those of them past the cap */
     char *spare[PROXY_SPARE_BUFS]; /* the HTTP path's empty buffers, for the next message */
     size_t n_spare;
 };
@@ -167,6 +226,8 @@ void conn_free_dead(struct proxy *p);
 void conn_tunnel(struct proxy *p, struct conn *c);
 /* Refuse C: reset the sandbox's side, audit REASON. */
 void conn_refuse(struct proxy *p, struct conn *c, const char *reason);
+/* C's raw TCP upstream is looked up: J says where to dial. */
+void conn_resolved(struct proxy *p, struct conn *c, const struct resolve_job *j);
 
 /* ---- intercept.c: TLS from the sandbox ---- */
 
@@ -198,7 +259,7 @@ struct hbody {
 
 enum http_rq { RQ_HEAD, RQ_BODY, RQ_DONE };
 enum http_rs { RS_IDLE, RS_HEAD, RS_BODY, RS_DONE };
-enum http_up { UP_NONE, UP_CONNECTING, UP_OPEN };
+enum http_up { UP_NONE, UP_RESOLVING, UP_CONNECTING, UP_OPEN };
 
 struct http_conn {
     bool explicit_proxy; /* :3128; else the transparent listener (c->name, c->port) */
@@ -246,6 +307,8 @@ void http_free(struct conn *c);
 int proxy_tls_ready(struct proxy *p, struct moat_err *err);
 /* C's deadline passed: a head too slow, an upstream that does not answer, idleness. */
 void http_expire(struct proxy *p, struct conn *c);
+/* C's upstream for the current request is looked up: J says where to dial. */
+void http_resolved(struct proxy *p, struct conn *c, const struct resolve_job *j);
 
 /* ---- dns_serve.c ---- */
 

@@ -28,6 +28,25 @@ int proxy_watch(struct proxy *p, int fd, struct watch *w, uint32_t events, bool 
     return epoll_ctl(p->epfd, mod ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* Finished lookups: each to the connection still waiting for it. */
+static void on_resolved(struct proxy *p, struct watch *w, uint32_t events)
+{
+    (void)w;
+    (void)events;
+    for (struct resolve_job *j = resolver_done(p->resolver), *next; j; j = next) {
+        next = j->next;
+        struct conn *c = j->conn;
+        if (c && !c->dead) {
+            c->job = NULL;
+            if (c->state == CONN_HTTP)
+                http_resolved(p, c, j);
+            else
+                conn_resolved(p, c, j);
+        }
+        free(j);
+    }
+}
+
 static void on_stop(struct proxy *p, struct watch *w, uint32_t events)
 {
     (void)w;
@@ -92,10 +111,16 @@ static int copy_config(struct proxy *p, const struct proxy_config *cfg, struct m
     p->cfg.run_name = p->run;
     p->rules = calloc(cfg->n_rules + 1, sizeof(*p->rules));
     p->hosts = calloc(cfg->n_hosts + 1, sizeof(*p->hosts));
-    if (!p->rules || !p->hosts)
+    p->http_rules = calloc(cfg->n_http_rules + 1, sizeof(*p->http_rules));
+    if (!p->rules || !p->hosts || !p->http_rules)
         return moat_err_sys(err, "proxy configuration");
     if (cfg->n_rules)
         memcpy(p->rules, cfg->rules, cfg->n_rules * sizeof(*p->rules));
+    if (cfg->n_http_rules)
+        memcpy(p->http_rules, cfg->http_rules, cfg->n_http_rules * sizeof(*p->http_rules));
+    p->cfg.http_rules = p->http_rules;
+    if (!p->cfg.max_conns)
+        p->cfg.max_conns = PROXY_MAX_CONNS_DEFAULT;
     if (cfg->n_hosts)
         memcpy(p->hosts, cfg->hosts, cfg->n_hosts * sizeof(*p->hosts));
     p->cfg.rules = p->rules;
@@ -118,7 +143,9 @@ static int watch_sockets(struct proxy *p, struct moat_err *err)
     p->w_explicit.fn = conn_on_explicit;
     p->w_transparent.fn = conn_on_transparent;
     p->w_dns.fn = dns_on_readable;
+    p->w_resolve.fn = on_resolved;
     if (proxy_watch(p, p->stopfd, &p->w_stop, EPOLLIN, false) < 0 ||
+        proxy_watch(p, resolver_fd(p->resolver), &p->w_resolve, EPOLLIN, false) < 0 ||
         (p->socks.explicit_fd >= 0 &&
          proxy_watch(p, p->socks.explicit_fd, &p->w_explicit, EPOLLIN, false) < 0) ||
         (p->socks.transparent_fd >= 0 &&
@@ -138,7 +165,7 @@ static int setup(struct proxy *p, const struct proxy_config *cfg, struct moat_er
         return moat_err_sys(err, "audit log");
     if (audit_open(&p->audit, audit_fd, p->run, err) < 0)
         return -1;
-    if (dns_table_new(PROXY_DNS_NAMES, &p->dns, err) < 0)
+    if (dns_table_new(PROXY_DNS_NAMES, &p->dns, err) < 0 || resolver_new(&p->resolver, err) < 0)
         return -1;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -160,6 +187,7 @@ static void destroy(struct proxy *p)
     while (p->conns)
         conn_close(p, p->conns);
     conn_free_dead(p);
+    resolver_release(p->resolver); /* after the connections: none waits for a lookup now */
     close_sockets(&p->socks);
     moat_closep(&p->epfd);
     moat_closep(&p->stopfd);
@@ -175,6 +203,7 @@ static void destroy(struct proxy *p)
         free(p->upstream_cas[i]);
     free(p->upstream_cas);
     free(p->rules);
+    free(p->http_rules);
     free(p->hosts);
     free(p);
 }

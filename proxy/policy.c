@@ -1,6 +1,7 @@
 /* The network policy of a run: names allowed unless denied; raw TCP only to a
  * name:port an allow rule names; the user's own name mappings. */
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ bool policy_name_allowed(const struct proxy_config *cfg, const char *name)
 
 bool policy_raw_allowed(const struct proxy_config *cfg, const char *name, uint16_t port)
 {
-    if (!policy_name_allowed(cfg, name))
+    /* METHOD /path rules cannot be judged on raw bytes: such a host gets none */
+    if (!policy_name_allowed(cfg, name) || policy_http_rules_for(cfg, name, port))
         return false;
     for (size_t i = 0; i < cfg->n_rules; i++) {
         const struct proxy_rule *r = &cfg->rules[i];
@@ -134,4 +136,98 @@ int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err 
         return -1;
     return parse_name("--add-host", spec, spec, (size_t)(c1 - spec), false, host->name, &wildcard,
                       err);
+}
+
+/* ---- METHOD /path rules ---- */
+
+/* A pattern's path: from /, no empty, "." or ".." segments (requests are matched
+ * after those are resolved), no '%' (patterns are written decoded), "**" only as
+ * a whole segment. */
+static bool pattern_ok(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    if (strcmp(s, "/") == 0)
+        return true;
+    for (const char *seg = s + 1;; seg += strcspn(seg, "/") + 1) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        const char *dstar = memmem(seg, n, "**", 2);
+        if (dstar && n != 2)
+            return false;
+        if (!seg[n])
+            return true;
+    }
+}
+
+int proxy_http_rule_parse(const char *host, const char *line, struct proxy_http_rule *rule,
+                          struct moat_err *err)
+{
+    char decision[8], path[PROXY_PATH_BUF + 1], extra[2];
+
+    memset(rule, 0, sizeof(*rule));
+    if (proxy_rule_parse(host, false, &rule->host, err) < 0)
+        return -1;
+    /* one kind of separator, as cli/config.c checks it */
+    if (strpbrk(line, "\t\r\n\v\f") ||
+        sscanf(line, "%7s %32s %256s %1s", decision, rule->method, path, extra) != 3)
+        return moat_err_set(err, 0, "%s: \"%s\": expected \"allow|deny METHOD /path\"", host, line);
+    if (strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)
+        return moat_err_set(err, 0, "%s: \"%s\": the first word is allow or deny", host, line);
+    rule->deny = decision[0] == 'd';
+    if (strcmp(rule->method, "*") != 0 &&
+        strspn(rule->method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(rule->method))
+        return moat_err_set(err, 0, "%s: \"%s\": the method is * or upper-case letters", host,
+                            line);
+    if (strlen(path) >= PROXY_PATH_BUF)
+        return moat_err_set(err, 0, "%s: \"%s\": the path is longer than %d bytes", host, line,
+                            PROXY_PATH_BUF - 1);
+    /* "/repos/" is "/repos": requests are matched with their trailing slash dropped */
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/')
+        path[n - 1] = '\0';
+    if (!pattern_ok(path) || strchr(path, '%') || strpbrk(path, "?#\\"))
+        return moat_err_set(err, 0,
+                            "%s: \"%s\": the path starts with /, has no empty, . or .. "
+                            "segments, no %%-escapes, ? or #, and ** only as a whole segment",
+                            host, line);
+    memcpy(rule->path, path, strlen(path) + 1);
+    return 0;
+}
+
+static bool http_rule_applies(const struct proxy_http_rule *r, const char *name, uint16_t port)
+{
+    return (r->host.port == 0 || r->host.port == port) && rule_matches(&r->host, name);
+}
+
+bool policy_http_rules_for(const struct proxy_config *cfg, const char *name, uint16_t port)
+{
+    for (size_t i = 0; i < cfg->n_http_rules; i++)
+        if (http_rule_applies(&cfg->http_rules[i], name, port))
+            return true;
+    return false;
+}
+
+bool policy_http_allowed(const struct proxy_config *cfg, const char *name, uint16_t port,
+                         const char *method, const char *path, const struct proxy_http_rule **deny)
+{
+    bool any_allow = false, allowed = false;
+
+    *deny = NULL;
+    for (size_t i = 0; i < cfg->n_http_rules; i++) {
+        const struct proxy_http_rule *r = &cfg->http_rules[i];
+        if (!http_rule_applies(r, name, port))
+            continue;
+        bool hit = (strcmp(r->method, "*") == 0 || strcmp(r->method, method) == 0) &&
+                   http_path_match(r->path, path);
+        if (hit && r->deny) {
+            *deny = r; /* deny wins over any allow */
+            return false;
+        }
+        any_allow |= !r->deny;
+        allowed |= hit;
+    }
+    /* allow lines make the host's list exhaustive; deny lines alone leave the rest open */
+    return allowed || !any_allow;
 }

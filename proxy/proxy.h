@@ -14,7 +14,10 @@
 #include "lib/err.h"
 #include "proxy/provider.h"
 
-#define PROXY_NAME_BUF 254 /* a DNS name as text, NUL included */
+#define PROXY_NAME_BUF 254  /* a DNS name as text, NUL included */
+#define PROXY_METHOD_BUF 33 /* an HTTP method token, NUL included */
+#define PROXY_PATH_BUF 256  /* a METHOD /path rule's path pattern, NUL included */
+#define PROXY_MAX_CONNS_DEFAULT 256
 
 /* --allow NAME[:PORT] / --deny NAME: an exact name or "*.suffix" (any name
  * below suffix, not suffix itself). Deny wins over allow. */
@@ -23,6 +26,15 @@ struct proxy_rule {
     bool wildcard;
     bool deny;
     uint16_t port; /* 0: no port named */
+};
+
+/* network.rules {HOST: ["allow|deny METHOD /path", ...]}: which requests to HOST
+ * may pass. Deny wins; a host with allow lines passes only what one of them allows. */
+struct proxy_http_rule {
+    struct proxy_rule host; /* the hosts (and port, 0: any) the line is for */
+    bool deny;
+    char method[PROXY_METHOD_BUF]; /* "*": any */
+    char path[PROXY_PATH_BUF];     /* decoded; '*' within one segment, a "**" segment any depth */
 };
 
 /* --add-host NAME:ADDR[:PORT]: the user's own mapping, trusted. */
@@ -38,8 +50,12 @@ struct proxy_config {
     bool strict;
     const struct proxy_rule *rules;
     size_t n_rules;
+    const struct proxy_http_rule *http_rules;
+    size_t n_http_rules;
     const struct proxy_host *hosts;
     size_t n_hosts;
+    /* connections served at once; past it new ones get 503 (0: PROXY_MAX_CONNS_DEFAULT) */
+    unsigned max_conns;
     int audit_fd;         /* append-only audit log, -1 for none; the proxy dups it */
     const char *run_name; /* in every audit record */
     /* -g: the grants enabled for the run, secrets unsealed; for provider_inject().
@@ -54,6 +70,9 @@ struct proxy_config {
 };
 
 int proxy_rule_parse(const char *spec, bool deny, struct proxy_rule *rule, struct moat_err *err);
+/* LINE ("allow GET /repos/...") of network.rules' entry for HOST (a --allow spec). */
+int proxy_http_rule_parse(const char *host, const char *line, struct proxy_http_rule *rule,
+                          struct moat_err *err);
 int proxy_host_parse(const char *spec, struct proxy_host *host, struct moat_err *err);
 
 /* Check the hash chain of the audit log open at FD (named NAME in errors):

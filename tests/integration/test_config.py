@@ -73,11 +73,32 @@ def test_network_policy_rules_and_hosts(ctx):
     assert out["allowed.test"].startswith("100.64.") and out["other.test"] == "NXDOMAIN"
     # --network none wins over the file, and its network settings then do not apply
     p = plan(ctx, "--network", "none", "--", "true")
-    assert p["network"] == {"mode": "none", "policy": None, "rules": [], "hosts": []}
+    assert p["network"] == {"mode": "none", "policy": None, "rules": [], "http_rules": [],
+                            "hosts": []}
     p = plan(ctx, "--allow", "flag.test:22", "--", "true")
     assert p["network"]["rules"] == ["allow allowed.test", "allow flag.test:22"]
     assert p["network"]["hosts"] == ["mapped.test -> 127.0.0.1:9"]
     assert p["network"]["policy"] == "strict"
+
+
+def test_path_rules_and_connection_cap_in_the_plan(ctx):
+    write_yaml(ctx, "network:\n  max_connections: 16\n  rules:\n"
+                    "    - api.github.com: [\"allow GET /repos/**\", \"deny * /repos/*/admin/\"]\n")
+    p = plan(ctx, "--", "true")
+    assert p["network"]["rules"] == ["allow api.github.com"]
+    assert p["network"]["http_rules"] == ["api.github.com: allow GET /repos/**",
+                                          "api.github.com: deny * /repos/*/admin"]
+    # a path no request is matched against once normalised is refused before the run
+    write_yaml(ctx, "network:\n  rules:\n    - api.github.com: [\"allow GET /a/../b\"]\n")
+    cp = run_moat(ctx, "--", "true")
+    assert cp.returncode == 125, cp
+    assert (f"{ctx.workspace}/moat.yaml: network.rules: api.github.com: \"allow GET /a/../b\": "
+            "the path starts with /, has no empty, . or .. segments") in cp.stderr, cp.stderr
+    write_yaml(ctx, "network:\n  max_connections: 0\n")
+    cp = run_moat(ctx, "--", "true")
+    assert cp.returncode == 125, cp
+    assert "moat.yaml:2:20: network.max_connections: expected 1-65536 connections" in cp.stderr, \
+        cp.stderr
 
 
 def test_limits_interactive_dependencies_in_the_plan(ctx):

@@ -192,3 +192,31 @@ def test_image_trusts_moats_ca_with_the_network(ctx):
     cp = run_image(ctx, ref, "sh", "-c", f"test ! -e {bundle} && echo none",
                    flags=("--network", "none"))
     assert (cp.returncode, cp.stdout) == (0, "none\n"), cp
+
+
+@pytest.mark.all_users
+def test_read_only_root_trusts_moats_ca(ctx):
+    """Without an overlay the root cannot take the run's bundle: it is bound over the
+    image's own, or (an image without one) put under /run where the CA variables point."""
+    env = {"MOAT_ROOT_OVERLAY": "0"}
+    d = fixture_dir(ctx, "in")
+    script = "echo $SSL_CERT_FILE $GIT_SSL_CAINFO; cat $SSL_CERT_FILE"
+    cp = run_image(ctx, make_ref("oci-gzip", d), "sh", "-c", script, env=env)
+    assert cp.returncode == 0, cp
+    ca = (ctx.moat_home / "ca" / "ca.pem").read_text()
+    run_bundle = "/run/moat/ca-certificates.crt"
+    assert cp.stdout == f"{run_bundle} {run_bundle}\n" + ca, cp
+    # an image with a bundle: the run sees it with moat's CA appended, the cache does not
+    img = fx.Image(layers=[fx.busybox_tar(), fx.Tar().dir("etc/ssl").dir("etc/ssl/certs")
+                           .file("etc/ssl/certs/ca-certificates.crt", "IMAGE BUNDLE\n").bytes()])
+    fx.write_oci(d / "bundled", img)
+    cp = run_image(ctx, f"oci:{d}/bundled", "sh", "-c", script, env=env, flags=("-n", "ro-ca"))
+    assert cp.returncode == 0, cp
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    assert cp.stdout == f"{bundle} {bundle}\nIMAGE BUNDLE\n" + ca, cp
+    for chain in cached_roots(ctx):
+        rootfs = images_dir(ctx) / "roots" / chain / "rootfs"
+        assert not (rootfs / "run/moat").exists()
+        cached = rootfs / "etc/ssl/certs/ca-certificates.crt"
+        assert not cached.exists() or cached.read_text() == "IMAGE BUNDLE\n"
+    assert runs(ctx) == []

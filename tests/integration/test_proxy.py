@@ -3,8 +3,10 @@ transparent listener (the sandbox dials a name moat's DNS gave out) and through
 the explicit proxy (HTTP_PROXY, :3128) reach an origin on the host's 127.0.0.1
 that records what it got (tests/fixtures/origin.py), with the head rewritten,
 bodies streamed, identity checked, the policy applied and every request audited."""
+import base64
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -422,6 +424,7 @@ def test_grant_is_injected_only_for_its_provider_over_tls(ctx, tls_origin):
     assert secret not in cp.stdout and anthropic not in cp.stdout + cp.stderr
     placeholder = cp.stdout.splitlines()[0].split("=", 1)[1]
     assert placeholder.startswith("ghp_") and placeholder != secret
+    assert len(tls_origin.seen) == 3, (cp.stdout, cp.stderr, tls_origin.seen)
     gh, an, other = tls_origin.seen
     h = {k.lower(): v for k, v in gh["headers"]}
     assert h["authorization"] == f"Bearer {secret}"
@@ -469,3 +472,197 @@ def test_tls_identity_checks(ctx, tls_origin):
                  *hosts(tls_origin, "origin.test"))
     assert cp.stdout.strip() == "502", cp.stdout + cp.stderr
     assert tls_origin.seen == []
+
+
+# ---- METHOD /path rules (moat.yaml network.rules) ----
+
+PATH_RULES = """network:
+  rules:
+    - origin.test:
+        - allow GET /repos/**
+        - allow POST /repos/*/issues
+        - deny * /repos/*/admin/**
+"""
+
+
+def test_path_rules_over_http(ctx, origin):
+    """Deny wins, allow lines make the host's list exhaustive, and the path is judged
+    decoded and with its dot segments resolved, so no spelling reaches /admin."""
+    ctx.write(ctx.workspace / "moat.yaml", PATH_RULES)
+    p = origin.port
+
+    def get(path, method="GET"):
+        return (f"{method} {path} HTTP/1.1\r\nHost: origin.test:{p}\r\n"
+                f"Connection: close\r\n\r\n").encode()
+
+    allowed = [get("/repos/a/b"), get("/repos/a/issues", "POST"), get("/repos/a?x=/admin"),
+               get("/repos/a/./b/../c")]
+    blocked = [get("/admin"), get("/repos/a", "DELETE"), get("/repos/../admin"),
+               get("/repos/%2e%2e/admin"), get("/repos/.%2E/admin"), get("/repos/..%2fadmin"),
+               get("//admin"), get("/repos/x/admin/keys"),
+               get("/repos/x/%61dmin/keys"), get("/repos/x//admin"), get("/repos/a/issues/1", "POST")]
+    # a NUL, a bad escape, a backslash (the parser refuses that one itself)
+    bad = [get("/repos/a%00b"), get("/repos/a%zz"), get("/repos/..\\admin")]
+    out = raw(ctx, origin, allowed + blocked + bad)
+    for ans in out[:len(allowed)]:
+        assert ans["status"].startswith("HTTP/1.1 200 "), ans
+    for ans in out[len(allowed):len(allowed) + len(blocked)]:
+        assert ans["status"].startswith("HTTP/1.1 403 "), ans
+        assert ans["body"].startswith("moat: ") and ans["body"].count("\n") == 1, ans
+    for ans in out[len(allowed) + len(blocked):]:
+        assert ans["status"].startswith("HTTP/1.1 400 "), ans
+    f = fields(out[len(allowed)])
+    assert f["x-moat-blocked"] == "not allowed by path rules"
+    assert 'add "allow GET /admin" to that entry' in out[len(allowed)]["body"]
+    deny = out[len(allowed) + 7]
+    assert fields(deny)["x-moat-blocked"] == "denied by path rule"
+    assert '"deny * /repos/*/admin/**" in network.rules for origin.test' in deny["body"]
+    # only the allowed requests reached the origin, as they were sent
+    assert [r["path"] for r in origin.seen] == ["/repos/a/b", "/repos/a/issues", "/repos/a?x=/admin",
+                                                "/repos/a/./b/../c"]
+    recs = audit_records(ctx)
+    assert [r["status"] for r in recs].count(403) == len(blocked)
+    assert all(r["decision"] == "deny" for r in recs if r["status"] in (400, 403))
+    assert any(r["path"] == "/repos/%2e%2e/admin" and r["status"] == 403 for r in recs)
+
+
+def test_path_rules_over_https_and_the_explicit_proxy(ctx, tls_origin):
+    ctx.write(ctx.workspace / "moat.yaml", PATH_RULES)
+    script = ("for u in /repos/x /repos/%2e%2e/admin /repos/x/admin/y; do "
+              "curl -sS --path-as-is -o /dev/null -w '%{http_code} ' https://origin.test$u; "
+              "curl -sS --noproxy '*' --path-as-is -o /dev/null -w '%{http_code} ' "
+              "https://origin.test$u; done; "
+              "curl -sS -X DELETE -o /dev/null -w '%{http_code}' https://origin.test/repos/x")
+    cp = sandbox(ctx, script, *tls_args(tls_origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["200", "200", "403", "403", "403", "403", "403"]
+    assert [r["path"] for r in tls_origin.seen] == ["/repos/x", "/repos/x"]
+
+
+CAP = r'''
+import json, socket, ssl, sys
+c = ssl.create_default_context()
+held = [c.wrap_socket(socket.create_connection(("origin.test", 443), timeout=5),
+                      server_hostname="origin.test") for _ in range(2)]
+out = {}
+try:
+    c.wrap_socket(socket.create_connection(("origin.test", 443), timeout=5),
+                  server_hostname="origin.test")
+    out["tls"] = "handshake"
+except ssl.SSLError as e:
+    out["tls"] = str(e)
+s = socket.create_connection(("origin.test", 80), timeout=5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+buf = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    buf += b
+out["http"] = buf.decode()
+for h in held:
+    h.close()
+print(json.dumps(out))
+'''
+
+
+def test_connection_cap(ctx, tls_origin):
+    """network.max_connections: past it, HTTP gets a 503 and TLS a fatal alert."""
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  max_connections: 2\n")
+    ctx.write(ctx.workspace / "cap.py", CAP)
+    cp = sandbox(ctx, "python3 /workspace/cap.py", *tls_args(tls_origin, "origin.test"))
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert "alert internal error" in out["tls"], out
+    assert out["http"].startswith("HTTP/1.1 503 Service Unavailable\r\n"), out
+    assert "X-Moat-Blocked: too many connections\r\n" in out["http"]
+    assert tls_origin.seen == []
+    recs = [r for r in audit_records(ctx, "tcp") if r.get("reason") == "too many connections"]
+    assert [(r["decision"], r["port"]) for r in recs] == [("deny", 443), ("deny", 80)]
+
+
+def test_ca_certs_are_relative_to_the_workspace(ctx, tls_origin):
+    """network.ca_certs: certs/ca.pem is the workspace's, wherever moat runs from."""
+    (ctx.workspace / "certs").mkdir()
+    ctx.own(ctx.workspace / "certs")
+    ctx.write(ctx.workspace / "certs" / "ca.pem", Path(tls_origin.ca).read_text())
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  ca_certs: [certs/ca.pem]\n")
+    cp = run_moat(ctx, "-w", ctx.workspace, *hosts(tls_origin, "origin.test"), "--",
+                  "curl", "-sS", "https://origin.test/echo", cwd="/")
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout)["path"] == "/echo"
+    # a missing one is named, with the file it came from
+    ctx.write(ctx.workspace / "moat.yaml", "network:\n  ca_certs: [certs/nope.pem]\n")
+    cp = run_moat(ctx, "-w", ctx.workspace, "--", "true", cwd="/")
+    assert cp.returncode != 0
+    assert f"{ctx.workspace}/moat.yaml: network.ca_certs: certs/nope.pem: No such file" in cp.stderr
+
+
+def git(*args, cwd=None):
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    cp = subprocess.run(["git", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                        text=True)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout
+
+
+def test_git_clone_and_push_over_https_with_the_github_grant(ctx):
+    """git in the sandbox clones from and pushes to github.com (a git http-backend
+    behind the test origin): the origin gets the real token as Basic
+    x-access-token:<token> on every request, the sandbox only ever holds a placeholder."""
+    root = ctx.base / "git"
+    seed = ctx.base / "seed"
+    git("init", "-q", "--bare", "-b", "main", root / "acme" / "tool.git")
+    git("init", "-q", "-b", "main", seed)
+    (seed / "README").write_text("hello from the origin\n")
+    git("add", "README", cwd=seed)
+    git("commit", "-q", "-m", "first", cwd=seed)
+    git("push", "-q", root / "acme" / "tool.git", "main", cwd=seed)
+    d = ctx.base / "pki"
+    d.mkdir()
+    pki = make_test_pki(d, ORIGIN_NAMES)
+    for p in pki.values():
+        os.chmod(p, 0o644)
+    o = Origin(pki, git_root=root)
+    try:
+        secret = "ghp_" + "G" * 36
+        cp = run_moat(ctx, "grant", "github", "--from-env", "MOAT_IT_SECRET", sub=None,
+                      env={"MOAT_IT_SECRET": secret})
+        assert cp.returncode == 0, cp.stderr
+        script = ("set -e; cd /tmp; git clone -q https://github.com/acme/tool.git; cd tool; "
+                  "cat README; echo from the sandbox > NOTE; git add NOTE; "
+                  "git -c user.name=agent -c user.email=agent@moat commit -q -m second; "
+                  "git push -q origin main; echo \"GH_TOKEN=$GH_TOKEN\"; "
+                  # what the sandbox holds: its environment, git's files (none has the token)
+                  "tr '\\0' '\\n' < /proc/self/environ; cat .git/config; "
+                  "cat $HOME/.git-credentials 2>/dev/null || true")
+        cp = sandbox(ctx, script, "-g", "github", "--add-host", f"github.com:127.0.0.1:{o.port}",
+                     "--upstream-ca", pki["ca"])
+        assert cp.returncode == 0, cp.stderr
+        out = cp.stdout.splitlines()
+        assert out[0] == "hello from the origin"
+        placeholder = out[1].split("=", 1)[1]
+        assert placeholder.startswith("ghp_") and placeholder != secret
+        assert secret not in cp.stdout + cp.stderr
+        assert f"GITHUB_TOKEN={placeholder}" in out and "[core]" in out
+        # the push landed: the origin's repository has the sandbox's commit
+        assert git("--git-dir", root / "acme" / "tool.git", "log", "--format=%s", "main") == \
+            "second\nfirst\n"
+        assert git("--git-dir", root / "acme" / "tool.git", "show", "main:NOTE") == \
+            "from the sandbox\n"
+        want = "Basic " + base64.b64encode(f"x-access-token:{secret}".encode()).decode()
+        paths = [r["path"] for r in o.seen]
+        assert any("service=git-upload-pack" in p for p in paths), paths
+        assert any(p.endswith("/git-receive-pack") for p in paths), paths
+        for rec in o.seen:
+            auth = [v for k, v in rec["headers"] if k.lower() == "authorization"]
+            assert auth == [want], rec
+            assert placeholder not in json.dumps(rec)
+        recs = [r for r in audit_records(ctx) if r["method"] != "CONNECT"]
+        assert recs and all(r["grant"] == "github" and r["host"] == "github.com" for r in recs)
+        for f in (ctx.moat_home / "audit").glob("*.jsonl"):
+            assert secret not in f.read_text()
+    finally:
+        o.close()

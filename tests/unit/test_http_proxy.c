@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -14,9 +16,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/proxy.h"
+
+/* ---- a resolver that stalls: "slow.test" is looked up only once the test says so ---- */
+
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cv = PTHREAD_COND_INITIALIZER;
+static bool slow_go;
+static int slow_waiting;
+
+/* Calls from proxy/ in this binary come here first; other names go to the C library. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+
+    if (node && strcmp(node, "slow.test") == 0) {
+        pthread_mutex_lock(&slow_mu);
+        slow_waiting++;
+        while (!slow_go)
+            pthread_cond_wait(&slow_cv, &slow_mu);
+        slow_waiting--;
+        pthread_mutex_unlock(&slow_mu);
+        node = "127.0.0.1"; /* and then it is loopback, which the guard refuses */
+    }
+    return real(node, service, hints, res);
+}
+
+static int slow_waiters(void)
+{
+    pthread_mutex_lock(&slow_mu);
+    int n = slow_waiting;
+    pthread_mutex_unlock(&slow_mu);
+    return n;
+}
 
 /* ---- a scripted origin: for each connection, read requests and answer RESP ---- */
 
@@ -104,6 +142,8 @@ struct rig {
     uint16_t port;
 };
 
+static unsigned rig_max_conns; /* for the next rig_start; 0: the default */
+
 static void rig_start(struct rig *r, const char *resp)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -119,7 +159,8 @@ static void rig_start(struct rig *r, const char *resp)
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
     r->port = ntohs(a.sin_port);
-    struct proxy_config cfg = {.hosts = &r->host, .n_hosts = 1, .audit_fd = -1};
+    struct proxy_config cfg = {
+        .hosts = &r->host, .n_hosts = 1, .audit_fd = -1, .max_conns = rig_max_conns};
     struct proxy_sockets socks = {.explicit_fd = lfd, .transparent_fd = -1, .dns_fd = -1};
     assert_int_equal(proxy_start(&cfg, &socks, &r->proxy, &err), 0);
 }
@@ -254,12 +295,97 @@ static void test_smuggling_refused_before_upstream(void **state)
     assert_int_equal(r.origin.accepts, 0);
 }
 
+static void test_connections_past_the_cap_get_503(void **state)
+{
+    struct rig r;
+    char req[256], buf[4096];
+    int idle[2];
+    (void)state;
+
+    rig_max_conns = 2;
+    rig_start(&r, RESP_OK);
+    rig_max_conns = 0;
+    snprintf(req, sizeof(req),
+             "GET http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n", r.origin.port,
+             r.origin.port);
+    for (int i = 0; i < 2; i++)
+        idle[i] = client(&r); /* two connections held open, silent */
+    usleep(50000);
+    int fd = client(&r);
+    send_str(fd, req);
+    read_answer(fd, buf, sizeof(buf), sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 503 Service Unavailable\r\n"));
+    assert_non_null(strstr(buf, "X-Moat-Blocked: too many connections\r\n"));
+    assert_non_null(strstr(buf, "(network.max_connections)"));
+    close(fd);
+    /* one of the two goes: the next connection is served */
+    close(idle[0]);
+    usleep(50000);
+    fd = client(&r);
+    send_str(fd, req);
+    read_answer(fd, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    close(fd);
+    close(idle[1]);
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 1);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_a_slow_lookup_stalls_no_one_else(void **state)
+{
+    struct rig r;
+    char req[256], buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    static const char slow[] = "GET http://slow.test/ HTTP/1.1\r\nHost: slow.test\r\n\r\n";
+    int a = client(&r), gone = client(&r);
+    send_str(a, slow);
+    send_str(gone, slow);
+    for (int i = 0; i < 200 && slow_waiters() < 2; i++)
+        usleep(10000);
+    assert_int_equal(slow_waiters(), 2); /* both lookups hang, on threads of their own */
+    close(gone);                         /* gives up: its lookup's result must be dropped */
+    /* meanwhile the loop serves everyone else at once */
+    snprintf(req, sizeof(req),
+             "GET http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n", r.origin.port,
+             r.origin.port);
+    uint64_t t0 = now_ms();
+    int b = client(&r);
+    send_str(b, req);
+    read_answer(b, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    assert_true(now_ms() - t0 < 1000);
+    close(b);
+    /* the lookup ends: its address is checked as any, and loopback is refused */
+    pthread_mutex_lock(&slow_mu);
+    slow_go = true;
+    pthread_cond_broadcast(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    read_answer(a, buf, sizeof(buf), sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 502 Bad Gateway\r\n"));
+    assert_non_null(strstr(buf, "slow.test: resolves only to private or special addresses"));
+    close(a);
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_rewritten_and_bodies_passed),
         cmocka_unit_test(test_bad_chunked_response_is_cut),
         cmocka_unit_test(test_smuggling_refused_before_upstream),
+        cmocka_unit_test(test_connections_past_the_cap_get_503),
+        cmocka_unit_test(test_a_slow_lookup_stalls_no_one_else),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -119,6 +120,158 @@ static void test_policy(void **state)
     assert_false(policy_name_allowed(&cfg, "githubusercontent.com"));
 }
 
+/* What NORMALISE makes of RAW, or NULL when it refuses it. */
+static const char *norm(const char *raw)
+{
+    static char out[256];
+
+    return http_path_normalise(raw, strlen(raw), out, sizeof(out)) < 0 ? NULL : out;
+}
+
+static void test_path_normalise(void **state)
+{
+    static const char *const cases[][2] = {
+        {"/", "/"},
+        {"/repos/a/b", "/repos/a/b"},
+        {"/repos/", "/repos"},
+        {"//admin///x", "/admin/x"},
+        {"/./admin/.", "/admin"},
+        {"/repos/../admin", "/admin"},
+        {"/repos/a/../../admin", "/admin"},
+        {"/../../admin", "/admin"}, /* never above / */
+        {"/repos/%2e%2e/admin", "/admin"},
+        {"/repos/%2E%2e/admin", "/admin"},
+        {"/repos/.%2e/admin", "/admin"},
+        {"/repos/..%2fadmin", "/admin"},
+        {"/repos/..%2Fadmin", "/admin"},
+        {"/repos/..\\admin", "/admin"},
+        {"/repos/..%5cadmin", "/admin"},
+        {"/%61dmin", "/admin"},
+        {"/a%20b", "/a b"},
+        {"/caf%C3%A9", "/caf\xc3\xa9"},
+        {"/%252e%252e/admin", "/%2e%2e/admin"}, /* decoded once, as the origin does */
+    };
+    static const char *const refused[] = {
+        "/a%00b", "/a%0d%0aX: y", "/a%", "/a%2", "/a%zz", "/a%7f", "", "admin", "*",
+    };
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        const char *got = norm(cases[i][0]);
+        if (!got || strcmp(got, cases[i][1]) != 0)
+            fail_msg("%s: got %s, want %s", cases[i][0], got ? got : "(refused)", cases[i][1]);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+        if (norm(refused[i]))
+            fail_msg("%s: accepted as %s", refused[i], norm(refused[i]));
+    char small[4];
+    assert_int_equal(http_path_normalise("/abc", 4, small, sizeof(small)), -1);
+}
+
+static void test_path_match(void **state)
+{
+    static const struct {
+        const char *pattern, *path;
+        bool match;
+    } cases[] = {
+        {"/**", "/", true},
+        {"/**", "/a/b/c", true},
+        {"/*", "/", false},
+        {"/*", "/a", true},
+        {"/*", "/a/b", false},
+        {"/", "/", true},
+        {"/", "/a", false},
+        {"/repos/**", "/repos", true},
+        {"/repos/**", "/repos/a/b/c", true},
+        {"/repos/**", "/reposx", false},
+        {"/repos/**", "/repo", false},
+        {"/repos/*", "/repos/a", true},
+        {"/repos/*", "/repos/a/b", false},
+        {"/repos/*", "/repos", false},
+        {"/repos/*/issues", "/repos/x/issues", true},
+        {"/repos/*/issues", "/repos/x/y/issues", false},
+        {"/repos/**/issues", "/repos/x/y/issues", true},
+        {"/repos/**/issues", "/repos/issues", true},
+        {"/repos/**/issues", "/repos/x/issues/1", false},
+        {"/repos/**/issues/**", "/repos/x/issues/1", true},
+        {"/**/admin", "/a/b/admin", true},
+        {"/**/admin", "/admin", true},
+        {"/**/admin", "/admin/x", false},
+        {"/a/**/b/**/c", "/a/x/b/y/b/z/c", true},
+        {"/a/**/b/**/c", "/a/x/b/y/c/d", false},
+        {"/*.git/**", "/moat.git/info/refs", true},
+        {"/*.git/**", "/moat.gitx/info", false},
+        {"/v1/*-preview", "/v1/models-preview", true},
+        {"/v1/*-preview", "/v1/models", false},
+        {"/a*b*c", "/abxbc", true},
+        {"/a*b*c", "/abxbd", false},
+        {"/Admin", "/admin", false}, /* paths are case-sensitive */
+    };
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        if (http_path_match(cases[i].pattern, cases[i].path) != cases[i].match)
+            fail_msg("%s against %s: want %s", cases[i].pattern, cases[i].path,
+                     cases[i].match ? "a match" : "no match");
+}
+
+static void test_http_rules(void **state)
+{
+    struct proxy_http_rule r[5], bad;
+    struct proxy_rule allow_raw;
+    const struct proxy_http_rule *deny;
+    struct moat_err err = {0};
+    (void)state;
+
+    assert_int_equal(proxy_http_rule_parse("api.github.com", "allow GET /repos/**", &r[0], &err),
+                     0);
+    assert_int_equal(proxy_http_rule_parse("api.github.com", "allow * /user/", &r[1], &err), 0);
+    assert_string_equal(r[1].path, "/user"); /* a trailing slash is dropped */
+    assert_int_equal(
+        proxy_http_rule_parse("api.github.com", "deny * /repos/*/admin/**", &r[2], &err), 0);
+    assert_int_equal(proxy_http_rule_parse("*.example.com:8080", "deny DELETE /**", &r[3], &err),
+                     0);
+    assert_int_equal(proxy_http_rule_parse("db.test:5432", "deny POST /**", &r[4], &err), 0);
+    static const char *const bad_lines[] = {
+        "permit GET /x",   "allow get /x",     "allow GET x",        "allow GET /a/../b",
+        "allow GET /a//b", "allow GET /a/./b", "allow GET /a%2fb",   "allow GET /a?x=1",
+        "allow GET /a**",  "allow GET",        "allow GET /x extra", "allow\tGET /x",
+        "allow GET /a\\b",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad_lines); i++)
+        if (proxy_http_rule_parse("api.github.com", bad_lines[i], &bad, &err) == 0)
+            fail_msg("accepted \"%s\"", bad_lines[i]);
+    assert_int_equal(proxy_http_rule_parse("bad host!", "allow GET /x", &bad, &err), -1);
+
+    assert_int_equal(proxy_rule_parse("db.test:5432", false, &allow_raw, &err), 0);
+    struct proxy_config cfg = {
+        .http_rules = r, .n_http_rules = 5, .rules = &allow_raw, .n_rules = 1};
+    /* allow lines make the host's list exhaustive */
+    assert_true(policy_http_allowed(&cfg, "api.github.com", 443, "GET", "/repos/a/b", &deny));
+    assert_false(policy_http_allowed(&cfg, "api.github.com", 443, "POST", "/repos/a/b", &deny));
+    assert_null(deny);
+    assert_false(policy_http_allowed(&cfg, "api.github.com", 443, "GET", "/admin", &deny));
+    assert_null(deny);
+    assert_true(policy_http_allowed(&cfg, "api.github.com", 443, "PATCH", "/user", &deny));
+    /* deny wins over the allow that matches too */
+    assert_false(
+        policy_http_allowed(&cfg, "api.github.com", 443, "GET", "/repos/x/admin/keys", &deny));
+    assert_ptr_equal(deny, &r[2]);
+    /* deny lines alone leave the rest open; the port and the wildcard count */
+    assert_true(policy_http_allowed(&cfg, "a.example.com", 8080, "GET", "/x", &deny));
+    assert_false(policy_http_allowed(&cfg, "a.example.com", 8080, "DELETE", "/x", &deny));
+    assert_true(policy_http_allowed(&cfg, "a.example.com", 443, "DELETE", "/x", &deny));
+    assert_true(policy_http_allowed(&cfg, "example.com", 8080, "DELETE", "/x", &deny));
+    /* hosts without lines are not judged by path */
+    assert_true(policy_http_rules_for(&cfg, "api.github.com", 443));
+    assert_false(policy_http_rules_for(&cfg, "github.com", 443));
+    assert_true(policy_http_allowed(&cfg, "github.com", 443, "DELETE", "/anything", &deny));
+    /* raw TCP cannot be judged by path: a host:port with lines gets none, rule or not */
+    assert_false(policy_raw_allowed(&cfg, "db.test", 5432));
+    cfg.n_http_rules = 4;
+    assert_true(policy_raw_allowed(&cfg, "db.test", 5432));
+}
+
 static void test_dial_guard(void **state)
 {
     static const char *const guarded[] = {
@@ -147,12 +300,19 @@ static void test_dial_refuses_names_resolving_to_loopback(void **state)
     struct proxy_config cfg = {0};
     struct sockaddr_in to;
     struct moat_err err = {0};
+    struct resolve_job job = {.name = "localhost", .port = 22};
     (void)state;
 
     /* The host maps localhost to 127.0.0.1: the sandbox must not reach it by name. */
-    assert_int_equal(dial_start(&cfg, "localhost", 22, &to, &err), -1);
+    resolve_lookup(&job);
+    assert_int_equal(job.gai, 0);
+    assert_true(job.n >= 1);
+    assert_int_equal(dial_resolved(&job, &to, &err), -1);
     assert_string_equal(err.msg,
                         "localhost: resolves only to private or special addresses (refused)");
+    struct resolve_job none = {.name = "nothing.test", .port = 22, .gai = EAI_NONAME};
+    assert_int_equal(dial_resolved(&none, &to, &err), -1);
+    assert_non_null(strstr(err.msg, "resolve nothing.test: "));
 
     /* The user's own mapping is trusted as given (a listener of ours stands in). */
     struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -167,7 +327,10 @@ static void test_dial_refuses_names_resolving_to_loopback(void **state)
     assert_int_equal(proxy_host_parse(spec, &h, &err), 0);
     cfg.hosts = &h;
     cfg.n_hosts = 1;
-    _cleanup_close_ int fd = dial_start(&cfg, "localhost", 22, &to, &err);
+    struct proxy px = {.cfg = cfg};
+    struct conn c = {.client = -1, .up = -1};
+    _cleanup_close_ int fd = dial_begin(&px, &c, "localhost", 22, &to, &err);
+    assert_null(c.job); /* nothing to look up */
     assert_true(fd >= 0);
     assert_int_equal(to.sin_port, l.sin_port);
     _cleanup_close_ int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC); /* it really connected */
@@ -600,6 +763,9 @@ int main(void)
         cmocka_unit_test(test_rule_parse),
         cmocka_unit_test(test_host_parse),
         cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_path_normalise),
+        cmocka_unit_test(test_path_match),
+        cmocka_unit_test(test_http_rules),
         cmocka_unit_test(test_dial_guard),
         cmocka_unit_test(test_dial_refuses_names_resolving_to_loopback),
         cmocka_unit_test(test_audit_chain),
