@@ -417,6 +417,22 @@ static void busy_start(struct proxy *p, struct conn *c, bool explicit_proxy)
         busy_answer(p, c, BYTES_HTTP);
 }
 
+/* Whether bytes that are neither TLS nor HTTP could go to C's name and port. */
+static bool raw_possible(struct proxy *p, const struct conn *c)
+{
+    return policy_name_allowed(&p->cfg, c->name) &&
+           !policy_http_rules_for(&p->cfg, c->name, c->port) &&
+           policy_raw_allowed(&p->cfg, c->name, c->port);
+}
+
+/* A silent client where no server-first protocol may go: it can only be a slow
+ * TLS or HTTP client (a loaded machine), so it gets the head's time, not a reset. */
+static void wait_longer(struct conn *c)
+{
+    c->peek_waited = true;
+    c->deadline = proxy_now_ms() + PROXY_HEAD_MS - PROXY_PEEK_MS;
+}
+
 void conn_expire(struct proxy *p, struct conn *c)
 {
     if (c->state == CONN_BUSY && c->answered)
@@ -427,6 +443,8 @@ void conn_expire(struct proxy *p, struct conn *c)
         http_expire(p, c);
     else if (c->state == CONN_PEEK && c->hello_pending)
         refuse(p, c, "ClientHello not complete in time");
+    else if (c->state == CONN_PEEK && !c->peek_waited && !raw_possible(p, c))
+        wait_longer(c);
     else if (c->state == CONN_PEEK)
         decide(p, c, BYTES_OTHER); /* silent: a protocol where the server speaks first */
     else if (c->state == CONN_DIAL)
@@ -442,6 +460,7 @@ void conn_tunnel(struct proxy *p, struct conn *c)
 {
     http_free(c);
     c->state = CONN_PEEK;
+    c->peek_waited = false;
     c->w_client.fn = on_client;
     /* edge-triggered as on the transparent listener; MOD reports bytes already there */
     c->client_events = EPOLLIN | EPOLLRDHUP | EPOLLET;

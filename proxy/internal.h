@@ -176,6 +176,7 @@ struct conn {
     struct relay_dir dir[2]; /* 0: client -> upstream, 1: upstream -> client */
     struct http_conn *http;  /* CONN_HTTP */
     bool hello_pending;      /* CONN_PEEK: a ClientHello began and is not complete */
+    bool peek_waited;        /* CONN_PEEK: its silence already outlasted PROXY_PEEK_MS */
     struct resolve_job *job; /* the upstream's name being looked up */
     bool busy;               /* past the cap: answered "too many connections", then closed */
     bool answered;           /* CONN_BUSY: the answer went out; what comes in is drained */

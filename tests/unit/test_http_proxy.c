@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/internal.h" /* PROXY_PEEK_MS */
 #include "proxy/proxy.h"
 
 /* ---- a resolver that stalls: "slow.test" is looked up only once the test says so ---- */
@@ -331,6 +332,41 @@ static void test_connections_past_the_cap_get_503(void **state)
     assert_int_equal(r.origin.accepts, 1);
 }
 
+/* Read FD until the end of a response head; the head. */
+static void read_head(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+
+    buf[0] = '\0';
+    while (!strstr(buf, "\r\n\r\n") && n < cap - 1 && (r = recv(fd, buf + n, 1, 0)) > 0)
+        buf[n += (size_t)r] = '\0';
+}
+
+static void test_a_slow_client_in_a_tunnel_is_waited_for(void **state)
+{
+    struct rig r;
+    char req[256], buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    int fd = client(&r);
+    snprintf(req, sizeof(req), "CONNECT origin.test:%u HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n",
+             r.origin.port, r.origin.port);
+    send_str(fd, req);
+    read_head(fd, buf, sizeof(buf));
+    assert_non_null(strstr(buf, " 200 "));
+    /* silent past PROXY_PEEK_MS: no raw rule names the port, so it can only be a slow
+     * TLS or HTTP client, which must be served, not reset */
+    usleep((PROXY_PEEK_MS + 300) * 1000);
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: origin.test:%u\r\n\r\n", r.origin.port);
+    send_str(fd, req);
+    read_answer(fd, buf, sizeof(buf), strlen(RESP_OK));
+    assert_string_equal(buf, RESP_OK);
+    close(fd);
+    rig_stop(&r);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -386,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_smuggling_refused_before_upstream),
         cmocka_unit_test(test_connections_past_the_cap_get_503),
         cmocka_unit_test(test_a_slow_lookup_stalls_no_one_else),
+        cmocka_unit_test(test_a_slow_client_in_a_tunnel_is_waited_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
