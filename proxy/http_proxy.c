@@ -104,6 +104,25 @@ static ssize_t body_take(struct hbody *b, const char *in, size_t len, size_t max
     return 0;
 }
 
+#define BODY_NO_BUFFER (-2)
+
+/* Move what FROM holds of body B into TO (as much as TO has room for), counted in
+ * COUNT; the bytes moved, -1 with ERR on bad framing, BODY_NO_BUFFER without memory. */
+static ssize_t body_move(struct proxy *p, struct hbody *b, struct hbuf *from, struct hbuf *to,
+                         uint64_t *count, struct http_error *err)
+{
+    if (!buf_get(p, to))
+        return BODY_NO_BUFFER;
+    ssize_t n = body_take(b, from->b, from->len, HX_OUT_MAX - to->len, err);
+    if (n < 0)
+        return -1;
+    memcpy(to->b + to->len, from->b, (size_t)n);
+    to->len += (size_t)n;
+    *count += (uint64_t)n;
+    buf_consume(from, (size_t)n);
+    return n;
+}
+
 /* ---- i/o ---- */
 
 /* Read into B (up to CAP) from FD: >0 bytes, 0 at EOF, -1 nothing now, -2 broken. */
@@ -674,19 +693,15 @@ static bool step_request(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rq == RQ_BODY && h->cin.len > 0) {
-        if (!buf_get(p, &h->uout)) {
+        ssize_t n = body_move(p, &h->rqbody, &h->cin, &h->uout, &h->bytes_up, &herr);
+        if (n == BODY_NO_BUFFER) {
             h->abort = true;
             return true;
         }
-        ssize_t n = body_take(&h->rqbody, h->cin.b, h->cin.len, HX_OUT_MAX - h->uout.len, &herr);
         if (n < 0) {
             reply(p, c, 400, NULL, herr.reason);
             return true;
         }
-        memcpy(h->uout.b + h->uout.len, h->cin.b, (size_t)n);
-        h->uout.len += (size_t)n;
-        h->bytes_up += (uint64_t)n;
-        buf_consume(&h->cin, (size_t)n);
         if (h->rqbody.done)
             h->rq = RQ_DONE;
         return n > 0 || h->rq == RQ_DONE;
@@ -711,20 +726,12 @@ static bool step_response(struct proxy *p, struct conn *c)
         return true;
     }
     if (h->rs == RS_BODY && h->uin.len > 0) {
-        if (!buf_get(p, &h->cout)) {
-            h->abort = true;
-            return true;
-        }
-        ssize_t n = body_take(&h->rsbody, h->uin.b, h->uin.len, HX_OUT_MAX - h->cout.len, &herr);
+        ssize_t n = body_move(p, &h->rsbody, &h->uin, &h->cout, &h->bytes_down, &herr);
         if (n < 0) {
-            /* part of the response went out already: all that is left is to cut it */
+            /* no buffer, or bad framing after part of the response went out: cut it */
             h->abort = true;
             return true;
         }
-        memcpy(h->cout.b + h->cout.len, h->uin.b, (size_t)n);
-        h->cout.len += (size_t)n;
-        h->bytes_down += (uint64_t)n;
-        buf_consume(&h->uin, (size_t)n);
         if (h->rsbody.done)
             h->rs = RS_DONE;
         return n > 0 || h->rs == RS_DONE;
