@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/log.h"
+#include "runtime/internal.h"
 #include "runtime/oci/oci.h"
 
 /* Mount options that are MOUNT_ATTR_* flags; the "clear" ones reset a flag. */
@@ -228,6 +230,19 @@ static int build_process(struct oci_bundle *b, struct moat_err *err)
     if (!b->spec.has_process)
         return moat_err_set(err, EINVAL, "config.json: process: missing");
     return oci_bundle_use_process(b, &b->spec.process, err);
+}
+
+/* A pty relayed to our own terminal starts at our terminal's size: resizing it
+ * after the process started races with the process's first TIOCGWINSZ. */
+void oci_bundle_size_from_caller(struct oci_bundle *b)
+{
+    struct winsize ws;
+
+    if (!b->cfg.tty || b->oci.console_rows)
+        return;
+    tty_get_winsize(&ws);
+    b->oci.console_rows = ws.ws_row;
+    b->oci.console_cols = ws.ws_col;
 }
 
 int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, struct moat_err *err)

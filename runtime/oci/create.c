@@ -244,6 +244,8 @@ static int prepare(const struct oci_globals *g, const struct create_opts *o, boo
     if (oci_check_id(o->id, err) < 0 || oci_bundle_load(o->bundle, o->id, g, b, err) < 0)
         return -1;
     b->oci.no_pivot = o->no_pivot;
+    if (foreground && !o->console_socket)
+        oci_bundle_size_from_caller(b);
     return check_opts(o, b, foreground, err);
 }
 

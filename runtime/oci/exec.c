@@ -224,6 +224,8 @@ static int do_exec(const struct oci_globals *g, struct exec_opts *o, struct oci_
         moat_err_set(err, EINVAL, "exec: a terminal with --detach needs --console-socket");
         goto out;
     }
+    if (!o->console_socket && !o->detach)
+        oci_bundle_size_from_caller(&b);
     pidfd = container_pidfd(st, err);
     if (pidfd < 0 || rt_exec(&b.cfg, pidfd, ns_flags(&b.spec), &st->cg, c, err) < 0)
         goto out;

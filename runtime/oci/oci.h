@@ -114,6 +114,7 @@ void oci_bundle_free(struct oci_bundle *b);
 
 /* Make P (which must outlive B) the process B runs (exec --process). */
 int oci_bundle_use_process(struct oci_bundle *b, const struct oci_process *p, struct moat_err *err);
+void oci_bundle_size_from_caller(struct oci_bundle *b);
 
 /* Parse BUNDLE/config.json alone (for hooks after create). */
 int oci_spec_load(const char *bundle, struct oci_spec *spec, struct moat_err *err);
