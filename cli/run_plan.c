@@ -8,6 +8,7 @@
 #include "cli/run.h"
 #include "lib/cleanup.h"
 #include "lib/json.h"
+#include "proxy/proxy.h"
 
 static const char *network_mode(const struct run_opts *o)
 {
@@ -51,6 +52,12 @@ static bool overridden(const struct run_opts *o, size_t i)
     return false;
 }
 
+/* The proxy's connection cap as the run will have it. */
+static unsigned max_conns(const struct run_opts *o)
+{
+    return o->net.max_conns ? o->net.max_conns : PROXY_MAX_CONNS_DEFAULT;
+}
+
 static void print_text(const struct run_opts *o, const char *workspace, const char *name)
 {
     char buf[600];
@@ -75,7 +82,8 @@ static void print_text(const struct run_opts *o, const char *workspace, const ch
     }
     printf("  network     %s", network_mode(o));
     if (o->proxy_net)
-        printf(", policy %s", o->policy ? o->policy : "permissive");
+        printf(", policy %s, at most %u connections", o->policy ? o->policy : "permissive",
+               max_conns(o));
     putchar('\n');
     for (size_t i = 0; i < o->net.n_rules; i++) {
         rule_text(&o->net.rules[i], buf, sizeof(buf));
@@ -127,6 +135,11 @@ static void gen_network(yajl_gen g, const struct run_opts *o)
     yajl_gen_map_open(g);
     json_gen_kv(g, "mode", network_mode(o));
     json_gen_kv(g, "policy", o->proxy_net ? (o->policy ? o->policy : "permissive") : NULL);
+    json_gen_str(g, "max_connections");
+    if (o->proxy_net)
+        yajl_gen_integer(g, max_conns(o));
+    else
+        yajl_gen_null(g);
     json_gen_str(g, "rules");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < o->net.n_rules; i++) {

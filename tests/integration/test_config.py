@@ -73,8 +73,8 @@ def test_network_policy_rules_and_hosts(ctx):
     assert out["allowed.test"].startswith("100.64.") and out["other.test"] == "NXDOMAIN"
     # --network none wins over the file, and its network settings then do not apply
     p = plan(ctx, "--network", "none", "--", "true")
-    assert p["network"] == {"mode": "none", "policy": None, "rules": [], "http_rules": [],
-                            "hosts": []}
+    assert p["network"] == {"mode": "none", "policy": None, "max_connections": None,
+                            "rules": [], "http_rules": [], "hosts": []}
     p = plan(ctx, "--allow", "flag.test:22", "--", "true")
     assert p["network"]["rules"] == ["allow allowed.test", "allow flag.test:22"]
     assert p["network"]["hosts"] == ["mapped.test -> 127.0.0.1:9"]
@@ -85,6 +85,7 @@ def test_path_rules_and_connection_cap_in_the_plan(ctx):
     write_yaml(ctx, "network:\n  max_connections: 16\n  rules:\n"
                     "    - api.github.com: [\"allow GET /repos/**\", \"deny * /repos/*/admin/\"]\n")
     p = plan(ctx, "--", "true")
+    assert p["network"]["max_connections"] == 16
     assert p["network"]["rules"] == ["allow api.github.com"]
     assert p["network"]["http_rules"] == ["api.github.com: allow GET /repos/**",
                                           "api.github.com: deny * /repos/*/admin"]
@@ -161,7 +162,7 @@ def test_dry_run_starts_nothing(ctx):
     cp = run_moat(ctx, "--dry-run")
     assert cp.returncode == 0, cp.stderr
     assert re.search(r"^run moat-[0-9a-f]{6} \(dry run: nothing started\)$", cp.stdout, re.M)
-    assert "network     proxy, policy permissive" in cp.stdout
+    assert "network     proxy, policy permissive, at most 256 connections" in cp.stdout
     assert not (ctx.workspace / "ran").exists()
     assert not (ctx.moat_home / "audit").exists()
     cp = run_moat(ctx, "--json", "--", "true")
