@@ -52,7 +52,8 @@ struct run_state {
 int run_state_create(struct run_state *st, const char *name, int *dirfd, int *name_lock,
                      struct moat_err *err);
 
-/* Write ST as DIRFD's state.json, atomically. */
+/* Write ST as DIRFD's state.json, in place under an exclusive flock (readers
+ * take it shared). */
 int run_state_save(int dirfd, const struct run_state *st, struct moat_err *err);
 
 /* Read DIRFD's state.json (ID names the run in errors). */

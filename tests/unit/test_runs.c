@@ -77,6 +77,23 @@ static void test_state_roundtrip(void **state)
     assert_int_equal(run_state_status(&back), RUN_RUNNING);
     run_state_free(&back);
 
+    /* updated in place: a shorter state leaves nothing of the longer one behind */
+    struct stat before, after;
+    char *short_argv[] = {"true", NULL};
+    assert_int_equal(fstatat(dir, RUN_STATE_FILE, &before, 0), 0);
+    st.argv = short_argv;
+    st.status = RUN_EXITED;
+    st.exit_code = 3;
+    assert_int_equal(run_state_save(dir, &st, &err), 0);
+    assert_int_equal(fstatat(dir, RUN_STATE_FILE, &after, 0), 0);
+    assert_true(after.st_ino == before.st_ino && after.st_size < before.st_size);
+    assert_int_equal(run_state_load(dir, st.id, &back, &err), 0);
+    assert_string_equal(back.argv[0], "true");
+    assert_null(back.argv[1]);
+    assert_int_equal(back.status, RUN_EXITED);
+    assert_int_equal(back.exit_code, 3);
+    run_state_free(&back);
+
     /* a state naming another run is refused */
     assert_int_equal(run_state_load(dir, "0123456789abcdef0123456789abcdef", &back, &err), -1);
     assert_non_null(strstr(err.msg, "names run"));
