@@ -400,7 +400,7 @@ int rt_devcg_attach(int dirfd, const char *dir, const struct rt_dev_rule *rules,
     _cleanup_close_ int cg = -1, prog = rt_devcg_bpf_load(rules, n, err);
 
     if (prog < 0)
-        return err->errnum == EPERM || err->errnum == EACCES ? 0 : -1;
+        return -1;
     /* A readable fd: the kernel refuses O_PATH ones as a cgroup to attach to. */
     cg = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cg < 0)
@@ -411,9 +411,7 @@ int rt_devcg_attach(int dirfd, const char *dir, const struct rt_dev_rule *rules,
     attr.attach_type = BPF_CGROUP_DEVICE;
     /* Next to the ancestors' programs, never replacing them: each must allow. */
     attr.attach_flags = BPF_F_ALLOW_MULTI;
-    if (sys_bpf(BPF_PROG_ATTACH, &attr) < 0) {
-        moat_err_sys(err, "attach the device cgroup program to %s", dir);
-        return err->errnum == EPERM || err->errnum == EACCES ? 0 : -1;
-    }
-    return 1;
+    if (sys_bpf(BPF_PROG_ATTACH, &attr) < 0)
+        return moat_err_sys(err, "attach the device cgroup program to %s", dir);
+    return 0;
 }

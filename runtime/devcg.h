@@ -62,8 +62,7 @@ int rt_devcg_bpf_load(const struct rt_dev_rule *rules, size_t n, struct moat_err
 
 /* Load the program of RULES and attach it to the cgroup v2 directory DIRFD (named
  * DIR in errors), next to whatever its ancestors attached (BPF_F_ALLOW_MULTI).
- * 1 when attached; 0 when the kernel refused us the permission (EPERM, EACCES:
- * not root in the initial user namespace), ERR saying so; -1 on other errors. */
+ * EPERM/EACCES: not root in the initial user namespace. */
 int rt_devcg_attach(int dirfd, const char *dir, const struct rt_dev_rule *rules, size_t n,
                     struct moat_err *err);
 
