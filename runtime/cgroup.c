@@ -797,6 +797,7 @@ static int v1_devices(int fd, const char *dir, const struct cg_plan *pl, struct 
 
     if (rt_devcg_v1_lines(pl->dev, pl->n_dev, &lines, &n, &inexact, err) < 0)
         return -1;
+    /* "a" first: no device the rules leave out (a host disk via mknod) stays reachable. */
     for (size_t i = 0; i < n; i++)
         if (cg_write(fd, dir, lines[i].file, lines[i].line, err) < 0)
             return moat_err_prefix(err, "linux.resources.devices: \"%s\"", lines[i].line);

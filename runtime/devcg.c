@@ -66,7 +66,7 @@ static const struct rt_dev_rule defaults[] = {
 
 const struct rt_dev_rule *rt_devcg_defaults(size_t *n)
 {
-    *n = sizeof(defaults) / sizeof(defaults[0]);
+    *n = ARRAY_SIZE(defaults);
     return defaults;
 }
 
