@@ -83,3 +83,19 @@ int proc_pidfd(pid_t pid, unsigned long long start)
     }
     return fd;
 }
+
+bool proc_real_root(void)
+{
+    char map[128] = "";
+    unsigned long a = 1, b = 1, n = 0;
+    FILE *f;
+
+    if (geteuid() != 0)
+        return false;
+    if (!(f = fopen("/proc/self/uid_map", "re")))
+        return true;
+    if (!fgets(map, sizeof(map), f) || sscanf(map, "%lu %lu %lu", &a, &b, &n) != 3)
+        n = 0;
+    fclose(f);
+    return a == 0 && b == 0 && n == 4294967295UL;
+}

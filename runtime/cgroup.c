@@ -37,14 +37,17 @@
 #include "lib/cleanup.h"
 #include "lib/fd.h"
 #include "lib/log.h"
+#include "lib/proc.h"
 
-enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_CPUSET, CG_BLKIO, CG_HUGETLB, CG_NCTRL };
+enum cg_ctrl { CG_PIDS, CG_MEMORY, CG_CPU, CG_CPUSET, CG_BLKIO, CG_HUGETLB, CG_DEVICES, CG_NCTRL };
 
 /* The controllers' names in v1 (mount options, /proc/self/cgroup) and in v2
- * (cgroup.controllers): only the block I/O one differs. */
-static const char *const ctrl_names[CG_NCTRL] = {"pids",   "memory", "cpu",
-                                                 "cpuset", "blkio",  "hugetlb"};
-static const char *const v2_names[CG_NCTRL] = {"pids", "memory", "cpu", "cpuset", "io", "hugetlb"};
+ * (cgroup.controllers): only the block I/O one differs. v2 has no devices
+ * controller: a device program attached to any v2 directory does its work. */
+static const char *const ctrl_names[CG_NCTRL] = {"pids",  "memory",  "cpu",    "cpuset",
+                                                 "blkio", "hugetlb", "devices"};
+static const char *const v2_names[CG_NCTRL] = {"pids", "memory",  "cpu",    "cpuset",
+                                               "io",   "hugetlb", "devices"};
 
 /* What the warning for a controller left unenforced names. */
 static const char *const ctrl_keys[CG_NCTRL] = {"--pids",
@@ -52,7 +55,8 @@ static const char *const ctrl_keys[CG_NCTRL] = {"--pids",
                                                 "--cpu",
                                                 "linux.resources.cpu.cpus/mems",
                                                 "linux.resources.blockIO.weight",
-                                                "linux.resources.hugepageLimits"};
+                                                "linux.resources.hugepageLimits",
+                                                "linux.resources.devices"};
 
 #define CG_WHY_MAX 512
 #define CG_PROC_MAX (4u << 20)
@@ -65,6 +69,9 @@ struct cg_plan {
     struct rt_cgroup_cpu cpu;
     struct rt_cgroup_extra x;
     const char *at; /* OCI cgroupsPath: the cgroup's path in every hierarchy, or NULL */
+    const struct rt_dev_rule *dev; /* the device cgroup's rules */
+    size_t n_dev;
+    bool dev_v2; /* their program is attached to the v2 directory */
     bool done[CG_NCTRL];
     char why[CG_NCTRL][CG_WHY_MAX];
 };
@@ -364,7 +371,8 @@ static bool v2_pick(int pfd, const char *parent, struct cg_plan *pl, bool pick[C
     /* Unreadable: AVAIL stays NULL and nothing is offered. */
     (void)read_file_at(pfd, "cgroup.controllers", 64 << 10, &avail, NULL, &err);
     for (int c = 0; c < CG_NCTRL; c++) {
-        pick[c] = wanted(pl, c) && avail && has_token(avail, " \n", v2_names[c]);
+        pick[c] =
+            wanted(pl, c) && (c == CG_DEVICES || (avail && has_token(avail, " \n", v2_names[c])));
         if (wanted(pl, c) && !pick[c])
             note(pl, c, "cgroup v2 at %s does not offer the %s controller (cgroup.controllers)",
                  parent, v2_names[c]);
@@ -383,7 +391,7 @@ static int v2_enable(int pfd, const char *parent, const bool pick[CG_NCTRL], cha
     /* Unreadable: CUR stays NULL and every picked controller is requested. */
     (void)read_file_at(pfd, "cgroup.subtree_control", 64 << 10, &cur, NULL, &err);
     for (int c = 0; c < CG_NCTRL; c++) {
-        if (pick[c] && !(cur && has_token(cur, " \n", v2_names[c]))) {
+        if (pick[c] && c != CG_DEVICES && !(cur && has_token(cur, " \n", v2_names[c]))) {
             strcat(req, req[0] ? " +" : "+");
             strcat(req, v2_names[c]);
         }
@@ -680,6 +688,18 @@ static bool v2_offers_any(struct cg_plan *pl)
     return fd < 0 || v2_pick(fd, top, pl, pick);
 }
 
+/* The device program on the v2 directory FD. Not attached (no permission, no
+ * cgroup BPF in this kernel): noted, and v1 may still do the job. */
+static void v2_devices(int fd, const char *dir, struct cg_plan *pl)
+{
+    struct moat_err e = {0};
+
+    if (rt_devcg_attach(fd, dir, pl->dev, pl->n_dev, &e) == 0)
+        pl->dev_v2 = true;
+    else
+        note(pl, CG_DEVICES, "cgroup v2: %s: %s", e.msg, strerror(e.errnum));
+}
+
 static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
                     struct moat_err *err)
 {
@@ -711,8 +731,11 @@ static int setup_v2(struct rt_cgroup *cg, const char *leaf, struct cg_plan *pl,
         goto refused;
     if (v2_limits(fd, cg->v2, pick, pl, err) < 0)
         return -1;
+    if (pick[CG_DEVICES])
+        v2_devices(fd, cg->v2, pl);
+    /* Devices stay wanted: v1's devices hierarchy, where mounted, is checked too. */
     for (int c = 0; c < CG_NCTRL; c++)
-        pl->done[c] |= pick[c];
+        pl->done[c] |= pick[c] && c != CG_DEVICES;
     return 0;
 refused:
     for (int c = 0; c < CG_NCTRL; c++)
@@ -764,6 +787,27 @@ static int v1_memory(int fd, const char *dir, const struct cg_plan *pl, struct m
     return 0;
 }
 
+/* The rules as devices.allow/devices.deny writes, one rule per write (the kernel
+ * reads one per write), the first being "a": the cgroup starts from a clean list. */
+static int v1_devices(int fd, const char *dir, const struct cg_plan *pl, struct moat_err *err)
+{
+    _cleanup_free_ struct rt_devcg_line *lines = NULL;
+    size_t n;
+    bool inexact;
+
+    if (rt_devcg_v1_lines(pl->dev, pl->n_dev, &lines, &n, &inexact, err) < 0)
+        return -1;
+    /* "a" first: no device the rules leave out (a host disk via mknod) stays reachable. */
+    for (size_t i = 0; i < n; i++)
+        if (cg_write(fd, dir, lines[i].file, lines[i].line, err) < 0)
+            return moat_err_prefix(err, "linux.resources.devices: \"%s\"", lines[i].line);
+    if (inexact)
+        log_warn("linux.resources.devices: a rule covers part of an earlier rule's device range, "
+                 "which cgroup v1 cannot express: %s denies more than the rules do",
+                 dir);
+    return 0;
+}
+
 static int v1_limits(int pfd, int fd, const char *dir, int c, const struct cg_plan *pl,
                      struct moat_err *err)
 {
@@ -784,6 +828,8 @@ static int v1_limits(int pfd, int fd, const char *dir, int c, const struct cg_pl
                             pl->x.blkio_weight, err);
     case CG_HUGETLB:
         return hugetlb(fd, dir, pl, "limit_in_bytes", err);
+    case CG_DEVICES:
+        return v1_devices(fd, dir, pl, err);
     default:
         return v1_memory(fd, dir, pl, err);
     }
@@ -822,8 +868,8 @@ refused:
 /* The v1 directory of controller C in CG. */
 static char *v1_dir(struct rt_cgroup *cg, int c)
 {
-    char *const dirs[CG_NCTRL] = {cg->v1_pids,   cg->v1_memory, cg->v1_cpu,
-                                  cg->v1_cpuset, cg->v1_blkio,  cg->v1_hugetlb};
+    char *const dirs[CG_NCTRL] = {cg->v1_pids,  cg->v1_memory,  cg->v1_cpu,    cg->v1_cpuset,
+                                  cg->v1_blkio, cg->v1_hugetlb, cg->v1_devices};
 
     return dirs[c];
 }
@@ -832,15 +878,39 @@ static char *v1_dir(struct rt_cgroup *cg, int c)
  * the better hierarchies refused are still worth a debug line. */
 static void report(const struct cg_plan *pl)
 {
-    for (int c = 0; c < CG_NCTRL; c++)
+    for (int c = 0; c < CG_DEVICES; c++)
         if (pl->want[c] && pl->done[c] && pl->why[c][0])
             log_debug("%s through cgroup v1: %s", ctrl_keys[c], pl->why[c]);
-    for (int c = 0; c < CG_NCTRL; c++)
+    for (int c = 0; c < CG_DEVICES; c++)
         if (wanted(pl, c))
             log_warn("%s not enforced: no writable cgroup v2 with the %s controller and no "
                      "writable cgroup v1 %s hierarchy (run as root, or delegate cgroup v2 — "
                      "see `moat doctor`): %s",
                      ctrl_keys[c], v2_names[c], ctrl_names[c], pl->why[c]);
+}
+
+/* The device cgroup, in v1 or v2 or both. Neither: a user namespace (no real
+ * root) cannot mknod a device, nor open one not bound in, so nothing is lost and
+ * a warning on every rootless container would say nothing; real root is warned. */
+static void report_devices(const struct cg_plan *pl)
+{
+    const char *why = pl->why[CG_DEVICES];
+
+    if (!pl->want[CG_DEVICES])
+        return;
+    if (pl->done[CG_DEVICES] || pl->dev_v2) {
+        if (why[0])
+            log_debug("linux.resources.devices through cgroup %s only: %s",
+                      pl->dev_v2 ? "v2" : "v1", why);
+    } else if (!proc_real_root()) {
+        log_debug("linux.resources.devices not applied (not root: the user namespace keeps "
+                  "device nodes out): %s",
+                  why);
+    } else {
+        log_warn("linux.resources.devices not enforced: no writable cgroup v1 devices "
+                 "hierarchy and no cgroup v2 device program: %s",
+                 why);
+    }
 }
 
 int rt_cgroup_create(struct rt_cgroup *cg, const char *name, int64_t pids_max, int64_t memory_max,
@@ -863,6 +933,7 @@ static void plan_wants(struct cg_plan *pl)
     pl->want[CG_CPUSET] = (x->cpus && *x->cpus) || (x->mems && *x->mems);
     pl->want[CG_BLKIO] = x->blkio_weight > 0;
     pl->want[CG_HUGETLB] = x->n_hugepages > 0;
+    pl->want[CG_DEVICES] = pl->n_dev > 0;
 }
 
 static int create(struct rt_cgroup *cg, const char *name, const char *at,
@@ -872,7 +943,9 @@ static int create(struct rt_cgroup *cg, const char *name, const char *at,
                          .memory_max = l->memory_max,
                          .cpu = l->cpu,
                          .x = l->extra,
-                         .at = at};
+                         .at = at,
+                         .dev = l->devices,
+                         .n_dev = l->n_devices};
     char leaf[NAME_MAX + 1];
     bool any = false;
 
@@ -893,6 +966,7 @@ static int create(struct rt_cgroup *cg, const char *name, const char *at,
         if (wanted(&pl, c) && setup_v1(v1_dir(cg, c), PATH_MAX, c, leaf, &pl, err) < 0)
             goto fail;
     report(&pl);
+    report_devices(&pl);
     return 0;
 fail:
     rt_cgroup_destroy(cg);

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "lib/err.h"
+#include "runtime/devcg.h"
 
 struct rt_cgroup {
     char v2[PATH_MAX];         /* created cgroup v2 directory, "" when unused */
@@ -24,6 +25,7 @@ struct rt_cgroup {
     char v1_cpuset[PATH_MAX];  /* created v1 cpuset directory, "" when unused */
     char v1_blkio[PATH_MAX];   /* created v1 blkio directory, "" when unused */
     char v1_hugetlb[PATH_MAX]; /* created v1 hugetlb directory, "" when unused */
+    char v1_devices[PATH_MAX]; /* created v1 devices directory, "" when unused */
 };
 
 /* CPU limits (OCI linux.resources.cpu); 0 = not set. SHARES is v1's weight
@@ -50,11 +52,18 @@ struct rt_cgroup_extra {
     size_t n_hugepages;
 };
 
-/* Every limit rt_cgroup_create_limits() knows. */
+/* Every limit rt_cgroup_create_limits() knows. DEVICES (OCI containers; none for
+ * moat run) are the device cgroup's rules, complete with the defaults (devcg.h):
+ * written to a v1 devices directory where that hierarchy is mounted, and attached
+ * as a device program to the v2 directory, made for them alone if need be. Where
+ * neither is possible, real root gets a warning; anyone else a debug line (see
+ * docs/internals.md on why a user namespace needs no device cgroup). */
 struct rt_cgroup_limits {
     int64_t pids_max, memory_max;
     struct rt_cgroup_cpu cpu;
     struct rt_cgroup_extra extra;
+    const struct rt_dev_rule *devices;
+    size_t n_devices;
 };
 
 /* Create the cgroup(s) for the run NAME and write the limits (<= 0 = no limit; memory

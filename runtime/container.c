@@ -329,7 +329,9 @@ static int limits(const struct rt_config *cfg, struct rt_container *c, struct mo
     struct rt_cgroup_limits l = {.pids_max = cfg->pids_max,
                                  .memory_max = cfg->memory_max,
                                  .cpu = cfg->cpu,
-                                 .extra = cfg->oci->resources};
+                                 .extra = cfg->oci->resources,
+                                 .devices = cfg->oci->dev_rules,
+                                 .n_devices = cfg->oci->n_dev_rules};
 
     return rt_cgroup_create_limits(&c->cg, cfg->oci->cgroup_name, cfg->oci->cgroup_path, &l, err);
 }

@@ -202,6 +202,10 @@ struct rt_oci {
     const char *cgroup_path;
     /* linux.resources beyond rt_config's pids, memory and cpu limits. */
     struct rt_cgroup_extra resources;
+    /* The device cgroup's rules: the spec's, the default devices, then mknod of
+     * each of DEVICES (runtime/devcg.h). */
+    const struct rt_dev_rule *dev_rules;
+    size_t n_dev_rules;
 };
 
 struct rt_config {

@@ -777,10 +777,7 @@ static struct oci_resources resources_unset(void)
                                   .cpu_rt_period = -1};
 }
 
-/* Keys of linux.resources moat-runtime parses no further: named in a warning.
- * Not "devices": every generator writes a deny-all rule there, and a warning on
- * every container would teach users to skip warnings (docs/internals.md says what
- * stands in for the device cgroup). */
+/* Keys of linux.resources moat-runtime parses no further: named in a warning. */
 static const struct {
     const char *object, *key, *path;
 } ignored_keys[] = {
@@ -853,6 +850,77 @@ static int parse_hugepages(const struct pctx *p, yajl_val res, struct oci_resour
     return 0;
 }
 
+/* An access string: a non-empty subset of "rwm", each letter once, into OUT in
+ * that order. */
+static bool canon_access(const char *s, char out[4])
+{
+    static const char letters[] = "rwm";
+    bool seen[3] = {false, false, false};
+    size_t n = 0;
+
+    for (; *s; s++) {
+        const char *l = strchr(letters, *s);
+        if (!l || seen[l - letters])
+            return false;
+        seen[l - letters] = true;
+    }
+    for (int i = 0; i < 3; i++)
+        if (seen[i])
+            out[n++] = letters[i];
+    out[n] = '\0';
+    return n > 0;
+}
+
+static int parse_dev_rule(const struct pctx *p, yajl_val d, const char *b, struct oci_dev_rule *r)
+{
+    char e[PATH_BUF];
+    const char *type = NULL, *access = NULL;
+
+    if (want_object(p, d, b) < 0)
+        return -1;
+    if (!get(d, "allow"))
+        return perr(p, sub(e, b, "allow"), "missing");
+    r->major = r->minor = -1;
+    if (get_bool(p, d, "allow", b, &r->allow) < 0 ||
+        get_string(p, d, "type", b, false, &type) < 0 ||
+        get_i64(p, d, "major", b, -1, UINT32_MAX, &r->major) < 0 ||
+        get_i64(p, d, "minor", b, -1, UINT32_MAX, &r->minor) < 0 ||
+        get_string(p, d, "access", b, false, &access) < 0)
+        return -1;
+    /* Absent type and access mean "any device" and "rwm" (runtime-spec). */
+    if (!type)
+        type = "a";
+    if (strlen(type) != 1 || !strchr("abc", type[0]))
+        return perr(p, sub(e, b, "type"), "\"%s\" is not a, b or c", type);
+    r->type = type[0];
+    if (!canon_access(access ? access : "rwm", r->access))
+        return perr(p, sub(e, b, "access"), "\"%s\" is not a non-empty subset of rwm", access);
+    return 0;
+}
+
+/* linux.resources.devices: bounded, since every rule becomes a cgroup write and
+ * a few BPF instructions. */
+static int parse_dev_rules(const struct pctx *p, yajl_val res, struct oci_resources *r)
+{
+    const char *path = "linux.resources.devices";
+    char b[PATH_BUF];
+    yajl_val a;
+    int n = opt_array(p, res, "devices", "linux.resources", &a);
+
+    if (n <= 0 || a->u.array.len == 0)
+        return n;
+    if (a->u.array.len > OCI_MAX_DEV_RULES)
+        return perr(p, path, "more than %d rules", OCI_MAX_DEV_RULES);
+    r->dev_rules = alloc_n(p, path, a->u.array.len, sizeof(*r->dev_rules));
+    if (!r->dev_rules)
+        return -1;
+    for (size_t i = 0; i < a->u.array.len; i++)
+        if (parse_dev_rule(p, a->u.array.values[i], idx(b, path, i),
+                           &r->dev_rules[r->n_dev_rules++]) < 0)
+            return -1;
+    return 0;
+}
+
 static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *out)
 {
     struct oci_resources *r = &out->resources;
@@ -885,7 +953,7 @@ static int parse_resources(const struct pctx *p, yajl_val lx, struct oci_linux *
         get_string(p, cpu, "cpus", "linux.resources.cpu", false, &r->cpu_cpus) < 0 ||
         get_string(p, cpu, "mems", "linux.resources.cpu", false, &r->cpu_mems) < 0 ||
         get_i64(p, blkio, "weight", "linux.resources.blockIO", 0, 1000, &r->blkio_weight) < 0 ||
-        parse_hugepages(p, res, r) < 0)
+        parse_hugepages(p, res, r) < 0 || parse_dev_rules(p, res, r) < 0)
         return -1;
     r->has_memory_swap = YAJL_IS_OBJECT(mem) && get(mem, "swap") != NULL;
     if (r->blkio_weight > 0 && r->blkio_weight < 10)
@@ -1152,6 +1220,7 @@ void oci_spec_free(struct oci_spec *s)
     free(s->lx.uid_mappings);
     free(s->lx.gid_mappings);
     free(s->lx.devices);
+    free(s->lx.resources.dev_rules);
     free(s->lx.sysctl);
     free(s->lx.seccomp_json);
     free(s->lx.masked_paths);

@@ -106,7 +106,16 @@ struct oci_device {
 
 /* linux.resources: what moat-runtime applies. -1 = not set. */
 #define OCI_MAX_HUGEPAGES 8
+#define OCI_MAX_DEV_RULES 256
 #define OCI_MAX_IGNORED 24
+
+/* A linux.resources.devices entry: a device cgroup rule. */
+struct oci_dev_rule {
+    bool allow;
+    char type;            /* 'a' (any), 'b' or 'c' */
+    int64_t major, minor; /* -1: any */
+    char access[4];       /* a non-empty subset of "rwm", in that order */
+};
 
 /* linux.resources; -1 (or NULL, 0) where a field is absent. */
 struct oci_resources {
@@ -122,6 +131,8 @@ struct oci_resources {
         int64_t limit;         /* bytes */
     } hugepages[OCI_MAX_HUGEPAGES];
     size_t n_hugepages;
+    struct oci_dev_rule *dev_rules; /* devices, in order; NULL when absent or empty */
+    size_t n_dev_rules;
     /* Keys present that moat-runtime does not enforce ("linux.resources.network"). */
     const char *ignored[OCI_MAX_IGNORED];
     size_t n_ignored;

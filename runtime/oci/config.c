@@ -307,6 +307,45 @@ static int build_devices(struct oci_bundle *b, struct moat_err *err)
     return 0;
 }
 
+/* The device cgroup's rules: linux.resources.devices in order, the default
+ * devices after them (as runc puts them), then mknod of each device in
+ * linux.devices: the container's setup makes those nodes from inside its cgroup,
+ * and making one grants nothing its rules do not (opening it needs r or w). */
+static int build_dev_rules(struct oci_bundle *b, struct moat_err *err)
+{
+    const struct oci_linux *lx = &b->spec.lx;
+    const struct oci_resources *r = &lx->resources;
+    size_t nd, n = 0;
+    const struct rt_dev_rule *defs = rt_devcg_defaults(&nd);
+
+    if (r->n_dev_rules + nd + lx->n_devices > RT_DEVCG_MAX_RULES)
+        return moat_err_set(err, E2BIG,
+                            "config.json: linux.resources.devices and linux.devices: more than %d "
+                            "device cgroup rules",
+                            RT_DEVCG_MAX_RULES);
+    b->dev_rules = calloc(r->n_dev_rules + nd + lx->n_devices, sizeof(*b->dev_rules));
+    if (!b->dev_rules)
+        return moat_err_set(err, ENOMEM, "config.json: linux.resources.devices");
+    for (size_t i = 0; i < r->n_dev_rules; i++) {
+        const struct oci_dev_rule *d = &r->dev_rules[i];
+        unsigned acc = (strchr(d->access, 'r') ? RT_DEV_READ : 0) |
+                       (strchr(d->access, 'w') ? RT_DEV_WRITE : 0) |
+                       (strchr(d->access, 'm') ? RT_DEV_MKNOD : 0);
+        b->dev_rules[n++] = (struct rt_dev_rule){d->type, d->major, d->minor, acc, d->allow};
+    }
+    for (size_t i = 0; i < nd; i++)
+        b->dev_rules[n++] = defs[i];
+    /* A fifo ('p') is no device to the cgroup; 'u' (unbuffered) is a character one. */
+    for (size_t i = 0; i < lx->n_devices; i++)
+        if (lx->devices[i].type != 'p')
+            b->dev_rules[n++] =
+                (struct rt_dev_rule){lx->devices[i].type == 'b' ? 'b' : 'c', lx->devices[i].major,
+                                     lx->devices[i].minor, RT_DEV_MKNOD, true};
+    b->oci.dev_rules = b->dev_rules;
+    b->oci.n_dev_rules = n;
+    return 0;
+}
+
 /* linux.cgroupsPath: absolute, or relative to moat-runtime's own cgroup (see
  * rt_oci.cgroup_path); systemd's slice:prefix:name form needs --systemd-cgroup,
  * which moat-runtime refuses, so it is refused here too rather than taken for a
@@ -356,7 +395,7 @@ static int build_cgroups(struct oci_bundle *b, struct moat_err *err)
     const struct oci_resources *r = &lx->resources;
     struct rt_cgroup_extra *x = &b->oci.resources;
 
-    if (build_cgroup_path(b, err) < 0)
+    if (build_cgroup_path(b, err) < 0 || build_dev_rules(b, err) < 0)
         return -1;
     if (!lx->has_resources)
         return 0;
@@ -507,6 +546,7 @@ void oci_bundle_free(struct oci_bundle *b)
     free(b->gid_map);
     free(b->rlimits);
     free(b->devices);
+    free(b->dev_rules);
     free(b->sysctl);
     free(b->start_hooks);
     free(b->container_hooks);

@@ -10,6 +10,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "lib/log.h"
+#include "lib/proc.h"
 #include "runtime/oci/oci.h"
 
 static struct oci_globals globals;
@@ -106,31 +107,12 @@ int oci_failf(const char *fmt, ...)
     return oci_fail(&err);
 }
 
-/* Real root: uid 0 in the initial user namespace, whose uid_map is the identity
- * of all 2^32-1 ids. Root inside someone's user namespace (rootless podman runs
- * its runtime that way) cannot write /run. */
-static bool real_root(void)
-{
-    char map[128] = "";
-    unsigned long a = 1, b = 1, n = 0;
-    FILE *f;
-
-    if (geteuid() != 0)
-        return false;
-    if (!(f = fopen("/proc/self/uid_map", "re")))
-        return true;
-    if (!fgets(map, sizeof(map), f) || sscanf(map, "%lu %lu %lu", &a, &b, &n) != 3)
-        n = 0;
-    fclose(f);
-    return a == 0 && b == 0 && n == 4294967295UL;
-}
-
 static const char *default_root(void)
 {
     static char buf[PATH_MAX];
     const char *xdg = getenv("XDG_RUNTIME_DIR");
 
-    if (real_root() || (geteuid() == 0 && (!xdg || !*xdg)))
+    if (proc_real_root() || (geteuid() == 0 && (!xdg || !*xdg)))
         return "/run/moat-runtime";
     if (xdg && *xdg)
         snprintf(buf, sizeof(buf), "%s/moat-runtime", xdg);

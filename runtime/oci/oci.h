@@ -99,6 +99,7 @@ struct oci_bundle {
     struct rt_idmap *uid_map, *gid_map;
     struct rt_rlimit *rlimits;
     struct rt_device *devices;
+    struct rt_dev_rule *dev_rules;
     struct rt_sysctl *sysctl;
     struct rt_hook *start_hooks, *container_hooks;
     struct rt_seccomp seccomp;

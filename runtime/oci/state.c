@@ -169,6 +169,7 @@ int oci_state_save(int dirfd, const struct oci_state *st, struct moat_err *err)
     gen_kv(g, "cgroup_v1_cpuset", st->cg.v1_cpuset);
     gen_kv(g, "cgroup_v1_blkio", st->cg.v1_blkio);
     gen_kv(g, "cgroup_v1_hugetlb", st->cg.v1_hugetlb);
+    gen_kv(g, "cgroup_v1_devices", st->cg.v1_devices);
     gen_annotations(g, st->annotations_json);
     yajl_gen_map_close(g);
     _cleanup_free_ char *text = gen_take(g);
@@ -219,6 +220,7 @@ int oci_state_load(int dirfd, const char *id, struct oci_state *st, struct moat_
     copy(st->cg.v1_cpuset, sizeof(st->cg.v1_cpuset), tree_str(t, "cgroup_v1_cpuset"));
     copy(st->cg.v1_blkio, sizeof(st->cg.v1_blkio), tree_str(t, "cgroup_v1_blkio"));
     copy(st->cg.v1_hugetlb, sizeof(st->cg.v1_hugetlb), tree_str(t, "cgroup_v1_hugetlb"));
+    copy(st->cg.v1_devices, sizeof(st->cg.v1_devices), tree_str(t, "cgroup_v1_devices"));
     v = yajl_tree_get(t, ann_path, yajl_t_object);
     if (v) {
         /* Kept as text: re-encoded the same way every time it is printed. */

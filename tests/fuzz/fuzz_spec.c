@@ -39,6 +39,13 @@ static void check_spec(const struct oci_spec *s)
     for (size_t i = 0; i < s->lx.n_devices; i++)
         CHECK(s->lx.devices[i].path[0] == '/');
     CHECK(!s->lx.seccomp_json || strlen(s->lx.seccomp_json) == s->lx.seccomp_len);
+    CHECK(s->lx.resources.n_dev_rules <= OCI_MAX_DEV_RULES);
+    for (size_t i = 0; i < s->lx.resources.n_dev_rules; i++) {
+        const struct oci_dev_rule *r = &s->lx.resources.dev_rules[i];
+        CHECK(r->type == 'a' || r->type == 'b' || r->type == 'c');
+        CHECK(r->major >= -1 && r->major <= UINT32_MAX && r->minor >= -1 && r->minor <= UINT32_MAX);
+        CHECK(r->access[0] && strspn(r->access, "rwm") == strlen(r->access));
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -20,7 +20,7 @@ from moat_it import read_until, set_winsize
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "cat", "ls", "id", "sleep", "hostname", "mkdir", "touch", "grep",
            "stat", "test", "true", "false", "ulimit", "mount", "umask", "tty", "readlink", "wc",
-           "uname", "stty"]
+           "uname", "stty", "mknod", "head"]
 
 
 def runtime_bin():
@@ -755,6 +755,91 @@ def _cgroup_file(pid, controller, name):
         if ctrls == "":
             v2 = path
     return Path(f"{mounts['cgroup2']}{v2}/{name}")
+
+
+# What podman and containerd send: deny everything, then allow what they list.
+PODMAN_DEVICES = [{"allow": False, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                  {"allow": True, "type": "c", "major": 136, "access": "rwm"}]
+
+
+def _mknod_bundle(ctx, name, args, devices):
+    """A root container that may mknod (CAP_MKNOD) and the device cgroup rules
+    DEVICES. Nodes are made in its /dev, a tmpfs without nodev (the root is
+    mounted nodev, where no device node opens at all)."""
+    def edit(c):
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_MKNOD")
+        c["linux"]["resources"] = {"devices": devices}
+    return make_bundle(ctx, name, args, edit)
+
+
+def _v1_devices_dir(pid):
+    """PID's cgroup in the v1 devices hierarchy, or None on a host without one."""
+    mnt = _cgroup_mounts().get("devices")
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if mnt and "devices" in ctrls.split(","):
+            return Path(mnt + path)
+    return None
+
+
+def test_device_cgroup_denies_host_disks(ctx):
+    """With CAP_MKNOD, a root container still cannot make and read a host disk: the
+    device cgroup (v1 here, and a v2 device program) refuses it; the default
+    devices and those the rules allow keep working, in the container and in exec."""
+    if ctx.rootless:
+        pytest.skip("rootless: the user namespace forbids device nodes")
+    script = ("mknod /dev/xsda b 8 0 && head -c1 /dev/xsda; echo sda=$?; "
+              "echo x > /dev/null && echo null-ok; head -c 3 /dev/zero | wc -c; "
+              "mknod /dev/xmynull c 1 3 && echo x > /dev/xmynull && echo mynull-ok; "
+              "mknod /dev/xfull c 1 7 && echo full-made")
+    cp = run_bundle(ctx, _mknod_bundle(ctx, "b", ["sh", "-c", script], PODMAN_DEVICES), "c1")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["sda=1", "null-ok", "3", "mynull-ok", "full-made"]
+    assert "mknod: /dev/xsda: Operation not permitted" in cp.stderr
+
+    # mknod allowed (m) but not reading: the node is made, opening it is refused
+    cp = run_bundle(ctx, _mknod_bundle(ctx, "b2", ["sh", "-c", script], PODMAN_DEVICES + [
+        {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "m"}]), "c2")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split()[0] == "sda=1"
+    assert "head: /dev/xsda: Operation not permitted" in cp.stderr
+
+
+def test_device_cgroup_rules_and_exec(ctx):
+    """A device the rules allow opens, one they do not is refused, later rules win;
+    the v1 devices.list reads back the rules plus the defaults; a process exec'd
+    into the container is held by the same rules; delete removes the cgroup."""
+    if ctx.rootless:
+        pytest.skip("rootless: the user namespace forbids device nodes")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("the host has no /dev/fuse (c 10:229) to open")
+    devices = PODMAN_DEVICES + [
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+        {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "w"},
+        {"allow": True, "type": "b", "major": 8, "access": "m"}]
+    b = _mknod_bundle(ctx, "b", ["sleep", "1000"], devices)
+    rt(ctx, "run", "--detach", "--bundle", b, "c1", check=True)
+    pid = state(ctx, "c1")["pid"]
+    cp = rt(ctx, "exec", "c1", "sh", "-c",
+            "mknod /dev/xfuse c 10 229 && (: < /dev/xfuse) && echo fuse-read; "
+            "(: > /dev/xfuse) || echo fuse-no-write; "
+            "mknod /dev/xsdb b 8 16 && echo sdb-made; head -c1 /dev/xsdb || echo sdb-no-read; "
+            "mknod /dev/xvda b 253 0 || echo vda-no-mknod")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["fuse-read", "fuse-no-write", "sdb-made", "sdb-no-read",
+                                 "vda-no-mknod"]
+    d = _v1_devices_dir(pid)
+    if d is not None:
+        assert set(d.joinpath("devices.list").read_text().splitlines()) == {
+            "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+            "c 5:2 rwm", "c 136:* rwm", "c 10:229 rm", "b 8:* m"}
+        assert d.name == "moat-" + d.name.split("-")[1] + "-c1"
+    rt(ctx, "delete", "--force", "c1", check=True)
+    if d is not None:
+        assert not d.exists(), "delete leaves the container's devices cgroup behind"
 
 
 @pytest.mark.variants("root")

@@ -440,6 +440,51 @@ static void test_pids_max_stops_forks(void **state)
     rt_cgroup_destroy(&cg);
 }
 
+/* In a cgroup that allows c 1:3 only: /dev/null opens, /dev/zero does not. */
+static int open_null_not_zero(void)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 1;
+    close(fd);
+    fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    return fd < 0 && errno == EPERM ? 0 : 2;
+}
+
+/* Device rules alone make a cgroup: v1 devices where mounted (its devices.list
+ * reads them back), a device program on v2; either one holds an attached child. */
+static void test_devices_limits(void **state)
+{
+    const struct rt_dev_rule rules[] = {{'a', -1, -1, RT_DEV_ALL, false},
+                                        {'c', 1, 3, RT_DEV_ALL, true}};
+    struct rt_cgroup_limits l = {.devices = rules, .n_devices = 2};
+    struct rt_cgroup cg;
+    struct moat_err err = {0};
+    char buf[MOAT_ERR_MSG_MAX + 64], v1[PATH_MAX];
+    int go;
+
+    (void)state;
+    require_root();
+    if (rt_cgroup_create_limits(&cg, "devices", NULL, &l, &err) < 0)
+        fail_msg("rt_cgroup_create_limits: %s", moat_err_str(&err, buf, sizeof(buf)));
+    assert_true(cg.v1_devices[0] || cg.v2[0]);
+    assert_string_equal(cg.v1_pids, "");
+    if (cg.v1_devices[0]) {
+        _cleanup_close_ int fd = open(cg.v1_devices, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *list = NULL;
+        assert_int_equal(read_file_at(fd, "devices.list", 4096, &list, NULL, &err), 0);
+        assert_string_equal(list, "c 1:3 rwm\n");
+    }
+    pid_t pid = fork_waiting(&go, open_null_not_zero);
+    attach_ok(&cg, pid);
+    close(go);
+    assert_int_equal(wait_exit(pid), 0);
+    memcpy(v1, cg.v1_devices, sizeof(v1));
+    rt_cgroup_destroy(&cg);
+    assert_false(v1[0] && dir_exists(v1));
+}
+
 static void test_destroy_removes_dirs(void **state)
 {
     struct rt_cgroup cg;
@@ -542,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_cpuset_path_inherits),
         cmocka_unit_test(test_attach_moves_child),
         cmocka_unit_test(test_pids_max_stops_forks),
+        cmocka_unit_test(test_devices_limits),
         cmocka_unit_test(test_destroy_removes_dirs),
         cmocka_unit_test(test_sweep_removes_stale),
         cmocka_unit_test(test_zero_limits_create_nothing),

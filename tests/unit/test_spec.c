@@ -263,6 +263,96 @@ static void test_resources(void **state)
                  "config.json: linux.resources.blockIO.weight: 1001 is out of range");
 }
 
+/* linux.resources.devices: the device cgroup rules, their defaults (type a, any
+ * major/minor, access rwm), and every field checked. */
+static void test_dev_rules(void **state)
+{
+    struct oci_spec s;
+    struct moat_err err = {0};
+
+    (void)state;
+    assert_int_equal(
+        parse_with("\"linux\": {\"resources\": {\"devices\": [{\"allow\": false, \"access\": "
+                   "\"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 3, "
+                   "\"access\": \"mwr\"}, {\"allow\": true, \"type\": \"b\", \"major\": "
+                   "4294967295, \"minor\": -1, \"access\": \"r\"}, {\"allow\": false}]}}",
+                   &s, &err),
+        0);
+    const struct oci_resources *r = &s.lx.resources;
+    assert_int_equal(r->n_dev_rules, 4);
+    assert_false(r->dev_rules[0].allow);
+    assert_int_equal(r->dev_rules[0].type, 'a');
+    assert_int_equal(r->dev_rules[0].major, -1);
+    assert_int_equal(r->dev_rules[0].minor, -1);
+    assert_string_equal(r->dev_rules[0].access, "rwm");
+    assert_true(r->dev_rules[1].allow);
+    assert_int_equal(r->dev_rules[1].type, 'c');
+    assert_int_equal(r->dev_rules[1].major, 1);
+    assert_int_equal(r->dev_rules[1].minor, 3);
+    assert_string_equal(r->dev_rules[1].access, "rwm"); /* canonical order */
+    assert_int_equal(r->dev_rules[2].type, 'b');
+    assert_int_equal(r->dev_rules[2].major, 4294967295);
+    assert_int_equal(r->dev_rules[2].minor, -1);
+    assert_string_equal(r->dev_rules[2].access, "r");
+    assert_string_equal(r->dev_rules[3].access, "rwm");
+    assert_int_equal(r->n_ignored, 0); /* applied, so never named as ignored */
+    oci_spec_free(&s);
+
+    assert_int_equal(parse_with("\"linux\": {\"resources\": {\"devices\": []}}", &s, &err), 0);
+    assert_null(s.lx.resources.dev_rules);
+    assert_int_equal(s.lx.resources.n_dev_rules, 0);
+    oci_spec_free(&s);
+
+    expect_error("\"linux\": {\"resources\": {\"devices\": {}}}",
+                 "config.json: linux.resources.devices: expected an array");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true}, 7]}}",
+                 "config.json: linux.resources.devices[1]: expected an object");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"type\": \"c\"}]}}",
+                 "config.json: linux.resources.devices[0].allow: missing");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": 1}]}}",
+                 "config.json: linux.resources.devices[0].allow: expected true or false");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true}, {\"allow\": "
+                 "true}, {\"allow\": true}, {\"allow\": true, \"type\": \"u\"}]}}",
+                 "config.json: linux.resources.devices[3].type: \"u\" is not a, b or c");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"type\": "
+                 "\"cb\"}]}}",
+                 "config.json: linux.resources.devices[0].type: \"cb\" is not a, b or c");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"major\": "
+                 "4294967296}]}}",
+                 "config.json: linux.resources.devices[0].major: 4294967296 is out of range");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"minor\": "
+                 "-2}]}}",
+                 "config.json: linux.resources.devices[0].minor: -2 is out of range");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"access\": "
+                 "\"\"}]}}",
+                 "config.json: linux.resources.devices[0].access: \"\" is not a non-empty subset "
+                 "of rwm");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"access\": "
+                 "\"rr\"}]}}",
+                 "config.json: linux.resources.devices[0].access: \"rr\" is not a non-empty "
+                 "subset of rwm");
+    expect_error("\"linux\": {\"resources\": {\"devices\": [{\"allow\": true, \"access\": "
+                 "\"rx\"}]}}",
+                 "config.json: linux.resources.devices[0].access: \"rx\" is not a non-empty "
+                 "subset of rwm");
+}
+
+/* More rules than the bound is an error before any is kept. */
+static void test_dev_rules_bound(void **state)
+{
+    char buf[16384] = "\"linux\": {\"resources\": {\"devices\": [";
+    size_t n = strlen(buf);
+
+    (void)state;
+    for (int i = 0; i <= OCI_MAX_DEV_RULES; i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s{\"allow\":true}", i ? "," : "");
+    snprintf(buf + n, sizeof(buf) - n, "]}}");
+    char want[128];
+    snprintf(want, sizeof(want), "config.json: linux.resources.devices: more than %d rules",
+             OCI_MAX_DEV_RULES);
+    expect_error(buf, want);
+}
+
 static void test_document_errors(void **state)
 {
     struct oci_spec s;
@@ -325,6 +415,8 @@ int main(void)
         cmocka_unit_test(test_process_only),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_resources),
+        cmocka_unit_test(test_dev_rules),
+        cmocka_unit_test(test_dev_rules_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
