@@ -57,6 +57,7 @@
     X(SSL_do_handshake)                                                                            \
     X(SSL_select_next_proto)                                                                       \
     X(SSL_pending)                                                                                 \
+    X(SSL_has_pending)                                                                             \
     X(SSL_CTX_sess_set_new_cb)                                                                     \
     X(SSL_CTX_set_ex_data)                                                                         \
     X(SSL_CTX_get_ex_data)                                                                         \

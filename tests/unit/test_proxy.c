@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -757,6 +758,144 @@ static void test_tls_resumes_origin_sessions_by_name(void **state)
     tls_pair_close(&p);
 }
 
+/* ---- the pool of idle upstream connections ---- */
+
+/* A proxy with only what pool.c touches: an epoll set. */
+static struct proxy *pool_proxy(void)
+{
+    struct proxy *p = calloc(1, sizeof(*p));
+
+    assert_non_null(p);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(p->epfd >= 0);
+    return p;
+}
+
+static void pool_proxy_free(struct proxy *p)
+{
+    pool_free(p);
+    close(p->epfd);
+    free(p);
+}
+
+static struct watch nobody; /* what a connection's upstream fd was watched with */
+
+/* One end of a fresh socket pair, watched as a connection's upstream would be; the other
+ * end (the origin's) in *PEER. */
+static int pool_fd(struct proxy *p, int *peer)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(proxy_watch(p, sv[0], &nobody, EPOLLIN, false), 0);
+    *peer = sv[1];
+    return sv[0];
+}
+
+/* Whether the pool's end of PEER's pair was closed (fd numbers are reused at once, so the
+ * other end is what tells). */
+static bool peer_closed(int peer)
+{
+    char b;
+    ssize_t n = recv(peer, &b, 1, MSG_DONTWAIT);
+
+    return n == 0 || (n < 0 && errno == ECONNRESET); /* a reset: it closed unread bytes */
+}
+
+/* Run what epoll reports now, as the loop would. */
+static void pool_events(struct proxy *p)
+{
+    struct epoll_event evs[8];
+    int n = epoll_wait(p->epfd, evs, 8, 0);
+
+    for (int i = 0; i < n; i++) {
+        struct watch *w = evs[i].data.ptr;
+        if (w != &nobody)
+            w->fn(p, w, evs[i].events);
+    }
+    pool_free_dead(p);
+}
+
+static void test_pool_keys_by_name_port_and_tls(void **state)
+{
+    struct proxy *p = pool_proxy();
+    SSL *ssl = (SSL *)&nobody; /* never dereferenced: taken back before anything frees it */
+    int peer, peer2;
+    (void)state;
+
+    int fd = pool_fd(p, &peer);
+    pool_put(p, fd, NULL, "api.test", 80);
+    /* another port, another name, TLS where it was plain: none of them gets it */
+    assert_int_equal(pool_take(p, "api.test", 443, false, &ssl), -1);
+    assert_int_equal(pool_take(p, "evil.test", 80, false, &ssl), -1);
+    assert_int_equal(pool_take(p, "api.test", 80, true, &ssl), -1);
+    assert_int_equal(pool_take(p, "api.test.evil", 80, false, &ssl), -1);
+    assert_int_equal(p->n_idle, 1);
+    /* the same name, port and plain: taken, once */
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), fd);
+    assert_null(ssl);
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), -1);
+    assert_int_equal(p->n_idle, 0);
+    /* taken: the pool's watch is gone from the batch, the fd is the caller's */
+    assert_int_equal(proxy_watch(p, fd, &nobody, EPOLLIN, true), 0);
+    assert_int_equal(write(peer, "x", 1), 1);
+    pool_events(p);
+    assert_false(peer_closed(peer));
+    close(fd);
+    close(peer);
+
+    /* an origin that closes (or speaks) while idle: dropped, the fd closed */
+    fd = pool_fd(p, &peer);
+    int fd2 = pool_fd(p, &peer2);
+    pool_put(p, fd, NULL, "a.test", 80);
+    pool_put(p, fd2, NULL, "b.test", 80);
+    close(peer);
+    assert_int_equal(write(peer2, "HTTP/1.1 408", 12), 12);
+    pool_events(p);
+    assert_int_equal(p->n_idle, 0);
+    assert_true(peer_closed(peer2));
+    close(peer2);
+    pool_proxy_free(p);
+}
+
+static void test_pool_is_bounded_and_expires(void **state)
+{
+    struct proxy *p = pool_proxy();
+    int fds[PROXY_POOL_MAX + 2], peers[PROXY_POOL_MAX + 2];
+    SSL *ssl;
+    (void)state;
+
+    for (int i = 0; i < PROXY_POOL_MAX + 2; i++) {
+        fds[i] = pool_fd(p, &peers[i]);
+        pool_put(p, fds[i], NULL, "api.test", 80);
+    }
+    /* full: the oldest went, closed */
+    assert_int_equal(p->n_idle, PROXY_POOL_MAX);
+    assert_true(peer_closed(peers[0]));
+    assert_true(peer_closed(peers[1]));
+    assert_false(peer_closed(peers[2]));
+    /* the newest is handed out first */
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), fds[PROXY_POOL_MAX + 1]);
+    close(fds[PROXY_POOL_MAX + 1]);
+    pool_free_dead(p);
+    /* nothing lives past its idle time */
+    uint64_t deadline = pool_next_deadline(p);
+    assert_true(deadline > proxy_now_ms());
+    assert_true(deadline <= proxy_now_ms() + PROXY_POOL_IDLE_MS);
+    pool_expire(p, deadline - 1);
+    assert_int_equal(p->n_idle, PROXY_POOL_MAX - 1);
+    pool_expire(p, deadline + PROXY_POOL_IDLE_MS);
+    pool_free_dead(p);
+    assert_int_equal(p->n_idle, 0);
+    assert_int_equal(pool_next_deadline(p), 0);
+    for (int i = 0; i < PROXY_POOL_MAX + 2; i++) {
+        if (i != PROXY_POOL_MAX + 1)
+            assert_true(peer_closed(peers[i]));
+        close(peers[i]);
+    }
+    pool_proxy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +914,8 @@ int main(void)
         cmocka_unit_test(test_tls_intercepts_with_a_verified_leaf),
         cmocka_unit_test(test_tls_refuses_untrusted_origins),
         cmocka_unit_test(test_tls_resumes_origin_sessions_by_name),
+        cmocka_unit_test(test_pool_keys_by_name_port_and_tls),
+        cmocka_unit_test(test_pool_is_bounded_and_expires),
     };
     return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
 }
