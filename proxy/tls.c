@@ -102,6 +102,9 @@ int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, stru
     if (!t->client)
         return -1;
     ossl.SSL_CTX_set_alpn_select_cb(t->server, select_alpn, NULL);
+    /* one TLS 1.3 ticket per handshake, not OpenSSL's two: a client resumes with one, and
+     * each costs an encoding and an encryption of the session */
+    ossl.SSL_CTX_set_num_tickets(t->server, 1);
     /* Origins are verified: an interception proxy that accepted any certificate
      * would hand the user's credentials to whoever sits on the path. */
     ossl.SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
