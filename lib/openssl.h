@@ -62,6 +62,8 @@
     X(SSL_CTX_set_num_tickets)                                                                     \
     X(SSL_CTX_set_ex_data)                                                                         \
     X(SSL_CTX_get_ex_data)                                                                         \
+    X(SSL_set_ex_data)                                                                             \
+    X(SSL_get_ex_data)                                                                             \
     X(SSL_get_SSL_CTX)                                                                             \
     X(SSL_get_servername)                                                                          \
     X(SSL_set_session)                                                                             \

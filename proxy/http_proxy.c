@@ -1067,7 +1067,7 @@ static bool start_upstream_tls(struct proxy *p, struct conn *c)
     struct http_conn *h = c->http;
     struct moat_err err = {0};
 
-    h->ussl = tls_connect_new(&p->tls, c->up, h->up_name, &err);
+    h->ussl = tls_connect_new(&p->tls, c->up, h->up_name, h->up_port, &err);
     h->u_hs = false;
     if (!h->ussl) {
         reply(p, c, 502, "upstream TLS failed", err.msg);

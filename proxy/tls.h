@@ -7,6 +7,7 @@
 #define MOAT_PROXY_TLS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "lib/openssl.h"
@@ -14,10 +15,12 @@
 
 #define TLS_RESUME_CACHE 64 /* origins whose last session is kept for resumption */
 
-/* A session an origin gave moat, offered again on the next connection to that name:
- * the origin skips its signature and moat the certificate's parsing and verification. */
+/* A session an origin gave moat, offered again on the next connection to that name and
+ * port: the origin skips its signature and moat the certificate's parsing and
+ * verification. */
 struct tls_resume {
     char host[256];
+    uint16_t port;
     SSL_SESSION *sess;
     unsigned long used; /* LRU clock */
 };
@@ -37,10 +40,12 @@ void tls_ctx_free(struct tls_ctx *t);
 SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
                     struct moat_err *err);
 
-/* A client session on FD for HOST: SNI, and the certificate must be valid for HOST.
- * The last session HOST's origin gave is offered for resumption; it was verified for
- * HOST, by name, when it was made. */
-SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_err *err);
+/* A client session on FD for HOST (at PORT): SNI, and the certificate must be valid for
+ * HOST. The last session the origin at HOST:PORT gave is offered for resumption; it was
+ * verified for HOST, by name, when it was made, and is never offered to another name or
+ * port. */
+SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, uint16_t port,
+                     struct moat_err *err);
 
 /* What a non-blocking step needs next. */
 enum tls_step {

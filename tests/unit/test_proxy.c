@@ -615,7 +615,7 @@ static void tls_pair_open(struct tls_pair *p, const char *leaf_host, const char 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p->sv), 0);
     p->leaf = ca_leaf(&p->ca, leaf_host, &err);
     p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], &err);
-    p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, &err);
+    p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, 443, &err);
     assert_non_null(p->srv);
     assert_non_null(p->cli);
 }
@@ -683,7 +683,7 @@ static void test_tls_refuses_untrusted_origins(void **state)
 /* One TLS connection from T's client side to a server presenting LEAF; the client's
  * session after it read what the server sent past the handshake (TLS 1.3 tickets). */
 static SSL *tls_connect_once(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, const char *host,
-                             SSL **srv, int sv[2])
+                             uint16_t port, SSL **srv, int sv[2])
 {
     struct moat_err err = {0};
     char buf[16];
@@ -691,7 +691,7 @@ static SSL *tls_connect_once(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf,
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     *srv = tls_accept_new(t, ca, leaf, sv[0], &err);
-    SSL *cli = tls_connect_new(t, sv[1], host, &err);
+    SSL *cli = tls_connect_new(t, sv[1], host, port, &err);
     assert_non_null(*srv);
     assert_non_null(cli);
     assert_int_equal(handshake_pair(*srv, cli, &err), TLS_OK);
@@ -708,11 +708,11 @@ static void tls_close_once(SSL *srv, SSL *cli, int sv[2])
     close(sv[1]);
 }
 
-/* The session kept for HOST in T's cache, or NULL. */
-static SSL_SESSION *kept_session(const struct tls_ctx *t, const char *host)
+/* The session kept for HOST:PORT in T's cache, or NULL. */
+static SSL_SESSION *kept_session(const struct tls_ctx *t, const char *host, uint16_t port)
 {
     for (size_t i = 0; i < TLS_RESUME_CACHE; i++)
-        if (t->resume[i].sess && strcmp(t->resume[i].host, host) == 0)
+        if (t->resume[i].sess && t->resume[i].port == port && strcmp(t->resume[i].host, host) == 0)
             return t->resume[i].sess;
     return NULL;
 }
@@ -729,32 +729,70 @@ static void test_tls_resumes_origin_sessions_by_name(void **state)
     X509 *other = ca_leaf(&p.ca, "other.test", &err);
     assert_non_null(other);
     /* a verified handshake leaves its session (the ticket read after it) under its name */
-    assert_null(kept_session(&p.t, "api.test"));
-    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    assert_null(kept_session(&p.t, "api.test", 443));
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 0);
     tls_close_once(srv, cli, sv);
-    assert_non_null(kept_session(&p.t, "api.test"));
+    assert_non_null(kept_session(&p.t, "api.test", 443));
     /* the next connection to the name resumes it, though the last one ended without
      * close_notify; and keeps the ticket it got this time */
-    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 1);
     tls_close_once(srv, cli, sv);
-    SSL_SESSION *api = kept_session(&p.t, "api.test");
+    SSL_SESSION *api = kept_session(&p.t, "api.test", 443);
     assert_non_null(api);
     /* each name its own: other.test's session does not replace api.test's */
-    cli = tls_connect_once(&p.t, &p.ca, other, "other.test", &srv, sv);
+    cli = tls_connect_once(&p.t, &p.ca, other, "other.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 0);
     tls_close_once(srv, cli, sv);
-    assert_non_null(kept_session(&p.t, "other.test"));
-    assert_ptr_equal(kept_session(&p.t, "api.test"), api);
+    assert_non_null(kept_session(&p.t, "other.test", 443));
+    assert_ptr_equal(kept_session(&p.t, "api.test", 443), api);
+    /* and each port: another port of the same name (another server, maybe) is not
+     * offered api.test:443's session, and its own does not replace it */
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 8443, &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 0);
+    tls_close_once(srv, cli, sv);
+    assert_non_null(kept_session(&p.t, "api.test", 8443));
+    assert_ptr_equal(kept_session(&p.t, "api.test", 443), api);
     /* a certificate that fails verification for its name leaves nothing behind */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], &err);
-    cli = tls_connect_new(&p.t, sv[1], "evil.test", &err);
+    cli = tls_connect_new(&p.t, sv[1], "evil.test", 443, &err);
     assert_int_equal(handshake_pair(srv, cli, &err), TLS_FAIL);
     tls_close_once(srv, cli, sv);
-    assert_null(kept_session(&p.t, "evil.test"));
+    assert_null(kept_session(&p.t, "evil.test", 443));
     ossl.X509_free(other);
+    tls_pair_close(&p);
+}
+
+/* The resumption cache is bounded: past TLS_RESUME_CACHE origins the least recently
+ * used goes. */
+static void test_tls_resume_cache_is_bounded(void **state)
+{
+    struct tls_pair p;
+    SSL *srv, *cli;
+    int sv[2];
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    for (uint16_t port = 1; port <= TLS_RESUME_CACHE; port++) {
+        cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", port, &srv, sv);
+        tls_close_once(srv, cli, sv);
+    }
+    /* port 1 used again: port 2 is now the least recent */
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 1, &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 1);
+    tls_close_once(srv, cli, sv);
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", TLS_RESUME_CACHE + 1, &srv, sv);
+    tls_close_once(srv, cli, sv);
+    size_t kept = 0;
+    for (size_t i = 0; i < TLS_RESUME_CACHE; i++)
+        kept += p.t.resume[i].sess != NULL;
+    assert_int_equal(kept, TLS_RESUME_CACHE);
+    assert_null(kept_session(&p.t, "api.test", 2));
+    assert_non_null(kept_session(&p.t, "api.test", 1));
+    assert_non_null(kept_session(&p.t, "api.test", 3));
+    assert_non_null(kept_session(&p.t, "api.test", TLS_RESUME_CACHE + 1));
     tls_pair_close(&p);
 }
 
@@ -914,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_tls_intercepts_with_a_verified_leaf),
         cmocka_unit_test(test_tls_refuses_untrusted_origins),
         cmocka_unit_test(test_tls_resumes_origin_sessions_by_name),
+        cmocka_unit_test(test_tls_resume_cache_is_bounded),
         cmocka_unit_test(test_pool_keys_by_name_port_and_tls),
         cmocka_unit_test(test_pool_is_bounded_and_expires),
     };
