@@ -853,9 +853,11 @@ static void update_events(struct proxy *p, struct conn *c)
     } else if (h->cssl && !h->c_hs) {
         cev = h->c_want;
     } else {
-        if ((h->rq == RQ_HEAD && h->rs == RS_IDLE) || h->rq == RQ_BODY)
-            if (buf_room(&h->cin, HX_IN_MAX) && !h->c_eof)
-                cev |= EPOLLIN;
+        /* readable whatever the state, as far as the buffer goes (the next request is
+         * parsed only once this response is done): an interest that changed with every
+         * message would cost two epoll_ctl calls per request */
+        if (buf_room(&h->cin, HX_IN_MAX) && !h->c_eof)
+            cev |= EPOLLIN;
         if (h->cout.len)
             cev |= EPOLLOUT;
         if (h->up_state == UP_CONNECTING)
@@ -863,8 +865,8 @@ static void update_events(struct proxy *p, struct conn *c)
         else if (h->up_state == UP_OPEN && h->ussl && !h->u_hs)
             uev = h->u_want;
         else if (h->up_state == UP_OPEN) {
-            if ((h->rs == RS_HEAD || h->rs == RS_BODY) && buf_room(&h->uin, HX_IN_MAX) && !h->u_eof)
-                uev |= EPOLLIN;
+            if (buf_room(&h->uin, HX_IN_MAX) && !h->u_eof)
+                uev |= EPOLLIN; /* between responses too: the origin's FIN closes it */
             if (h->uout.len)
                 uev |= EPOLLOUT;
             uev |= h->u_want;
@@ -974,7 +976,27 @@ static int handshakes(struct proxy *p, struct conn *c)
     return 1;
 }
 
-static void http_run(struct proxy *p, struct conn *c)
+/* Whether a side may have bytes to read: its socket was reported readable and has not
+ * said "nothing now" since (RD), or its TLS session holds records already read. */
+static bool may_read(bool rd, SSL *ssl)
+{
+    return rd || (ssl && ossl.SSL_has_pending(ssl));
+}
+
+/* Whether a socket may still hold bytes after a read into B (ROOM bytes free before it)
+ * gave N (the io_read result): not when it said "nothing now" or ended; not after a read
+ * that left room (plain) or any TLS read (read-ahead took what was there, and what it
+ * holds is SSL_has_pending). Level-triggered epoll reports the socket again if more came. */
+static bool still_readable(ssize_t n, size_t room, SSL *ssl)
+{
+    return n > 0 && !ssl && (size_t)n == room;
+}
+
+/* Move what can move on C. C_RD, U_RD: whether the client's and the upstream's sockets
+ * may be read (an event said so, or the caller does not know); a side is read only then,
+ * since a read that finds nothing is a wasted system call, and the level-triggered loop
+ * reports a socket again while bytes wait in it. */
+static void http_step(struct proxy *p, struct conn *c, bool c_rd, bool u_rd)
 {
     struct http_conn *h = c->http;
 
@@ -985,21 +1007,26 @@ static void http_run(struct proxy *p, struct conn *c)
         bool moved = false;
         if (handshakes(p, c) <= 0)
             break;
-        if (!h->closing && !h->c_eof) {
+        if (!h->closing && !h->c_eof && may_read(c_rd, h->cssl)) {
+            size_t room = buf_room(&h->cin, HX_IN_MAX);
             ssize_t n = io_read(p, c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
             if (n == 0)
                 h->c_eof = true;
             else if (n == -2)
                 h->abort = true;
+            c_rd = still_readable(n, room, h->cssl);
             moved |= n >= 0;
-        } else if (h->closing && !h->cout.len) {
+        } else if (h->closing && !h->cout.len && c_rd) {
             char drain[4096];
             ssize_t n = recv(c->client, drain, sizeof(drain), MSG_DONTWAIT);
             if (n == 0 || (n < 0 && errno != EAGAIN))
                 h->abort = true; /* the sandbox read the answer and closed: done */
+            c_rd &= n > 0;
             moved |= n > 0;
         }
-        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs)) {
+        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs) &&
+            may_read(u_rd, h->ussl)) {
+            size_t room = buf_room(&h->uin, HX_IN_MAX);
             ssize_t n = io_read(p, c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
             if (n > 0)
                 replay_drop(h); /* the answer began: no resending from here on */
@@ -1007,6 +1034,7 @@ static void http_run(struct proxy *p, struct conn *c)
                 h->u_eof = true;
             else if (n == -2 && !resend_fresh(p, c))
                 h->abort = true;
+            u_rd = still_readable(n, room, h->ussl);
             moved |= n >= 0;
         }
         while (!h->closing && !h->abort && (step_request(p, c) | step_response(p, c)))
@@ -1061,6 +1089,15 @@ static void http_run(struct proxy *p, struct conn *c)
     update_events(p, c);
 }
 
+/* http_step() for callers that were not told what is readable (a dial, a lookup, a
+ * deadline): both sides are tried. */
+static void http_run(struct proxy *p, struct conn *c)
+{
+    http_step(p, c, true, true);
+}
+
+#define READABLE (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+
 /* TLS to the origin, verified for the request's host (SNI and the certificate). */
 static bool start_upstream_tls(struct proxy *p, struct conn *c)
 {
@@ -1100,17 +1137,15 @@ static void on_up(struct proxy *p, struct watch *w, uint32_t events)
                 return;
         }
     }
-    (void)events;
-    http_run(p, c);
+    http_step(p, c, false, events & READABLE);
 }
 
 static void on_client(struct proxy *p, struct watch *w, uint32_t events)
 {
     struct conn *c = conn_of(w, w_client);
 
-    (void)events;
     if (!c->dead)
-        http_run(p, c);
+        http_step(p, c, events & READABLE, false);
 }
 
 void http_expire(struct proxy *p, struct conn *c)

@@ -42,6 +42,9 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, struct moat_err *err)
                       SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS,
                       NULL);
+    /* a record (and what follows it) in one read(2), not its header and then its body;
+     * what is read ahead is SSL_has_pending() to the event loop */
+    ossl.SSL_CTX_ctrl(c, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
     return c;
 }
 
