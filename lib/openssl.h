@@ -60,6 +60,7 @@
     X(SSL_has_pending)                                                                             \
     X(SSL_CTX_sess_set_new_cb)                                                                     \
     X(SSL_CTX_set_num_tickets)                                                                     \
+    X(SSL_set_num_tickets)                                                                         \
     X(SSL_CTX_set_ex_data)                                                                         \
     X(SSL_CTX_get_ex_data)                                                                         \
     X(SSL_set_ex_data)                                                                             \

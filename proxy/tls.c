@@ -145,7 +145,7 @@ void tls_ctx_free(struct tls_ctx *t)
     t->server = t->client = NULL;
 }
 
-SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
+SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd, bool tickets,
                     struct moat_err *err)
 {
     SSL *s = ossl.SSL_new(t->server);
@@ -158,6 +158,10 @@ SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
             ossl.SSL_free(s);
         return NULL;
     }
+    /* a ticket costs two encodings, a decoding, an encryption and a record: none for a
+     * client that said it cannot resume (RFC 8446 4.2.9) */
+    if (!tickets)
+        ossl.SSL_set_num_tickets(s, 0);
     ossl.SSL_set_accept_state(s);
     return s;
 }

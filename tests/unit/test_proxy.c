@@ -614,7 +614,7 @@ static void tls_pair_open(struct tls_pair *p, const char *leaf_host, const char 
     assert_int_equal(tls_ctx_init(&p->t, cas, trust_ca ? 1 : 0, &err), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p->sv), 0);
     p->leaf = ca_leaf(&p->ca, leaf_host, &err);
-    p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], &err);
+    p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], true, &err);
     p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, 443, &err);
     assert_non_null(p->srv);
     assert_non_null(p->cli);
@@ -690,7 +690,7 @@ static SSL *tls_connect_once(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf,
     size_t n;
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    *srv = tls_accept_new(t, ca, leaf, sv[0], &err);
+    *srv = tls_accept_new(t, ca, leaf, sv[0], true, &err);
     SSL *cli = tls_connect_new(t, sv[1], host, port, &err);
     assert_non_null(*srv);
     assert_non_null(cli);
@@ -756,12 +756,40 @@ static void test_tls_resumes_origin_sessions_by_name(void **state)
     assert_ptr_equal(kept_session(&p.t, "api.test", 443), api);
     /* a certificate that fails verification for its name leaves nothing behind */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], &err);
+    srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], true, &err);
     cli = tls_connect_new(&p.t, sv[1], "evil.test", 443, &err);
     assert_int_equal(handshake_pair(srv, cli, &err), TLS_FAIL);
     tls_close_once(srv, cli, sv);
     assert_null(kept_session(&p.t, "evil.test", 443));
     ossl.X509_free(other);
+    tls_pair_close(&p);
+}
+
+/* A server session told not to issue tickets (its client sent no psk_key_exchange_modes)
+ * leaves the client nothing to resume with; one told to issues its ticket. */
+static void test_tls_tickets_only_for_clients_that_resume(void **state)
+{
+    struct tls_pair p;
+    struct moat_err err = {0};
+    char buf[16];
+    size_t n;
+    int sv[2];
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    for (int tickets = 0; tickets < 2; tickets++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        SSL *srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], tickets, &err);
+        SSL *cli = tls_connect_new(&p.t, sv[1], "api.test", 1000 + tickets, &err);
+        assert_int_equal(handshake_pair(srv, cli, &err), TLS_OK);
+        assert_int_equal(tls_write(srv, "x", 1, &n, "sandbox", &err), TLS_OK);
+        assert_int_equal(tls_read(cli, buf, sizeof(buf), &n, "origin", &err), TLS_OK);
+        if (tickets)
+            assert_non_null(kept_session(&p.t, "api.test", 1001));
+        else
+            assert_null(kept_session(&p.t, "api.test", 1000));
+        tls_close_once(srv, cli, sv);
+    }
     tls_pair_close(&p);
 }
 
@@ -953,6 +981,7 @@ int main(void)
         cmocka_unit_test(test_tls_refuses_untrusted_origins),
         cmocka_unit_test(test_tls_resumes_origin_sessions_by_name),
         cmocka_unit_test(test_tls_resume_cache_is_bounded),
+        cmocka_unit_test(test_tls_tickets_only_for_clients_that_resume),
         cmocka_unit_test(test_pool_keys_by_name_port_and_tls),
         cmocka_unit_test(test_pool_is_bounded_and_expires),
     };
