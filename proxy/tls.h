@@ -36,7 +36,8 @@ struct tls_ctx {
 int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, struct moat_err *err);
 void tls_ctx_free(struct tls_ctx *t);
 
-/* A server session on FD presenting LEAF (from ca_leaf) with the CA as its chain.
+/* A server session on FD presenting LEAF (from ca_leaf), without the CA (the sandbox's
+ * trust anchor) in its chain.
  * TICKETS: whether to issue a TLS 1.3 session ticket (only a client that sent
  * psk_key_exchange_modes can use one). */
 SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd, bool tickets,
