@@ -2,16 +2,15 @@
  * that opens a new connection per request (a package manager, hey -disable-keepalive)
  * would otherwise cost a TCP connect and a TLS handshake toward the origin each time,
  * a full round trip to a real one. Only a connection whose last exchange ended cleanly
- * (see http_proxy.c, park_upstream) comes here; it is keyed by the name it was dialled
- * and (for TLS) verified for, its port, and whether it speaks TLS, and it goes at the
- * first sign of life from the origin (a close, an alert, stray bytes) or after
- * PROXY_POOL_IDLE_MS. */
+ * (http_proxy.c: upstream_clean, release_upstream) comes here; it is keyed by the name
+ * it was dialled and (for TLS) verified for, its port, and whether it speaks TLS, and it
+ * goes at the first sign of life from the origin (a close, an alert, stray bytes) or
+ * after PROXY_POOL_IDLE_MS. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "lib/log.h"
 #include "proxy/internal.h"
 
 #define idle_of(w) ((struct up_idle *)((char *)(w)-offsetof(struct up_idle, w)))
