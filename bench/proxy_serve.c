@@ -3,9 +3,12 @@
  * listens on, then serves until SIGTERM or SIGINT.
  *
  *   proxy_serve --ca-dir DIR [--port N] [--upstream-ca FILE]... [--add-host NAME:ADDR[:PORT]]...
+ *               [--max-connections N]
  *
  * --add-host is moat run's: the origin's name mapped to a loopback address, which the
- * proxy otherwise refuses to dial. Not installed; benchmarks only. */
+ * proxy otherwise refuses to dial. --max-connections is moat.yaml's
+ * network.max_connections; here it defaults to 4096, since bench/proxy holds 1,000
+ * connections open (moat run's default is 256). Not installed; benchmarks only. */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -19,6 +22,7 @@
 #include "proxy/proxy.h"
 
 #define MAX_ITEMS 16
+#define BENCH_MAX_CONNS 4096
 
 static int listen_on(uint16_t port, uint16_t *bound)
 {
@@ -40,7 +44,7 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s --ca-dir DIR [--port N] [--upstream-ca FILE]... "
-            "[--add-host NAME:ADDR[:PORT]]...\n",
+            "[--add-host NAME:ADDR[:PORT]]... [--max-connections N]\n",
             argv0);
     return 2;
 }
@@ -51,11 +55,15 @@ int main(int argc, char **argv)
                                          {"port", required_argument, NULL, 'p'},
                                          {"upstream-ca", required_argument, NULL, 'u'},
                                          {"add-host", required_argument, NULL, 'H'},
+                                         {"max-connections", required_argument, NULL, 'm'},
                                          {NULL, 0, NULL, 0}};
     struct proxy_host hosts[MAX_ITEMS];
     const char *cas[MAX_ITEMS];
-    struct proxy_config cfg = {
-        .audit_fd = -1, .run_name = "bench", .hosts = hosts, .upstream_cas = cas};
+    struct proxy_config cfg = {.audit_fd = -1,
+                               .run_name = "bench",
+                               .hosts = hosts,
+                               .upstream_cas = cas,
+                               .max_conns = BENCH_MAX_CONNS};
     struct moat_err err = {0};
     char msg[MOAT_ERR_MSG_MAX + 64];
     struct proxy *proxy = NULL;
@@ -68,6 +76,8 @@ int main(int argc, char **argv)
             cfg.ca_dir = optarg;
         } else if (o == 'p') {
             port = (uint16_t)strtoul(optarg, NULL, 10);
+        } else if (o == 'm') {
+            cfg.max_conns = (unsigned)strtoul(optarg, NULL, 10);
         } else if (o == 'u' && cfg.n_upstream_cas < MAX_ITEMS) {
             cas[cfg.n_upstream_cas++] = optarg;
         } else if (o == 'H' && cfg.n_hosts < MAX_ITEMS) {

@@ -57,9 +57,14 @@
     X(SSL_do_handshake)                                                                            \
     X(SSL_select_next_proto)                                                                       \
     X(SSL_pending)                                                                                 \
+    X(SSL_has_pending)                                                                             \
     X(SSL_CTX_sess_set_new_cb)                                                                     \
+    X(SSL_CTX_set_num_tickets)                                                                     \
+    X(SSL_set_num_tickets)                                                                         \
     X(SSL_CTX_set_ex_data)                                                                         \
     X(SSL_CTX_get_ex_data)                                                                         \
+    X(SSL_set_ex_data)                                                                             \
+    X(SSL_get_ex_data)                                                                             \
     X(SSL_get_SSL_CTX)                                                                             \
     X(SSL_get_servername)                                                                          \
     X(SSL_set_session)                                                                             \
@@ -74,6 +79,9 @@
     X(PEM_read_bio_X509)                                                                           \
     X(PEM_read_bio_PrivateKey)                                                                     \
     X(X509_free)                                                                                   \
+    X(i2d_X509)                                                                                    \
+    X(d2i_X509)                                                                                    \
+    X(CRYPTO_free)                                                                                 \
     X(X509_STORE_add_cert)                                                                         \
     X(X509_verify_cert_error_string)                                                               \
     X(EVP_PKEY_free)                                                                               \

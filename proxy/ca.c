@@ -219,6 +219,23 @@ void ca_close(struct proxy_ca *ca)
     ca->key = ca->leaf_key = NULL;
 }
 
+/* C as read back from its DER: a certificate built here keeps no encoding of itself, so
+ * OpenSSL would encode it again for every handshake that sends it; one parsed from DER
+ * keeps those bytes. C is consumed. */
+static X509 *with_encoding(X509 *c, struct moat_err *err)
+{
+    unsigned char *der = NULL;
+    int len = ossl.i2d_X509(c, &der);
+    const unsigned char *in = der;
+    X509 *parsed = len > 0 ? ossl.d2i_X509(NULL, &in, len) : NULL;
+
+    ossl.CRYPTO_free(der, __FILE__, __LINE__);
+    ossl.X509_free(c);
+    if (!parsed)
+        openssl_err(err, "encode the leaf");
+    return parsed;
+}
+
 static X509 *forge(struct proxy_ca *ca, const char *host, struct moat_err *err)
 {
     char san[300];
@@ -238,7 +255,7 @@ static X509 *forge(struct proxy_ca *ca, const char *host, struct moat_err *err)
         ossl.X509_free(c);
         return NULL;
     }
-    return c;
+    return with_encoding(c, err);
 }
 
 X509 *ca_leaf(struct proxy_ca *ca, const char *host, struct moat_err *err)

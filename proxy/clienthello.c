@@ -14,6 +14,7 @@
 #define EXT_SERVER_NAME 0
 #define EXT_ALPN 16
 #define EXT_SUPPORTED_VERSIONS 43
+#define EXT_PSK_MODES 45
 #define EXTS_MAX 128 /* far above any client's; bounds the duplicate check */
 
 /* A bounded reader: every get fails once the bytes run out. */
@@ -168,6 +169,17 @@ static int parse_versions(struct rd r, struct tls_hello *out, struct moat_err *e
     return 0;
 }
 
+/* psk_key_exchange_modes (RFC 8446 4.2.9): a list of one-byte modes, at least one. */
+static int parse_psk_modes(struct rd r, struct tls_hello *out, struct moat_err *err)
+{
+    struct rd list = vec(&r, 1);
+
+    if (r.bad || r.len || list.len < 1)
+        return moat_err_set(err, EPROTO, "TLS: malformed psk_key_exchange_modes extension");
+    out->psk_modes = true;
+    return 0;
+}
+
 static int parse_extensions(struct rd exts, struct tls_hello *out, struct moat_err *err)
 {
     uint16_t seen[EXTS_MAX];
@@ -192,6 +204,8 @@ static int parse_extensions(struct rd exts, struct tls_hello *out, struct moat_e
             rc = parse_alpn(data, out, err);
         else if (type == EXT_SUPPORTED_VERSIONS)
             rc = parse_versions(data, out, err);
+        else if (type == EXT_PSK_MODES)
+            rc = parse_psk_modes(data, out, err);
         if (rc < 0)
             return -1;
     }

@@ -24,6 +24,7 @@ struct tls_hello {
     char alpn[TLS_ALPN_MAX][TLS_ALPN_NAME_MAX + 1];
     size_t n_versions; /* 0: no supported_versions extension (TLS 1.2 or older) */
     uint16_t versions[TLS_VERSIONS_MAX];
+    bool psk_modes; /* psk_key_exchange_modes sent: a TLS 1.3 client that can resume */
     /* the handshake message, gathered from its records */
     uint8_t msg[TLS_HELLO_MAX + 4];
 };
@@ -33,7 +34,8 @@ struct tls_hello {
  * when it is not TLS or not a well-formed ClientHello: records other than handshake
  * before it ends, a message over TLS_HELLO_MAX, lengths that do not add up, duplicate
  * extensions, a server_name list that is not exactly one valid DNS host name (an IP
- * address is not one), an empty or malformed ALPN or supported_versions list. */
+ * address is not one), an empty or malformed ALPN, supported_versions or
+ * psk_key_exchange_modes list. */
 int tls_hello_parse(const uint8_t *buf, size_t len, struct tls_hello *out, struct moat_err *err);
 
 /* Whether the client offered the ALPN protocol NAME. */

@@ -294,6 +294,47 @@ static void close_upstream(struct proxy *p, struct conn *c)
     c->http->u_eof = c->http->u_shut = false;
 }
 
+/* The request head kept for a resend, dropped (it may carry an injected credential). */
+static void replay_drop(struct http_conn *h)
+{
+    if (!h->replay)
+        return;
+    explicit_bzero(h->replay, h->replay_len);
+    free(h->replay);
+    h->replay = NULL;
+    h->replay_len = 0;
+}
+
+/* Whether C's upstream can carry the next request of anyone: open, its handshake done,
+ * the last exchange complete both ways and kept alive by the origin, nothing buffered. A
+ * connection in any other state would answer the next request with the last one's bytes. */
+static bool upstream_clean(const struct conn *c)
+{
+    const struct http_conn *h = c->http;
+
+    return c->up >= 0 && h->up_state == UP_OPEN && (!h->ussl || h->u_hs) && h->up_keep_alive &&
+           !h->tunnel && !h->u_eof && !h->u_shut && !h->uin.len && !h->uout.len &&
+           (h->rs == RS_IDLE || (h->rs == RS_DONE && h->rq == RQ_DONE)) &&
+           (!h->ussl || !ossl.SSL_has_pending(h->ussl));
+}
+
+/* C is done with its upstream: into the proxy's pool when clean, else closed. */
+static void release_upstream(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+
+    if (!upstream_clean(c)) {
+        close_upstream(p, c);
+        return;
+    }
+    pool_put(p, c->up, h->ussl, h->up_name, h->up_port);
+    h->ussl = NULL;
+    h->u_hs = false;
+    c->up = -1;
+    c->up_events = 0;
+    h->up_state = UP_NONE;
+}
+
 /* Answer the sandbox from the proxy itself, then close: STATUS with a one-line BODY;
  * BLOCKED, when set, goes into X-Moat-Blocked. Nothing the sandbox sent is echoed. */
 static void reply(struct proxy *p, struct conn *c, int status, const char *blocked,
@@ -435,6 +476,7 @@ static bool upstream_dialled(struct proxy *p, struct conn *c, int fd, struct moa
     c->up = fd;
     c->w_up.fn = on_up;
     c->up_events = EPOLLOUT;
+    c->http->up_reused = false;
     if (proxy_watch(p, c->up, &c->w_up, EPOLLOUT, false) < 0) {
         reply(p, c, 502, "upstream refused", "epoll");
         return false;
@@ -443,9 +485,33 @@ static bool upstream_dialled(struct proxy *p, struct conn *c, int fd, struct moa
     return true;
 }
 
-/* Connect to the request's host unless the open upstream already is it; a name to
- * look up leaves the request waiting (UP_RESOLVING) for http_resolved(). */
-static bool ensure_upstream(struct proxy *p, struct conn *c)
+/* An idle connection to the request's host from the pool, made C's upstream. */
+static bool take_pooled(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+    SSL *ssl = NULL;
+    int fd = pool_take(p, h->up_name, h->up_port, h->tls, &ssl);
+
+    if (fd < 0)
+        return false;
+    c->up = fd;
+    c->w_up.fn = on_up;
+    c->up_events = 0;
+    h->ussl = ssl;
+    h->u_hs = ssl != NULL;
+    h->up_state = UP_OPEN;
+    h->up_reused = true;
+    if (proxy_watch(p, fd, &c->w_up, 0, true) < 0) {
+        close_upstream(p, c);
+        return false;
+    }
+    return true;
+}
+
+/* Connect to the request's host unless the open upstream already is it (POOLED: or an
+ * idle one in the pool is); a name to look up leaves the request waiting (UP_RESOLVING)
+ * for http_resolved(). */
+static bool ensure_upstream(struct proxy *p, struct conn *c, bool pooled)
 {
     struct http_conn *h = c->http;
     struct moat_err err = {0};
@@ -453,10 +519,12 @@ static bool ensure_upstream(struct proxy *p, struct conn *c)
 
     if (c->up >= 0 && strcmp(h->up_name, h->host.name) == 0 && h->up_port == h->host.port)
         return true;
-    close_upstream(p, c);
+    release_upstream(p, c);
     h->uin.len = 0;
     snprintf(h->up_name, sizeof(h->up_name), "%s", h->host.name);
     h->up_port = h->host.port;
+    if (pooled && take_pooled(p, c))
+        return true;
     int fd = dial_begin(p, c, h->host.name, h->host.port, &to, &err);
     if (fd == DIAL_PENDING) {
         h->up_state = UP_RESOLVING;
@@ -525,7 +593,9 @@ static ssize_t write_request_head(struct proxy *p, struct conn *c, struct moat_e
     struct http_set_field set[PROVIDER_MAX_EDITS], merge[PROVIDER_MAX_EDITS];
     const char *drop[PROVIDER_MAX_EDITS];
     struct http_rewrite rw = {.origin_form = true,
-                              .close = !r->keep_alive,
+                              /* moat's own connection: kept for the next request
+                               * (pool.c) whatever the sandbox does with its own */
+                              .close = false,
                               .websocket = r->upgrade_websocket,
                               .set = set,
                               .merge = merge,
@@ -608,8 +678,18 @@ static int on_request_head(struct proxy *p, struct conn *c)
         reply(p, c, 431, NULL, "the request head does not fit once rewritten");
         return -1;
     }
-    if (!ensure_upstream(p, c))
+    replay_drop(h);
+    h->up_keep_alive = false;
+    if (!ensure_upstream(p, c, true))
         return -1;
+    /* a request without a body on a connection that carried one before: kept until its
+     * answer begins, to send again should the origin have closed the idle connection */
+    bool bodyless =
+        r->framing == HTTP_BODY_NONE || (r->framing == HTTP_BODY_LENGTH && r->content_length == 0);
+    if (h->up_reused && bodyless && (h->replay = malloc((size_t)n))) {
+        memcpy(h->replay, h->uout.b + h->uout.len, (size_t)n);
+        h->replay_len = (size_t)n;
+    }
     h->uout.len += (size_t)n;
     h->bytes_up += (uint64_t)n;
     h->req_keep_alive = r->keep_alive;
@@ -660,6 +740,8 @@ static int on_response_head(struct proxy *p, struct conn *c)
     }
     h->status = r->status;
     h->resp_keep_alive = r->keep_alive && !rw.close;
+    h->up_keep_alive = r->keep_alive;
+    h->up_reused = true; /* the next request on it would be its second */
     if (ws) {
         /* from here on a tunnel both ways: frames are relayed as they come */
         h->tunnel = true;
@@ -771,9 +853,11 @@ static void update_events(struct proxy *p, struct conn *c)
     } else if (h->cssl && !h->c_hs) {
         cev = h->c_want;
     } else {
-        if ((h->rq == RQ_HEAD && h->rs == RS_IDLE) || h->rq == RQ_BODY)
-            if (buf_room(&h->cin, HX_IN_MAX) && !h->c_eof)
-                cev |= EPOLLIN;
+        /* readable whatever the state, as far as the buffer goes (the next request is
+         * parsed only once this response is done): an interest that changed with every
+         * message would cost two epoll_ctl calls per request */
+        if (buf_room(&h->cin, HX_IN_MAX) && !h->c_eof)
+            cev |= EPOLLIN;
         if (h->cout.len)
             cev |= EPOLLOUT;
         if (h->up_state == UP_CONNECTING)
@@ -781,8 +865,8 @@ static void update_events(struct proxy *p, struct conn *c)
         else if (h->up_state == UP_OPEN && h->ussl && !h->u_hs)
             uev = h->u_want;
         else if (h->up_state == UP_OPEN) {
-            if ((h->rs == RS_HEAD || h->rs == RS_BODY) && buf_room(&h->uin, HX_IN_MAX) && !h->u_eof)
-                uev |= EPOLLIN;
+            if (buf_room(&h->uin, HX_IN_MAX) && !h->u_eof)
+                uev |= EPOLLIN; /* between responses too: the origin's FIN closes it */
             if (h->uout.len)
                 uev |= EPOLLOUT;
             uev |= h->u_want;
@@ -801,6 +885,26 @@ static void update_events(struct proxy *p, struct conn *c)
     }
 }
 
+/* C's upstream closed or failed before a byte of the answer came: when it was a reused
+ * connection (the origin may close an idle one just as a request goes out) and the
+ * request had no body, send the request once more on a fresh connection. */
+static bool resend_fresh(struct proxy *p, struct conn *c)
+{
+    struct http_conn *h = c->http;
+
+    if (!h->replay || h->rs != RS_HEAD || h->uin.len || !buf_get(p, &h->uout))
+        return false;
+    close_upstream(p, c);
+    memcpy(h->uout.b, h->replay, h->replay_len);
+    h->uout.len = h->replay_len;
+    replay_drop(h);
+    log_debug("proxy: %s: the reused upstream closed before answering; sending again", h->up_name);
+    if (!ensure_upstream(p, c, false))
+        return true; /* answered (502) */
+    c->deadline = proxy_now_ms() + PROXY_DIAL_MS;
+    return true;
+}
+
 static void on_eofs(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
@@ -813,6 +917,8 @@ static void on_eofs(struct proxy *p, struct conn *c)
                 shutdown(c->client, SHUT_WR);
                 h->c_shut = true;
             }
+        } else if (h->rs == RS_HEAD && h->resp.line == 0 && resend_fresh(p, c)) {
+            /* sent again */
         } else if (h->rs == RS_HEAD && h->resp.line == 0) {
             reply(p, c, 502, NULL, "upstream closed the connection without an answer");
         } else if (h->rs == RS_HEAD || h->rs == RS_BODY) {
@@ -870,7 +976,27 @@ static int handshakes(struct proxy *p, struct conn *c)
     return 1;
 }
 
-static void http_run(struct proxy *p, struct conn *c)
+/* Whether a side may have bytes to read: its socket was reported readable and has not
+ * said "nothing now" since (RD), or its TLS session holds records already read. */
+static bool may_read(bool rd, SSL *ssl)
+{
+    return rd || (ssl && ossl.SSL_has_pending(ssl));
+}
+
+/* Whether a socket may still hold bytes after a read into B (ROOM bytes free before it)
+ * gave N (the io_read result): not when it said "nothing now" or ended; not after a read
+ * that left room (plain) or any TLS read (read-ahead took what was there, and what it
+ * holds is SSL_has_pending). Level-triggered epoll reports the socket again if more came. */
+static bool still_readable(ssize_t n, size_t room, SSL *ssl)
+{
+    return n > 0 && !ssl && (size_t)n == room;
+}
+
+/* Move what can move on C. C_RD, U_RD: whether the client's and the upstream's sockets
+ * may be read (an event said so, or the caller does not know); a side is read only then,
+ * since a read that finds nothing is a wasted system call, and the level-triggered loop
+ * reports a socket again while bytes wait in it. */
+static void http_step(struct proxy *p, struct conn *c, bool c_rd, bool u_rd)
 {
     struct http_conn *h = c->http;
 
@@ -881,26 +1007,34 @@ static void http_run(struct proxy *p, struct conn *c)
         bool moved = false;
         if (handshakes(p, c) <= 0)
             break;
-        if (!h->closing && !h->c_eof) {
+        if (!h->closing && !h->c_eof && may_read(c_rd, h->cssl)) {
+            size_t room = buf_room(&h->cin, HX_IN_MAX);
             ssize_t n = io_read(p, c->client, h->cssl, &h->c_want, &h->cin, HX_IN_MAX);
             if (n == 0)
                 h->c_eof = true;
             else if (n == -2)
                 h->abort = true;
+            c_rd = still_readable(n, room, h->cssl);
             moved |= n >= 0;
-        } else if (h->closing && !h->cout.len) {
+        } else if (h->closing && !h->cout.len && c_rd) {
             char drain[4096];
             ssize_t n = recv(c->client, drain, sizeof(drain), MSG_DONTWAIT);
             if (n == 0 || (n < 0 && errno != EAGAIN))
                 h->abort = true; /* the sandbox read the answer and closed: done */
+            c_rd &= n > 0;
             moved |= n > 0;
         }
-        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs)) {
+        if (!h->closing && h->up_state == UP_OPEN && !h->u_eof && (!h->ussl || h->u_hs) &&
+            may_read(u_rd, h->ussl)) {
+            size_t room = buf_room(&h->uin, HX_IN_MAX);
             ssize_t n = io_read(p, c->up, h->ussl, &h->u_want, &h->uin, HX_IN_MAX);
+            if (n > 0)
+                replay_drop(h); /* the answer began: no resending from here on */
             if (n == 0)
                 h->u_eof = true;
-            else if (n == -2)
+            else if (n == -2 && !resend_fresh(p, c))
                 h->abort = true;
+            u_rd = still_readable(n, room, h->ussl);
             moved |= n >= 0;
         }
         while (!h->closing && !h->abort && (step_request(p, c) | step_response(p, c)))
@@ -908,9 +1042,11 @@ static void http_run(struct proxy *p, struct conn *c)
         if (!h->closing)
             on_eofs(p, c);
         size_t before = h->cout.len + h->uout.len;
-        if (io_write(c->client, h->cssl, &h->c_want, &h->cout, &h->sent_client) < 0 ||
-            (h->up_state == UP_OPEN && (!h->ussl || h->u_hs) &&
-             io_write(c->up, h->ussl, &h->u_want, &h->uout, &h->sent_up) < 0))
+        if (io_write(c->client, h->cssl, &h->c_want, &h->cout, &h->sent_client) < 0)
+            h->abort = true;
+        else if (h->up_state == UP_OPEN && (!h->ussl || h->u_hs) &&
+                 io_write(c->up, h->ussl, &h->u_want, &h->uout, &h->sent_up) < 0 &&
+                 !resend_fresh(p, c))
             h->abort = true;
         if (h->connect_ok && !h->cout.len && !h->abort) {
             snprintf(c->name, sizeof(c->name), "%s", h->host.name);
@@ -939,6 +1075,8 @@ static void http_run(struct proxy *p, struct conn *c)
     if (progress && !h->abort && !h->closing && h->up_state != UP_CONNECTING &&
         h->up_state != UP_RESOLVING && (h->rq != RQ_HEAD || h->rs != RS_IDLE))
         c->deadline = proxy_now_ms() + PROXY_IDLE_MS;
+    if (h->abort || h->closing)
+        release_upstream(p, c); /* the sandbox's side ends: the origin's may serve others */
     if (h->abort) {
         log_debug("proxy: %s: closed (request %d, response %d, upstream %d, eof %d/%d)",
                   c->name[0] ? c->name : "-", h->rq, h->rs, h->up_state, h->c_eof, h->u_eof);
@@ -951,13 +1089,22 @@ static void http_run(struct proxy *p, struct conn *c)
     update_events(p, c);
 }
 
+/* http_step() for callers that were not told what is readable (a dial, a lookup, a
+ * deadline): both sides are tried. */
+static void http_run(struct proxy *p, struct conn *c)
+{
+    http_step(p, c, true, true);
+}
+
+#define READABLE (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+
 /* TLS to the origin, verified for the request's host (SNI and the certificate). */
 static bool start_upstream_tls(struct proxy *p, struct conn *c)
 {
     struct http_conn *h = c->http;
     struct moat_err err = {0};
 
-    h->ussl = tls_connect_new(&p->tls, c->up, h->up_name, &err);
+    h->ussl = tls_connect_new(&p->tls, c->up, h->up_name, h->up_port, &err);
     h->u_hs = false;
     if (!h->ussl) {
         reply(p, c, 502, "upstream TLS failed", err.msg);
@@ -990,17 +1137,15 @@ static void on_up(struct proxy *p, struct watch *w, uint32_t events)
                 return;
         }
     }
-    (void)events;
-    http_run(p, c);
+    http_step(p, c, false, events & READABLE);
 }
 
 static void on_client(struct proxy *p, struct watch *w, uint32_t events)
 {
     struct conn *c = conn_of(w, w_client);
 
-    (void)events;
     if (!c->dead)
-        http_run(p, c);
+        http_step(p, c, events & READABLE, false);
 }
 
 void http_expire(struct proxy *p, struct conn *c)
@@ -1033,6 +1178,7 @@ void http_free(struct conn *c)
 
     if (!h)
         return;
+    replay_drop(h);
     if (h->cssl)
         ossl.SSL_free(h->cssl);
     if (h->ussl)

@@ -57,7 +57,8 @@ static void intercept(struct proxy *p, struct conn *c, const struct tls_hello *h
         return;
     }
     X509 *leaf = ca_leaf(&p->ca, c->name, &err);
-    SSL *ssl = leaf ? tls_accept_new(&p->tls, &p->ca, leaf, c->client, &err) : NULL;
+    SSL *ssl =
+        leaf ? tls_accept_new(&p->tls, &p->ca, leaf, c->client, hello->psk_modes, &err) : NULL;
     if (leaf)
         ossl.X509_free(leaf);
     if (!ssl) {

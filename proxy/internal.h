@@ -206,12 +206,44 @@ struct proxy {
     size_t n_conns, n_busy;        /* every connection; those of them past the cap */
     char *spare[PROXY_SPARE_BUFS]; /* the HTTP path's empty buffers, for the next message */
     size_t n_spare;
+    struct up_idle *idle, *idle_dead; /* pool.c: newest first */
+    size_t n_idle;
 };
 
 uint64_t proxy_now_ms(void);
 
 /* Watch FD for EVENTS with W (EPOLL_CTL_ADD, or MOD when MOD). */
 int proxy_watch(struct proxy *p, int fd, struct watch *w, uint32_t events, bool mod);
+
+/* ---- pool.c: idle upstream connections for the next request to the same origin ---- */
+
+#define PROXY_POOL_MAX 32        /* idle upstream connections kept, all origins together */
+#define PROXY_POOL_IDLE_MS 10000 /* an idle one is closed after this long */
+
+struct up_idle {
+    struct watch w;
+    struct up_idle *prev, *next;
+    bool dead; /* taken or dropped; freed after the current batch of events */
+    int fd;
+    SSL *ssl; /* its verified session, handshake done; NULL: plain HTTP */
+    char name[HTTP_HOST_BUF];
+    uint16_t port;
+    uint64_t deadline;
+};
+
+/* Keep FD (watched by epoll already) and SSL (or NULL) to NAME:PORT for a later request,
+ * or close them when they cannot be kept. Only a connection whose last response was
+ * complete, kept alive, and nothing buffered either way, may come here. */
+void pool_put(struct proxy *p, int fd, SSL *ssl, const char *name, uint16_t port);
+/* An idle connection to NAME:PORT, TLS or not (*SSL set), taken out of the pool: the
+ * caller points its epoll registration elsewhere before the loop runs again. -1: none. */
+int pool_take(struct proxy *p, const char *name, uint16_t port, bool tls, SSL **ssl);
+void pool_expire(struct proxy *p, uint64_t now);
+/* The nearest idle deadline, 0 when the pool is empty. */
+uint64_t pool_next_deadline(const struct proxy *p);
+void pool_free_dead(struct proxy *p);
+/* Close every idle connection (the proxy stops). */
+void pool_free(struct proxy *p);
 
 /* ---- conn.c: the transparent listener, raw TCP relays, the explicit socket ---- */
 
@@ -282,6 +314,12 @@ struct http_conn {
     struct http_head req, resp;
     struct hbody rqbody, rsbody;
     bool req_keep_alive, resp_keep_alive, req_websocket;
+    bool up_keep_alive; /* the origin's last response let its connection carry another */
+    bool up_reused;     /* the upstream carried a request before this one (or came idle) */
+    /* the request head as sent on a pooled upstream, until its answer begins: sent again
+     * on a fresh connection when the origin had closed the idle one meanwhile */
+    char *replay;
+    size_t replay_len;
     enum http_method req_method;
     struct http_host host; /* the request's one verified destination */
     char up_name[HTTP_HOST_BUF];

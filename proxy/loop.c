@@ -57,7 +57,7 @@ static void on_stop(struct proxy *p, struct watch *w, uint32_t events)
 /* Milliseconds until the nearest deadline, -1 for none. */
 static int next_timeout(const struct proxy *p)
 {
-    uint64_t now = proxy_now_ms(), best = 0;
+    uint64_t now = proxy_now_ms(), best = pool_next_deadline(p);
 
     for (const struct conn *c = p->conns; c; c = c->next)
         if (c->deadline && (!best || c->deadline < best))
@@ -76,6 +76,7 @@ static void expire(struct proxy *p)
         if (c->deadline && c->deadline <= now)
             conn_expire(p, c);
     }
+    pool_expire(p, now);
 }
 
 static void *loop(void *arg)
@@ -100,6 +101,7 @@ static void *loop(void *arg)
         }
         expire(p);
         conn_free_dead(p);
+        pool_free_dead(p);
     }
     return NULL;
 }
@@ -187,6 +189,7 @@ static void destroy(struct proxy *p)
     while (p->conns)
         conn_close(p, p->conns);
     conn_free_dead(p);
+    pool_free(p);
     resolver_release(p->resolver); /* after the connections: none waits for a lookup now */
     close_sockets(&p->socks);
     moat_closep(&p->epfd);

@@ -42,17 +42,21 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, struct moat_err *err)
                       SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS,
                       NULL);
+    /* a record (and what follows it) in one read(2), not its header and then its body;
+     * what is read ahead is SSL_has_pending() to the event loop */
+    ossl.SSL_CTX_ctrl(c, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
     return c;
 }
 
-/* The slot for HOST: its own, else an empty one, else the least recently used. */
-static struct tls_resume *resume_slot(struct tls_ctx *t, const char *host, bool *found)
+/* The slot for HOST:PORT: its own, else an empty one, else the least recently used. */
+static struct tls_resume *resume_slot(struct tls_ctx *t, const char *host, uint16_t port,
+                                      bool *found)
 {
     struct tls_resume *slot = &t->resume[0];
 
     for (size_t i = 0; i < TLS_RESUME_CACHE; i++) {
         struct tls_resume *r = &t->resume[i];
-        if (r->sess && strcmp(r->host, host) == 0) {
+        if (r->sess && r->port == port && strcmp(r->host, host) == 0) {
             *found = true;
             return r;
         }
@@ -66,11 +70,12 @@ static struct tls_resume *resume_slot(struct tls_ctx *t, const char *host, bool 
 }
 
 /* OpenSSL hands over each session (TLS 1.3: each ticket) an origin issues: keep the
- * newest per server name. */
+ * newest per server name and port. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls_ctx *t = ossl.SSL_CTX_get_ex_data(ossl.SSL_get_SSL_CTX(ssl), 0);
     const char *host = ossl.SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    uint16_t port = (uint16_t)(uintptr_t)ossl.SSL_get_ex_data(ssl, 0);
     bool found;
 
     /* only a session from a verified handshake is kept (verification fails the handshake
@@ -83,10 +88,11 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     SSL_SESSION *copy = ossl.SSL_SESSION_dup(sess);
     if (!copy)
         return 0;
-    struct tls_resume *r = resume_slot(t, host, &found);
+    struct tls_resume *r = resume_slot(t, host, port, &found);
     if (r->sess)
         ossl.SSL_SESSION_free(r->sess);
     snprintf(r->host, sizeof(r->host), "%s", host);
+    r->port = port;
     r->sess = copy;
     r->used = ++t->clock;
     return 0; /* SESS stays OpenSSL's */
@@ -102,6 +108,9 @@ int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, stru
     if (!t->client)
         return -1;
     ossl.SSL_CTX_set_alpn_select_cb(t->server, select_alpn, NULL);
+    /* one TLS 1.3 ticket per handshake, not OpenSSL's two: a client resumes with one, and
+     * each costs an encoding and an encryption of the session */
+    ossl.SSL_CTX_set_num_tickets(t->server, 1);
     /* Origins are verified: an interception proxy that accepted any certificate
      * would hand the user's credentials to whoever sits on the path. */
     ossl.SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
@@ -136,28 +145,35 @@ void tls_ctx_free(struct tls_ctx *t)
     t->server = t->client = NULL;
 }
 
-SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
+SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd, bool tickets,
                     struct moat_err *err)
 {
     SSL *s = ossl.SSL_new(t->server);
 
+    /* the leaf alone: its issuer is the trust anchor the sandbox holds, which RFC 8446
+     * 4.4.2 lets a server leave out (fewer bytes, one certificate less to parse) */
     if (!s || ossl.SSL_use_certificate(s, leaf) != 1 ||
-        ossl.SSL_use_PrivateKey(s, ca->leaf_key) != 1 ||
-        ossl.SSL_ctrl(s, SSL_CTRL_CHAIN_CERT, 1, ca->cert) != 1 || ossl.SSL_set_fd(s, fd) != 1) {
+        ossl.SSL_use_PrivateKey(s, ca->leaf_key) != 1 || ossl.SSL_set_fd(s, fd) != 1) {
         openssl_err(err, "TLS session toward the sandbox");
         if (s)
             ossl.SSL_free(s);
         return NULL;
     }
+    /* a ticket costs two encodings, a decoding, an encryption and a record: none for a
+     * client that said it cannot resume (RFC 8446 4.2.9) */
+    if (!tickets)
+        ossl.SSL_set_num_tickets(s, 0);
     ossl.SSL_set_accept_state(s);
     return s;
 }
 
-SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_err *err)
+SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, uint16_t port,
+                     struct moat_err *err)
 {
     SSL *s = ossl.SSL_new(t->client);
 
     if (!s || ossl.SSL_set_fd(s, fd) != 1 ||
+        ossl.SSL_set_ex_data(s, 0, (void *)(uintptr_t)port) != 1 ||
         ossl.SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, (void *)host) !=
             1 ||
         ossl.SSL_set1_host(s, host) != 1 ||
@@ -170,7 +186,7 @@ SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_er
         return NULL;
     }
     bool found;
-    struct tls_resume *r = resume_slot(t, host, &found);
+    struct tls_resume *r = resume_slot(t, host, port, &found);
     if (found) {
         r->used = ++t->clock;
         ossl.SSL_set_session(s, r->sess); /* a failure only means a full handshake */

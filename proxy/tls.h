@@ -7,6 +7,7 @@
 #define MOAT_PROXY_TLS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "lib/openssl.h"
@@ -14,10 +15,12 @@
 
 #define TLS_RESUME_CACHE 64 /* origins whose last session is kept for resumption */
 
-/* A session an origin gave moat, offered again on the next connection to that name:
- * the origin skips its signature and moat the certificate's parsing and verification. */
+/* A session an origin gave moat, offered again on the next connection to that name and
+ * port: the origin skips its signature and moat the certificate's parsing and
+ * verification. */
 struct tls_resume {
     char host[256];
+    uint16_t port;
     SSL_SESSION *sess;
     unsigned long used; /* LRU clock */
 };
@@ -33,14 +36,19 @@ struct tls_ctx {
 int tls_ctx_init(struct tls_ctx *t, const char *const *extra_cas, size_t n, struct moat_err *err);
 void tls_ctx_free(struct tls_ctx *t);
 
-/* A server session on FD presenting LEAF (from ca_leaf) with the CA as its chain. */
-SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd,
+/* A server session on FD presenting LEAF (from ca_leaf), without the CA (the sandbox's
+ * trust anchor) in its chain.
+ * TICKETS: whether to issue a TLS 1.3 session ticket (only a client that sent
+ * psk_key_exchange_modes can use one). */
+SSL *tls_accept_new(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, int fd, bool tickets,
                     struct moat_err *err);
 
-/* A client session on FD for HOST: SNI, and the certificate must be valid for HOST.
- * The last session HOST's origin gave is offered for resumption; it was verified for
- * HOST, by name, when it was made. */
-SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, struct moat_err *err);
+/* A client session on FD for HOST (at PORT): SNI, and the certificate must be valid for
+ * HOST. The last session the origin at HOST:PORT gave is offered for resumption; it was
+ * verified for HOST, by name, when it was made, and is never offered to another name or
+ * port. */
+SSL *tls_connect_new(struct tls_ctx *t, int fd, const char *host, uint16_t port,
+                     struct moat_err *err);
 
 /* What a non-blocking step needs next. */
 enum tls_step {

@@ -104,6 +104,7 @@ static size_t sni_ext(uint8_t *buf, const char *name)
 static const uint8_t alpn_h2_h11[] = {0,   12,  2,   'h', '2', 8,   'h',
                                       't', 't', 'p', '/', '1', '.', '1'};
 static const uint8_t versions_13_12[] = {4, 0x03, 0x04, 0x03, 0x03};
+static const uint8_t psk_dhe_ke[] = {1, 1};
 
 /* Parse all at once and one byte at a time; both must agree. */
 static int parse(const struct bytes *in, struct tls_hello *h, struct moat_err *err)
@@ -133,8 +134,9 @@ static void test_hand_built(void **state)
         {16, alpn_h2_h11, sizeof(alpn_h2_h11)},
         {43, versions_13_12, sizeof(versions_13_12)},
         {0x0a0a, "", 0}, /* GREASE: unknown types are skipped */
+        {45, psk_dhe_ke, sizeof(psk_dhe_ke)},
     };
-    hello_body(&body, exts, 4);
+    hello_body(&body, exts, 5);
     for (size_t rec = 1; rec <= 300; rec += 37) {
         wrap(&in, &body, rec);
         assert_int_equal(parse(&in, &h, &err), 1);
@@ -147,7 +149,15 @@ static void test_hand_built(void **state)
         assert_int_equal(h.n_versions, 2);
         assert_int_equal(h.versions[0], 0x0304);
         assert_int_equal(h.legacy_version, 0x0303);
+        assert_true(h.psk_modes);
     }
+    /* without psk_key_exchange_modes: a client that cannot resume (Go without a session
+     * cache sends none) */
+    body.len = 0;
+    hello_body(&body, exts, 4);
+    wrap(&in, &body, 16384);
+    assert_int_equal(parse(&in, &h, &err), 1);
+    assert_false(h.psk_modes);
     /* whatever follows the hello (early data, the next record) is not looked at */
     wrap(&in, &body, 16384);
     put(&in, "\x17\x03\x03\x00\x01X", 6);
@@ -238,6 +248,15 @@ static void test_extensions_rejected(void **state)
     struct ext e5[] = {{43, versions_13_12, sizeof(versions_13_12)},
                        {43, versions_13_12, sizeof(versions_13_12)}};
     ext_fails(e5, 2, "supported_versions twice");
+    uint8_t psk_empty[] = {0};
+    struct ext e6[] = {{45, psk_empty, 1}};
+    ext_fails(e6, 1, "empty psk_key_exchange_modes");
+    uint8_t psk_over[] = {2, 1};
+    struct ext e7[] = {{45, psk_over, 2}};
+    ext_fails(e7, 1, "psk_key_exchange_modes past its extension");
+    uint8_t psk_trailing[] = {1, 1, 0};
+    struct ext e8[] = {{45, psk_trailing, 3}};
+    ext_fails(e8, 1, "bytes after psk_key_exchange_modes");
 }
 
 static void test_messages_rejected(void **state)
@@ -334,6 +353,7 @@ static void test_openssl_hello(void **state)
     for (size_t i = 0; i < h.n_versions; i++)
         tls13 |= h.versions[i] == 0x0304;
     assert_true(tls13);
+    assert_true(h.psk_modes); /* OpenSSL offers resumption */
     ossl.SSL_free(ssl);
     ossl.SSL_CTX_free(ctx);
     close(sv[0]);

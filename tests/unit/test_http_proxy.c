@@ -63,6 +63,7 @@ struct origin {
     int lfd;
     uint16_t port;
     const char *resp; /* answered after each complete request */
+    int answer_max;   /* per connection; the request past them closes it unanswered (0: no cap) */
     char seen[8192];  /* everything received, all connections */
     size_t n_seen;
     int accepts;
@@ -97,13 +98,17 @@ static void *origin_main(void *arg)
         char buf[4096];
         size_t start = o->n_seen;
         ssize_t n;
+        int answered = 0;
         while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
             if (o->n_seen + (size_t)n > sizeof(o->seen))
                 break;
             memcpy(o->seen + o->n_seen, buf, (size_t)n);
             o->n_seen += (size_t)n;
             if (request_complete(o->seen + start, o->n_seen - start)) {
+                if (o->answer_max && answered == o->answer_max)
+                    break; /* as an origin closing an idle connection just as a request came */
                 send(fd, o->resp, strlen(o->resp), MSG_NOSIGNAL);
+                answered++;
                 start = o->n_seen;
             }
         }
@@ -414,6 +419,97 @@ static void test_a_slow_lookup_stalls_no_one_else(void **state)
     assert_int_equal(r.origin.accepts, 1);
 }
 
+/* How often NEEDLE occurs in HAY. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *s = hay; (s = strstr(s, needle)); s += strlen(needle))
+        n++;
+    return n;
+}
+
+/* One request on a fresh client connection that says it is the last; the answer. */
+static void one_request(const struct rig *r, const char *method_body, char *buf, size_t cap)
+{
+    char req[512];
+    int fd = client(r);
+
+    snprintf(
+        req, sizeof(req),
+        "%s http://origin.test:%u/ HTTP/1.1\r\nHost: origin.test:%u\r\nConnection: close\r\n%s",
+        method_body, r->origin.port, r->origin.port,
+        strncmp(method_body, "POST", 4) == 0 ? "Content-Length: 3\r\n\r\nabc" : "\r\n");
+    send_str(fd, req);
+    read_answer(fd, buf, cap, cap);
+    close(fd);
+}
+
+static void test_upstream_kept_for_the_next_connection(void **state)
+{
+    struct rig r;
+    char buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    for (int i = 0; i < 3; i++) {
+        one_request(&r, "GET", buf, sizeof(buf));
+        assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+        assert_non_null(strstr(buf, "Connection: close\r\n")); /* the sandbox's wish, kept */
+        usleep(20000);
+    }
+    rig_stop(&r);
+    /* three connections from the sandbox, one to the origin: the sandbox's Connection:
+     * close is its own hop's */
+    assert_int_equal(r.origin.accepts, 1);
+    r.origin.seen[r.origin.n_seen] = '\0';
+    assert_int_equal(count_of(r.origin.seen, "GET / HTTP/1.1\r\n"), 3);
+    assert_null(strcasestr(r.origin.seen, "Connection: close"));
+}
+
+static void test_upstream_not_kept_when_the_origin_closes(void **state)
+{
+    struct rig r;
+    char buf[4096];
+    (void)state;
+
+    rig_start(&r, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    for (int i = 0; i < 2; i++) {
+        one_request(&r, "GET", buf, sizeof(buf));
+        assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+        usleep(20000);
+    }
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 2);
+}
+
+static void test_a_request_on_a_stale_upstream_is_sent_again(void **state)
+{
+    struct rig r;
+    char buf[4096];
+    (void)state;
+
+    rig_start(&r, RESP_OK);
+    r.origin.answer_max = 1; /* each connection answers one request, then closes on the next */
+    one_request(&r, "GET", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    usleep(20000);
+    /* the kept connection is closed by the origin as the request comes: sent again on a
+     * fresh one, the sandbox never sees the difference */
+    one_request(&r, "GET", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    usleep(20000);
+    /* a request with a body is not sent twice: the origin might have acted on it */
+    one_request(&r, "POST", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 502 Bad Gateway\r\n"));
+    assert_non_null(strstr(buf, "upstream closed the connection without an answer"));
+    rig_stop(&r);
+    assert_int_equal(r.origin.accepts, 2);
+    r.origin.seen[r.origin.n_seen] = '\0';
+    assert_int_equal(count_of(r.origin.seen, "GET / HTTP/1.1\r\n"), 3);
+    assert_int_equal(count_of(r.origin.seen, "POST / HTTP/1.1\r\n"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +519,9 @@ int main(void)
         cmocka_unit_test(test_connections_past_the_cap_get_503),
         cmocka_unit_test(test_a_slow_lookup_stalls_no_one_else),
         cmocka_unit_test(test_a_slow_client_in_a_tunnel_is_waited_for),
+        cmocka_unit_test(test_upstream_kept_for_the_next_connection),
+        cmocka_unit_test(test_upstream_not_kept_when_the_origin_closes),
+        cmocka_unit_test(test_a_request_on_a_stale_upstream_is_sent_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -613,8 +614,8 @@ static void tls_pair_open(struct tls_pair *p, const char *leaf_host, const char 
     assert_int_equal(tls_ctx_init(&p->t, cas, trust_ca ? 1 : 0, &err), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p->sv), 0);
     p->leaf = ca_leaf(&p->ca, leaf_host, &err);
-    p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], &err);
-    p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, &err);
+    p->srv = tls_accept_new(&p->t, &p->ca, p->leaf, p->sv[0], true, &err);
+    p->cli = tls_connect_new(&p->t, p->sv[1], dial_host, 443, &err);
     assert_non_null(p->srv);
     assert_non_null(p->cli);
 }
@@ -682,15 +683,15 @@ static void test_tls_refuses_untrusted_origins(void **state)
 /* One TLS connection from T's client side to a server presenting LEAF; the client's
  * session after it read what the server sent past the handshake (TLS 1.3 tickets). */
 static SSL *tls_connect_once(struct tls_ctx *t, struct proxy_ca *ca, X509 *leaf, const char *host,
-                             SSL **srv, int sv[2])
+                             uint16_t port, SSL **srv, int sv[2])
 {
     struct moat_err err = {0};
     char buf[16];
     size_t n;
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    *srv = tls_accept_new(t, ca, leaf, sv[0], &err);
-    SSL *cli = tls_connect_new(t, sv[1], host, &err);
+    *srv = tls_accept_new(t, ca, leaf, sv[0], true, &err);
+    SSL *cli = tls_connect_new(t, sv[1], host, port, &err);
     assert_non_null(*srv);
     assert_non_null(cli);
     assert_int_equal(handshake_pair(*srv, cli, &err), TLS_OK);
@@ -707,11 +708,11 @@ static void tls_close_once(SSL *srv, SSL *cli, int sv[2])
     close(sv[1]);
 }
 
-/* The session kept for HOST in T's cache, or NULL. */
-static SSL_SESSION *kept_session(const struct tls_ctx *t, const char *host)
+/* The session kept for HOST:PORT in T's cache, or NULL. */
+static SSL_SESSION *kept_session(const struct tls_ctx *t, const char *host, uint16_t port)
 {
     for (size_t i = 0; i < TLS_RESUME_CACHE; i++)
-        if (t->resume[i].sess && strcmp(t->resume[i].host, host) == 0)
+        if (t->resume[i].sess && t->resume[i].port == port && strcmp(t->resume[i].host, host) == 0)
             return t->resume[i].sess;
     return NULL;
 }
@@ -728,33 +729,237 @@ static void test_tls_resumes_origin_sessions_by_name(void **state)
     X509 *other = ca_leaf(&p.ca, "other.test", &err);
     assert_non_null(other);
     /* a verified handshake leaves its session (the ticket read after it) under its name */
-    assert_null(kept_session(&p.t, "api.test"));
-    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    assert_null(kept_session(&p.t, "api.test", 443));
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 0);
     tls_close_once(srv, cli, sv);
-    assert_non_null(kept_session(&p.t, "api.test"));
+    assert_non_null(kept_session(&p.t, "api.test", 443));
     /* the next connection to the name resumes it, though the last one ended without
      * close_notify; and keeps the ticket it got this time */
-    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", &srv, sv);
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 1);
     tls_close_once(srv, cli, sv);
-    SSL_SESSION *api = kept_session(&p.t, "api.test");
+    SSL_SESSION *api = kept_session(&p.t, "api.test", 443);
     assert_non_null(api);
     /* each name its own: other.test's session does not replace api.test's */
-    cli = tls_connect_once(&p.t, &p.ca, other, "other.test", &srv, sv);
+    cli = tls_connect_once(&p.t, &p.ca, other, "other.test", 443, &srv, sv);
     assert_int_equal(ossl.SSL_session_reused(cli), 0);
     tls_close_once(srv, cli, sv);
-    assert_non_null(kept_session(&p.t, "other.test"));
-    assert_ptr_equal(kept_session(&p.t, "api.test"), api);
+    assert_non_null(kept_session(&p.t, "other.test", 443));
+    assert_ptr_equal(kept_session(&p.t, "api.test", 443), api);
+    /* and each port: another port of the same name (another server, maybe) is not
+     * offered api.test:443's session, and its own does not replace it */
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 8443, &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 0);
+    tls_close_once(srv, cli, sv);
+    assert_non_null(kept_session(&p.t, "api.test", 8443));
+    assert_ptr_equal(kept_session(&p.t, "api.test", 443), api);
     /* a certificate that fails verification for its name leaves nothing behind */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], &err);
-    cli = tls_connect_new(&p.t, sv[1], "evil.test", &err);
+    srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], true, &err);
+    cli = tls_connect_new(&p.t, sv[1], "evil.test", 443, &err);
     assert_int_equal(handshake_pair(srv, cli, &err), TLS_FAIL);
     tls_close_once(srv, cli, sv);
-    assert_null(kept_session(&p.t, "evil.test"));
+    assert_null(kept_session(&p.t, "evil.test", 443));
     ossl.X509_free(other);
     tls_pair_close(&p);
+}
+
+/* A server session told not to issue tickets (its client sent no psk_key_exchange_modes)
+ * leaves the client nothing to resume with; one told to issues its ticket. */
+static void test_tls_tickets_only_for_clients_that_resume(void **state)
+{
+    struct tls_pair p;
+    struct moat_err err = {0};
+    char buf[16];
+    size_t n;
+    int sv[2];
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    for (int tickets = 0; tickets < 2; tickets++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        SSL *srv = tls_accept_new(&p.t, &p.ca, p.leaf, sv[0], tickets, &err);
+        SSL *cli = tls_connect_new(&p.t, sv[1], "api.test", 1000 + tickets, &err);
+        assert_int_equal(handshake_pair(srv, cli, &err), TLS_OK);
+        assert_int_equal(tls_write(srv, "x", 1, &n, "sandbox", &err), TLS_OK);
+        assert_int_equal(tls_read(cli, buf, sizeof(buf), &n, "origin", &err), TLS_OK);
+        if (tickets)
+            assert_non_null(kept_session(&p.t, "api.test", 1001));
+        else
+            assert_null(kept_session(&p.t, "api.test", 1000));
+        tls_close_once(srv, cli, sv);
+    }
+    tls_pair_close(&p);
+}
+
+/* The resumption cache is bounded: past TLS_RESUME_CACHE origins the least recently
+ * used goes. */
+static void test_tls_resume_cache_is_bounded(void **state)
+{
+    struct tls_pair p;
+    SSL *srv, *cli;
+    int sv[2];
+    (void)state;
+
+    tls_pair_open(&p, "api.test", "api.test", true);
+    for (uint16_t port = 1; port <= TLS_RESUME_CACHE; port++) {
+        cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", port, &srv, sv);
+        tls_close_once(srv, cli, sv);
+    }
+    /* port 1 used again: port 2 is now the least recent */
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", 1, &srv, sv);
+    assert_int_equal(ossl.SSL_session_reused(cli), 1);
+    tls_close_once(srv, cli, sv);
+    cli = tls_connect_once(&p.t, &p.ca, p.leaf, "api.test", TLS_RESUME_CACHE + 1, &srv, sv);
+    tls_close_once(srv, cli, sv);
+    size_t kept = 0;
+    for (size_t i = 0; i < TLS_RESUME_CACHE; i++)
+        kept += p.t.resume[i].sess != NULL;
+    assert_int_equal(kept, TLS_RESUME_CACHE);
+    assert_null(kept_session(&p.t, "api.test", 2));
+    assert_non_null(kept_session(&p.t, "api.test", 1));
+    assert_non_null(kept_session(&p.t, "api.test", 3));
+    assert_non_null(kept_session(&p.t, "api.test", TLS_RESUME_CACHE + 1));
+    tls_pair_close(&p);
+}
+
+/* ---- the pool of idle upstream connections ---- */
+
+/* A proxy with only what pool.c touches: an epoll set. */
+static struct proxy *pool_proxy(void)
+{
+    struct proxy *p = calloc(1, sizeof(*p));
+
+    assert_non_null(p);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(p->epfd >= 0);
+    return p;
+}
+
+static void pool_proxy_free(struct proxy *p)
+{
+    pool_free(p);
+    close(p->epfd);
+    free(p);
+}
+
+static struct watch nobody; /* what a connection's upstream fd was watched with */
+
+/* One end of a fresh socket pair, watched as a connection's upstream would be; the other
+ * end (the origin's) in *PEER. */
+static int pool_fd(struct proxy *p, int *peer)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(proxy_watch(p, sv[0], &nobody, EPOLLIN, false), 0);
+    *peer = sv[1];
+    return sv[0];
+}
+
+/* Whether the pool's end of PEER's pair was closed (fd numbers are reused at once, so the
+ * other end is what tells). */
+static bool peer_closed(int peer)
+{
+    char b;
+    ssize_t n = recv(peer, &b, 1, MSG_DONTWAIT);
+
+    return n == 0 || (n < 0 && errno == ECONNRESET); /* a reset: it closed unread bytes */
+}
+
+/* Run what epoll reports now, as the loop would. */
+static void pool_events(struct proxy *p)
+{
+    struct epoll_event evs[8];
+    int n = epoll_wait(p->epfd, evs, 8, 0);
+
+    for (int i = 0; i < n; i++) {
+        struct watch *w = evs[i].data.ptr;
+        if (w != &nobody)
+            w->fn(p, w, evs[i].events);
+    }
+    pool_free_dead(p);
+}
+
+static void test_pool_keys_by_name_port_and_tls(void **state)
+{
+    struct proxy *p = pool_proxy();
+    SSL *ssl = (SSL *)&nobody; /* never dereferenced: taken back before anything frees it */
+    int peer, peer2;
+    (void)state;
+
+    int fd = pool_fd(p, &peer);
+    pool_put(p, fd, NULL, "api.test", 80);
+    /* another port, another name, TLS where it was plain: none of them gets it */
+    assert_int_equal(pool_take(p, "api.test", 443, false, &ssl), -1);
+    assert_int_equal(pool_take(p, "evil.test", 80, false, &ssl), -1);
+    assert_int_equal(pool_take(p, "api.test", 80, true, &ssl), -1);
+    assert_int_equal(pool_take(p, "api.test.evil", 80, false, &ssl), -1);
+    assert_int_equal(p->n_idle, 1);
+    /* the same name, port and plain: taken, once */
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), fd);
+    assert_null(ssl);
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), -1);
+    assert_int_equal(p->n_idle, 0);
+    /* taken: the pool's watch is gone from the batch, the fd is the caller's */
+    assert_int_equal(proxy_watch(p, fd, &nobody, EPOLLIN, true), 0);
+    assert_int_equal(write(peer, "x", 1), 1);
+    pool_events(p);
+    assert_false(peer_closed(peer));
+    close(fd);
+    close(peer);
+
+    /* an origin that closes (or speaks) while idle: dropped, the fd closed */
+    fd = pool_fd(p, &peer);
+    int fd2 = pool_fd(p, &peer2);
+    pool_put(p, fd, NULL, "a.test", 80);
+    pool_put(p, fd2, NULL, "b.test", 80);
+    close(peer);
+    assert_int_equal(write(peer2, "HTTP/1.1 408", 12), 12);
+    pool_events(p);
+    assert_int_equal(p->n_idle, 0);
+    assert_true(peer_closed(peer2));
+    close(peer2);
+    pool_proxy_free(p);
+}
+
+static void test_pool_is_bounded_and_expires(void **state)
+{
+    struct proxy *p = pool_proxy();
+    int fds[PROXY_POOL_MAX + 2], peers[PROXY_POOL_MAX + 2];
+    SSL *ssl;
+    (void)state;
+
+    for (int i = 0; i < PROXY_POOL_MAX + 2; i++) {
+        fds[i] = pool_fd(p, &peers[i]);
+        pool_put(p, fds[i], NULL, "api.test", 80);
+    }
+    /* full: the oldest went, closed */
+    assert_int_equal(p->n_idle, PROXY_POOL_MAX);
+    assert_true(peer_closed(peers[0]));
+    assert_true(peer_closed(peers[1]));
+    assert_false(peer_closed(peers[2]));
+    /* the newest is handed out first */
+    assert_int_equal(pool_take(p, "api.test", 80, false, &ssl), fds[PROXY_POOL_MAX + 1]);
+    close(fds[PROXY_POOL_MAX + 1]);
+    pool_free_dead(p);
+    /* nothing lives past its idle time */
+    uint64_t deadline = pool_next_deadline(p);
+    assert_true(deadline > proxy_now_ms());
+    assert_true(deadline <= proxy_now_ms() + PROXY_POOL_IDLE_MS);
+    pool_expire(p, deadline - 1);
+    assert_int_equal(p->n_idle, PROXY_POOL_MAX - 1);
+    pool_expire(p, deadline + PROXY_POOL_IDLE_MS);
+    pool_free_dead(p);
+    assert_int_equal(p->n_idle, 0);
+    assert_int_equal(pool_next_deadline(p), 0);
+    for (int i = 0; i < PROXY_POOL_MAX + 2; i++) {
+        if (i != PROXY_POOL_MAX + 1)
+            assert_true(peer_closed(peers[i]));
+        close(peers[i]);
+    }
+    pool_proxy_free(p);
 }
 
 int main(void)
@@ -775,6 +980,10 @@ int main(void)
         cmocka_unit_test(test_tls_intercepts_with_a_verified_leaf),
         cmocka_unit_test(test_tls_refuses_untrusted_origins),
         cmocka_unit_test(test_tls_resumes_origin_sessions_by_name),
+        cmocka_unit_test(test_tls_resume_cache_is_bounded),
+        cmocka_unit_test(test_tls_tickets_only_for_clients_that_resume),
+        cmocka_unit_test(test_pool_keys_by_name_port_and_tls),
+        cmocka_unit_test(test_pool_is_bounded_and_expires),
     };
     return cmocka_run_group_tests_name("proxy", tests, make_tmpdir, remove_tmpdir);
 }
