@@ -295,6 +295,13 @@ static void close_upstream(struct proxy *p, struct conn *c)
 }
 
 /* The request head kept for a resend, dropped (it may carry an injected credential). */
+/* RFC 9110 9.2.2; TRACE never gets this far. */
+static bool idempotent(enum http_method m)
+{
+    return m == HTTP_M_GET || m == HTTP_M_HEAD || m == HTTP_M_OPTIONS || m == HTTP_M_PUT ||
+           m == HTTP_M_DELETE;
+}
+
 static void replay_drop(struct http_conn *h)
 {
     if (!h->replay)
@@ -682,11 +689,13 @@ static int on_request_head(struct proxy *p, struct conn *c)
     h->up_keep_alive = false;
     if (!ensure_upstream(p, c, true))
         return -1;
-    /* a request without a body on a connection that carried one before: kept until its
-     * answer begins, to send again should the origin have closed the idle connection */
+    /* an idempotent request without a body on a connection that carried one before: kept
+     * until its answer begins, to send again should the origin have closed the idle
+     * connection; never a POST or PATCH, which the origin may have acted on (RFC 9110
+     * 9.2.2: a proxy must not retry a non-idempotent request) */
     bool bodyless =
         r->framing == HTTP_BODY_NONE || (r->framing == HTTP_BODY_LENGTH && r->content_length == 0);
-    if (h->up_reused && bodyless && (h->replay = malloc((size_t)n))) {
+    if (h->up_reused && bodyless && idempotent(r->meth) && (h->replay = malloc((size_t)n))) {
         memcpy(h->replay, h->uout.b + h->uout.len, (size_t)n);
         h->replay_len = (size_t)n;
     }
