@@ -28,4 +28,8 @@ int cmd_destroy(int argc, char **argv);
 /* Print "moat: <error>" as one line. */
 void cli_print_err(const struct moat_err *err);
 
+/* A subcommand's getopt_long loop met C (':' or '?') at argv[optind - 1]: say which
+ * flag of CMD, and return CLI_EXIT_USAGE. */
+int cli_bad_flag(const char *cmd, char *const *argv, int c);
+
 #endif

@@ -283,11 +283,8 @@ int cmd_exec(int argc, char **argv)
             interactive = true;
         else if (c == 'h')
             return fputs(exec_usage, stdout), 0;
-        else {
-            fprintf(stderr, "moat: exec: unknown flag %s (see moat exec --help)\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
-        }
+        else
+            return cli_bad_flag("exec", argv, c);
     }
     char **cmd = argv + optind + 1;
     if (optind < argc && cmd[0] && strcmp(cmd[0], "--") == 0)

@@ -55,16 +55,6 @@ static const char destroy_usage[] =
 #define STOP_TIME_DEFAULT 10
 #define SUPERVISOR_GRACE_MS 5000 /* after pid 1 ends, for the supervisor to record it */
 
-/* A subcommand's flags: the usual getopt_long loop, errors named. */
-static int bad_flag(const char *cmd, char **argv, int c)
-{
-    fprintf(stderr,
-            c == ':' ? "moat: %s: %s needs a value (see moat %s --help)\n"
-                     : "moat: %s: unknown flag %s (see moat %s --help)\n",
-            cmd, argv[optind - 1], cmd);
-    return CLI_EXIT_USAGE;
-}
-
 static int one_run_arg(const char *cmd, int argc)
 {
     if (optind + 1 != argc) {
@@ -150,7 +140,7 @@ int cmd_list(int argc, char **argv)
         else if (c == 'h')
             return fputs(list_usage, stdout), 0;
         else
-            return bad_flag("list", argv, c);
+            return cli_bad_flag("list", argv, c);
     }
     if (optind != argc) {
         fprintf(stderr, "moat: list: unexpected argument %s\n", argv[optind]);
@@ -237,7 +227,7 @@ int cmd_logs(int argc, char **argv)
         else if (c == 'h')
             return fputs(logs_usage, stdout), 0;
         else
-            return bad_flag("logs", argv, c);
+            return cli_bad_flag("logs", argv, c);
     }
     if (one_run_arg("logs", argc) < 0)
         return CLI_EXIT_USAGE;
@@ -350,7 +340,7 @@ int cmd_stop(int argc, char **argv)
         else if (c == 'h')
             return fputs(stop_usage, stdout), 0;
         else if (c != 't')
-            return bad_flag("stop", argv, c);
+            return cli_bad_flag("stop", argv, c);
     }
     if (one_run_arg("stop", argc) < 0)
         return CLI_EXIT_USAGE;
@@ -403,7 +393,7 @@ int cmd_destroy(int argc, char **argv)
         else if (c == 'h')
             return fputs(destroy_usage, stdout), 0;
         else
-            return bad_flag("destroy", argv, c);
+            return cli_bad_flag("destroy", argv, c);
     }
     if (one_run_arg("destroy", argc) < 0)
         return CLI_EXIT_USAGE;

@@ -54,6 +54,15 @@ void cli_print_err(const struct moat_err *err)
     fprintf(stderr, "moat: %s\n", moat_err_str(err, buf, sizeof(buf)));
 }
 
+int cli_bad_flag(const char *cmd, char *const *argv, int c)
+{
+    fprintf(stderr,
+            c == ':' ? "moat: %s: %s needs a value (see moat %s --help)\n"
+                     : "moat: %s: unknown flag %s (see moat %s --help)\n",
+            cmd, argv[optind - 1], cmd);
+    return CLI_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
