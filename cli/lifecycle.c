@@ -334,7 +334,7 @@ int cmd_stop(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:t:h", opts, NULL)) != -1) {
         if (c == 't' && stop_time(optarg, &secs) < 0)
             return CLI_EXIT_USAGE;
         else if (c == 'h')

@@ -358,3 +358,12 @@ def test_help(ctx, verb):
     cp = moat(ctx, verb, "--help")
     assert cp.returncode == 0 and cp.stdout.startswith("Usage: moat "), cp
     assert moat(ctx, "--help").stdout.count(f"\n  {verb} ") == (verb != "ls")
+
+
+def test_flag_errors_name_the_flag(ctx):
+    cp = moat(ctx, "stop", "--time")
+    assert cp.returncode == 125
+    assert "moat: stop: --time needs a value (see moat stop --help)" in cp.stderr, cp
+    cp = moat(ctx, "exec", "--bogus", "r", "true")
+    assert cp.returncode == 125
+    assert "moat: exec: unknown flag --bogus (see moat exec --help)" in cp.stderr, cp
